@@ -1,0 +1,32 @@
+# Chest X-ray COVID-19 classification experiments: raw collections -> cropped
+# 224x224 images -> leakage-free splits -> Keras models -> F1 reports.
+# Settings: config.yaml, validated and defaulted by workflow/schemas/.
+
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/model.smk"
+
+
+rule all:
+    input:
+        rules.preprocess.input,
+        rules.split.input,
+        experiment_summaries(),
+    default_target: True

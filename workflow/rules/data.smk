@@ -1,0 +1,67 @@
+# Raw data: the embedded synthetic demo, per-source selection tables, and
+# optional downloads of the public collections.
+
+
+rule demo_data:
+    output:
+        DEMO_FILES,
+    params:
+        demo=DEMO,
+    log:
+        "results/logs/demo_data.log",
+    benchmark:
+        "results/benchmarks/demo_data.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    script:
+        "../../scripts/demo_data.py"
+
+
+rule select_source:
+    input:
+        source_inputs,
+    output:
+        "results/sources/{source}.csv",
+    params:
+        # The selection itself: a change of filters, labels or listed files
+        # re-runs this job and, through it, the manifest.
+        table=lambda wildcards: SELECTIONS[wildcards.source].to_csv(index=False),
+    log:
+        "results/logs/select_source/{source}.log",
+    benchmark:
+        "results/benchmarks/select_source/{source}.tsv"
+    run:
+        Path(output[0]).write_text(params.table)
+        Path(log[0]).write_text(f"{len(SELECTIONS[wildcards.source])} images\n")
+
+
+rule download_ieee8023:
+    output:
+        directory(config["download"]["ieee8023"]["dest"]),
+    params:
+        url=config["download"]["ieee8023"]["url"],
+        ref=config["download"]["ieee8023"]["ref"],
+    log:
+        "results/logs/download/ieee8023.log",
+    benchmark:
+        "results/benchmarks/download/ieee8023.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    script:
+        "../../scripts/download.py"
+
+
+rule download_rsna:
+    output:
+        directory(config["download"]["rsna"]["dest"]),
+    params:
+        competition=config["download"]["rsna"]["competition"],
+        cli=config["download"]["rsna"]["cli"],
+    log:
+        "results/logs/download/rsna.log",
+    benchmark:
+        "results/benchmarks/download/rsna.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    script:
+        "../../scripts/download.py"
