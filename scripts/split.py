@@ -4,14 +4,12 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
-
-from cxrflow import split
+from cxrflow import manifest, split
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 cfg = snakemake.params.split  # noqa: F821
 classes = snakemake.params.classes  # noqa: F821
-table = pd.read_csv(snakemake.input.manifest, dtype=str, keep_default_na=False)  # noqa: F821
+table = manifest.read_manifest(snakemake.input.manifest)  # noqa: F821
 assignments = split.assign_splits(
     table,
     seed=cfg["seed"],

@@ -1,0 +1,276 @@
+"""Preprocessing manifest: the selection joined with the per-image crop records.
+
+The manifest is the one table every later step reads (split, training, report), so
+it is built strictly: every selected image must be accounted for by exactly one
+record, and an ``ok`` image must really have its output file. A mismatch means a
+stale record or a crashed job, which would otherwise surface much later as a
+silently smaller dataset. Images the selection already flagged (``problem``, e.g.
+"missing file") may have no record: they are listed as quarantined with that reason,
+so they stay visible in the report instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SELECTION_COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "source",
+    "raw_path",
+    "label",
+    "finding",
+    "patient_id",
+    "view",
+    "problem",
+)
+RECORD_KEYS: tuple[str, ...] = (
+    "image_id",
+    "raw_path",
+    "status",
+    "reason",
+    "orig_width",
+    "orig_height",
+    "crop_x0",
+    "crop_y0",
+    "crop_x1",
+    "crop_y1",
+    "rows_removed",
+    "cols_removed",
+    "output_path",
+)
+STATUSES: tuple[str, ...] = ("ok", "quarantined")
+INT_COLUMNS: tuple[str, ...] = (
+    "orig_width",
+    "orig_height",
+    "crop_x0",
+    "crop_y0",
+    "crop_x1",
+    "crop_y1",
+    "rows_removed",
+    "cols_removed",
+)
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "source",
+    "raw_path",
+    "label",
+    "finding",
+    "patient_id",
+    "view",
+    *INT_COLUMNS,
+    "output_path",
+    "status",
+    "reason",
+)
+STR_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_COLUMNS if c not in INT_COLUMNS)
+
+# Error messages list at most this many ids: enough to act on, short enough to read.
+_MAX_IDS_SHOWN = 20
+
+
+def _ids_text(ids: Sequence[str]) -> str:
+    shown = ", ".join(map(str, ids[:_MAX_IDS_SHOWN]))
+    more = len(ids) - _MAX_IDS_SHOWN
+    return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def _text(value: Any) -> str:
+    """JSON null / NaN -> "" so string columns never mix None, NaN and text."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return str(value)
+
+
+def _same_path(a: str, b: str) -> bool:
+    return Path(a).resolve(strict=False) == Path(b).resolve(strict=False)
+
+
+def read_records(record_paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Load crop-job records, failing on a file that is not a complete record."""
+    records = []
+    for path in record_paths:
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"unreadable crop record {path}: {err}") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"crop record {path} is not a JSON object")
+        missing = [k for k in RECORD_KEYS if k not in record]
+        if missing:
+            raise ValueError(f"crop record {path} lacks keys: {', '.join(missing)}")
+        if record["status"] not in STATUSES:
+            raise ValueError(
+                f"crop record {path} has status {record['status']!r}, expected one of {STATUSES}"
+            )
+        records.append(record)
+    return records
+
+
+def _check_selection(selection: pd.DataFrame) -> None:
+    missing = [c for c in SELECTION_COLUMNS if c not in selection.columns]
+    if missing:
+        raise ValueError(f"selection lacks columns: {', '.join(missing)}")
+    ids = selection["image_id"].astype(str)
+    dup = sorted(ids[ids.duplicated()].unique())
+    if dup:
+        raise ValueError(f"duplicate image ids in the selection: {_ids_text(dup)}")
+
+
+def _index_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    by_id: dict[str, Mapping[str, Any]] = {}
+    dup: list[str] = []
+    for record in records:
+        image_id = str(record["image_id"])
+        if image_id in by_id:
+            dup.append(image_id)
+        by_id[image_id] = record
+    if dup:
+        raise ValueError(f"duplicate crop records for image ids: {_ids_text(sorted(set(dup)))}")
+    return by_id
+
+
+def _flagged_row(sel: Mapping[str, Any]) -> dict[str, Any]:
+    """A selection row already flagged with a problem and never cropped."""
+    row = {c: _text(sel[c]) for c in MANIFEST_COLUMNS if c in SELECTION_COLUMNS}
+    row.update({c: None for c in INT_COLUMNS})
+    row.update(output_path="", status="quarantined", reason=_text(sel["problem"]))
+    return row
+
+
+def _record_row(sel: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    row = {c: _text(sel[c]) for c in MANIFEST_COLUMNS if c in SELECTION_COLUMNS}
+    row.update({c: record[c] for c in INT_COLUMNS})
+    row.update(
+        output_path=_text(record["output_path"]) if record["status"] == "ok" else "",
+        status=record["status"],
+        reason=_text(record["reason"]),
+    )
+    return row
+
+
+def build_manifest(selection: pd.DataFrame, record_paths: Sequence[Path]) -> pd.DataFrame:
+    """One row per selected image, in selection order, with its crop outcome.
+
+    Raises ValueError (naming the image ids) on: duplicate ids, a selected image
+    without a record (unless the selection flagged a problem for it), a record for an
+    unselected id, a record whose raw_path differs from the selection's (stale
+    record), an ``ok`` record for an image the selection flagged, and an ``ok``
+    record whose output file is missing. Relative output paths are resolved from
+    the working directory, as the workflow writes them.
+    """
+    _check_selection(selection)
+    by_id = _index_records(read_records(record_paths))
+    selected = set(selection["image_id"].astype(str))
+
+    unselected = sorted(set(by_id) - selected)
+    if unselected:
+        raise ValueError(
+            f"crop records for image ids not in the selection: {_ids_text(unselected)}"
+        )
+
+    rows, no_record, stale, contradicted, no_output = [], [], [], [], []
+    for sel in selection.to_dict("records"):
+        image_id = str(sel["image_id"])
+        record = by_id.get(image_id)
+        if record is None:
+            if _text(sel["problem"]):
+                rows.append(_flagged_row(sel))
+            else:
+                no_record.append(image_id)
+            continue
+        if not _same_path(_text(record["raw_path"]), _text(sel["raw_path"])):
+            stale.append(image_id)
+        if record["status"] == "ok":
+            if _text(sel["problem"]):
+                contradicted.append(image_id)
+            output = _text(record["output_path"])
+            if not output or not Path(output).is_file():
+                no_output.append(image_id)
+        rows.append(_record_row(sel, record))
+
+    for ids, what in (
+        (no_record, "selected images without a crop record"),
+        (stale, "crop records whose raw_path differs from the selection (stale records)"),
+        (contradicted, "images flagged by the selection but recorded as ok"),
+        (no_output, "ok records whose output file is missing"),
+    ):
+        if ids:
+            raise ValueError(f"{what}: {_ids_text(ids)}")
+    return _typed(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Pin dtypes: nullable Int64 keeps quarantined rows' unknown sizes as <NA>."""
+    df = df.copy()
+    for col in INT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="raise").astype("Int64")
+    for col in STR_COLUMNS:
+        df[col] = df[col].fillna("").astype(str)
+    return df
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
+    """Write via a temporary file + rename so a crash never leaves a half CSV behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            df.to_csv(handle, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_manifest(df: pd.DataFrame, path: Path) -> Path:
+    """Write the manifest CSV atomically, columns in manifest order."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"manifest lacks columns: {', '.join(missing)}")
+    return write_csv_atomic(df[list(MANIFEST_COLUMNS)], path)
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """Read a manifest CSV back with its dtypes (ids like "007" stay strings)."""
+    df = pd.read_csv(
+        path,
+        dtype={c: str for c in STR_COLUMNS},
+        keep_default_na=False,
+        na_values={c: [""] for c in INT_COLUMNS},
+    )
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"manifest {path} lacks columns: {', '.join(missing)}")
+    return _typed(df[list(MANIFEST_COLUMNS)])
+
+
+def _counts(series: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.value_counts(sort=False).sort_index().items()}
+
+
+def manifest_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """JSON-ready counts for the log and report: per source, label, status, reasons."""
+    quarantined = df[df["status"] != "ok"]
+    table = df.groupby(["source", "label", "status"]).size()
+    nested: dict[str, dict[str, dict[str, int]]] = {}
+    for (source, label, status), n in table.items():
+        nested.setdefault(str(source), {}).setdefault(str(label), {})[str(status)] = int(n)
+    return {
+        "images": int(len(df)),
+        "ok": int((df["status"] == "ok").sum()),
+        "quarantined": int(len(quarantined)),
+        "by_source": _counts(df["source"]),
+        "by_label": _counts(df["label"]),
+        "by_status": _counts(df["status"]),
+        "by_source_label_status": nested,
+        "quarantine_reasons": _counts(quarantined["reason"].replace("", "(no reason given)")),
+    }

@@ -1,0 +1,304 @@
+"""Patient-grouped, seeded, label-stratified splits that stay put when data is added.
+
+Design (the README repeats it):
+
+* **Groups.** Images are grouped by patient, key ``source + ":" + patient_id``, so no
+  patient is ever in two splits. An image without a patient id is its own group
+  (key ``source + ":image:" + image_id``) and ``split_summary`` warns about it: the
+  source cannot tell us which images share a patient. Optional ``extra_groups``
+  (image_id -> cluster key, e.g. near-duplicate clusters from an audit) merge every
+  group they connect (connected components); a merged group is keyed by its
+  smallest member key.
+* **One number per group.** ``u = int.from_bytes(blake2b(f"{seed}:{group}",
+  digest_size=8)) >> 11) / 2**53`` is uniform in [0, 1), the same on every machine
+  and Python run (never Python's salted ``hash()``).
+* **Hold-out (folds = 1).** ``u < test_size`` -> test; ``u < test_size + val_size``
+  -> val; else train.
+* **k-fold (folds = k > 1).** The unit interval is a ring cut into k equal test
+  windows: a group is in the test set of fold ``j = floor(u * k)`` and of no other
+  fold. In fold j the val set is the next ``val_size`` of the ring after the test
+  window: with ``s = (u * k - j) mod k`` (in fold widths), ``s < 1`` -> test,
+  ``s < 1 + val_size * k`` -> val, else train. So val is ``val_size`` of ALL
+  patients (as in hold-out), each fold's val set is a different slice, and
+  ``test_size`` is unused (the test share is 1/k by definition).
+* **Stable under additions.** A group's split is a function of its own ``u`` only,
+  so adding patients never moves an existing one (``tests/test_split.py`` checks it).
+  The label deliberately does not enter the hash either, so a patient whose
+  majority label changes when images are added does not move.
+* **Stratified by label, in expectation.** Within every label stratum (a group's
+  stratum is its most frequent label, ties -> first in ``classes`` order) each group
+  is test with probability exactly ``test_size``, independently, so per-label
+  proportions are Binomial around the target (std ``sqrt(p(1-p)/n)``; on 200
+  patients of one label and p = 0.2 that is 0.028). Exact per-label quotas cannot
+  be had together with stability: if a group's split may depend on which other
+  groups exist, take the dataset {g} and the dataset {g} + others; stability forces
+  g's split in both to equal its split in {g} alone, i.e. a function of g alone,
+  which is this scheme. Quota schemes (ranking u within a label and cutting at
+  round(n * test_size)) move boundary patients whenever a patient is added.
+  Small strata can therefore miss a class in a split; ``split_summary`` reports
+  that in its ``warnings`` rather than the split silently repairing it (a repair
+  would move patients at the next update).
+
+Only ``status == "ok"`` rows are split; quarantined images are listed nowhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from cxrflow.manifest import write_csv_atomic
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+ASSIGNMENT_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "source", "group", "path")
+SPLIT_FILE_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "path", "source")
+_MANIFEST_NEEDS: tuple[str, ...] = (
+    "image_id",
+    "source",
+    "label",
+    "patient_id",
+    "output_path",
+    "status",
+)
+
+
+def fold_columns(folds: int) -> list[str]:
+    return [f"fold{k}" for k in range(folds)]
+
+
+def _fold_columns_of(assignments: pd.DataFrame) -> list[str]:
+    cols = [c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()]
+    if not cols:
+        raise ValueError("assignments have no fold0.. columns")
+    return sorted(cols, key=lambda c: int(c[4:]))
+
+
+def group_uniform(seed: int, group: str) -> float:
+    """Stable uniform in [0, 1): 53 bits of blake2b, exactly representable as float."""
+    digest = hashlib.blake2b(f"{seed}:{group}".encode("utf-8"), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
+
+
+def split_of(u: float, fold: int, *, folds: int, test_size: float, val_size: float) -> str:
+    """The split of a group with uniform ``u`` in fold ``fold`` (see module docstring)."""
+    if folds == 1:
+        if u < test_size:
+            return "test"
+        return "val" if u < test_size + val_size else "train"
+    cell = min(int(u * folds), folds - 1)  # clamp guards float rounding at u -> 1
+    if cell == fold:
+        return "test"
+    s = (u * folds - fold) % folds
+    return "val" if s < 1 + val_size * folds else "train"
+
+
+def _check_settings(seed: int, test_size: float, val_size: float, folds: int) -> None:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ValueError(f"split seed must be an integer, got {seed!r}")
+    if not isinstance(folds, (int, np.integer)) or folds < 1:
+        raise ValueError(f"split folds must be an integer >= 1, got {folds!r}")
+    if not 0 < test_size < 1:
+        raise ValueError(f"split test_size must be in (0, 1), got {test_size}")
+    if not 0 <= val_size < 1:
+        raise ValueError(f"split val_size must be in [0, 1), got {val_size}")
+    test_share = test_size if folds == 1 else 1 / folds
+    if test_share + val_size >= 1:
+        what = f"test_size {test_size}" if folds == 1 else f"1/folds = {test_share:.3g}"
+        raise ValueError(f"{what} + val_size {val_size} leaves no training patients")
+
+
+def _patient_keys(df: pd.DataFrame) -> pd.Series:
+    """source:patient_id; images without a patient id become their own patient."""
+    pid = df["patient_id"].fillna("").astype(str).str.strip()
+    own = df["source"].astype(str) + ":image:" + df["image_id"].astype(str)
+    return (df["source"].astype(str) + ":" + pid).where(pid != "", own)
+
+
+def merge_groups(
+    image_ids: Sequence[str], patient_keys: Sequence[str], extra_groups: Mapping[str, str] | None
+) -> list[str]:
+    """Group key per image after merging patients that share an extra group key.
+
+    Connected components over patients and extra keys; a component is named by its
+    smallest patient key, so unmerged patients keep their own key (and their u).
+    """
+    if not extra_groups:
+        return list(patient_keys)
+    known = set(image_ids)
+    unknown = sorted(set(map(str, extra_groups)) - known)
+    if unknown:
+        shown = ", ".join(unknown[:20])
+        raise ValueError(
+            f"extra_groups name image ids that are not ok images of the manifest: {shown}"
+        )
+    patients = sorted(set(patient_keys))
+    extras = sorted({str(v) for v in extra_groups.values()})
+    node = {key: i for i, key in enumerate(patients)}
+    node.update({("extra", key): len(patients) + i for i, key in enumerate(extras)})
+    edges = [
+        (node[p], node[("extra", str(extra_groups[i]))])
+        for i, p in zip(image_ids, patient_keys)
+        if i in extra_groups
+    ]
+    n = len(node)
+    rows, cols = (np.array(x, dtype=np.int64) for x in zip(*edges)) if edges else ([], [])
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    name: dict[int, str] = {}
+    for key in patients:  # sorted: the first member seen is the smallest key
+        name.setdefault(int(component[node[key]]), key)
+    return [name[int(component[node[p]])] for p in patient_keys]
+
+
+def group_strata(assignments: pd.DataFrame, classes: Sequence[str]) -> pd.Series:
+    """Stratum label per group: most frequent image label, ties -> first in class order."""
+    order = {c: i for i, c in enumerate(classes)}
+    counts = assignments.groupby(["group", "label"]).size().reset_index(name="n")
+    counts["rank"] = counts["label"].map(order)
+    counts = counts.sort_values(["group", "n", "rank"], ascending=[True, False, True])
+    return counts.drop_duplicates("group").set_index("group")["label"]
+
+
+def assign_splits(
+    manifest: pd.DataFrame,
+    *,
+    seed: int,
+    test_size: float,
+    val_size: float,
+    folds: int,
+    classes: Sequence[str],
+    extra_groups: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Split the manifest's ok images: one row per image, ``fold0..`` = train/val/test.
+
+    Raises ValueError on bad settings, missing columns, duplicate image ids, labels
+    outside ``classes``, an ok image without output path, or no ok image at all.
+    """
+    _check_settings(seed, test_size, val_size, folds)
+    missing = [c for c in _MANIFEST_NEEDS if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest lacks columns: {', '.join(missing)}")
+    ok = manifest[manifest["status"] == "ok"]
+    if ok.empty:
+        raise ValueError("no image with status 'ok' to split")
+    ids = ok["image_id"].astype(str)
+    dup = sorted(ids[ids.duplicated()].unique())
+    if dup:
+        raise ValueError(f"duplicate image ids in the manifest: {', '.join(dup[:20])}")
+    bad = ok.loc[~ok["label"].isin(list(classes)), "image_id"].astype(str).tolist()
+    if bad:
+        raise ValueError(
+            f"images with a label outside classes {list(classes)}: {', '.join(bad[:20])}"
+        )
+    no_path = (
+        ok.loc[ok["output_path"].fillna("").astype(str) == "", "image_id"].astype(str).tolist()
+    )
+    if no_path:
+        raise ValueError(f"ok images without output_path: {', '.join(no_path[:20])}")
+
+    out = pd.DataFrame(
+        {
+            "image_id": ids.to_numpy(),
+            "label": ok["label"].astype(str).to_numpy(),
+            "patient_id": ok["patient_id"].fillna("").astype(str).to_numpy(),
+            "source": ok["source"].astype(str).to_numpy(),
+        }
+    )
+    out["group"] = merge_groups(out["image_id"].tolist(), _patient_keys(out).tolist(), extra_groups)
+    out["path"] = ok["output_path"].astype(str).to_numpy()
+    u = {g: group_uniform(int(seed), g) for g in out["group"].unique()}
+    for fold, col in enumerate(fold_columns(int(folds))):
+        split = {
+            g: split_of(x, fold, folds=int(folds), test_size=test_size, val_size=val_size)
+            for g, x in u.items()
+        }
+        out[col] = out["group"].map(split)
+    return out
+
+
+def write_split_files(assignments: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``out_dir/assignments.csv`` and ``out_dir/fold{k}/{train,val,test}.csv`` (atomic).
+
+    Every file is written even when a split is empty (header only), so the set of
+    outputs is fixed by the config, as Snakemake needs.
+    """
+    check_no_leakage(assignments)
+    out_dir = Path(out_dir)
+    written = [write_csv_atomic(assignments, out_dir / "assignments.csv")]
+    for col in _fold_columns_of(assignments):
+        for split in SPLITS:
+            rows = assignments.loc[assignments[col] == split, list(SPLIT_FILE_COLUMNS)]
+            written.append(write_csv_atomic(rows, out_dir / col / f"{split}.csv"))
+    return written
+
+
+def read_split_file(path: Path) -> pd.DataFrame:
+    """Read a split CSV with ids as strings ("007" stays "007")."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _shared(assignments: pd.DataFrame, col: str, key: pd.Series) -> int:
+    return int((assignments.assign(_key=key).groupby("_key")[col].nunique() > 1).sum())
+
+
+def check_no_leakage(assignments: pd.DataFrame) -> None:
+    """Raise ValueError if any group or patient is in two splits of one fold."""
+    patient = _patient_keys(assignments)
+    for col in _fold_columns_of(assignments):
+        for name, key in (("group", assignments["group"]), ("patient", patient)):
+            spread = assignments.assign(_key=key).groupby("_key")[col].nunique()
+            leaked = sorted(spread[spread > 1].index.astype(str))
+            if leaked:
+                raise ValueError(f"{col}: {name}s in more than one split: {', '.join(leaked[:20])}")
+
+
+def split_summary(assignments: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
+    """JSON-ready per-fold, per-split counts, leakage counts (must be 0) and warnings."""
+    strata = group_strata(assignments, classes)
+    patient = _patient_keys(assignments)
+    no_pid = int((assignments["patient_id"].fillna("").astype(str).str.strip() == "").sum())
+    warnings: list[str] = []
+    if no_pid:
+        warnings.append(f"{no_pid} images have no patient id: each is treated as its own patient")
+    folds = []
+    for col in _fold_columns_of(assignments):
+        splits = {}
+        for split in SPLITS:
+            part = assignments[assignments[col] == split]
+            groups = part["group"].unique()
+            splits[split] = {
+                "images": int(len(part)),
+                "patients": int(patient[part.index].nunique()),
+                "groups": int(len(groups)),
+                "images_per_label": {c: int((part["label"] == c).sum()) for c in classes},
+                "groups_per_label": {c: int((strata[groups] == c).sum()) for c in classes},
+            }
+            if part.empty:
+                warnings.append(f"{col}: {split} is empty")
+                continue
+            lacking = [c for c in classes if splits[split]["images_per_label"][c] == 0]
+            if lacking:
+                warnings.append(f"{col}: {split} has no image of {', '.join(lacking)}")
+        folds.append(
+            {
+                "fold": col,
+                "splits": splits,
+                "shared_patients": _shared(assignments, col, patient),
+                "shared_groups": _shared(assignments, col, assignments["group"]),
+            }
+        )
+    return {
+        "images": int(len(assignments)),
+        "patients": int(patient.nunique()),
+        "groups": int(assignments["group"].nunique()),
+        "folds": folds,
+        "warnings": warnings,
+    }
