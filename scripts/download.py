@@ -11,5 +11,5 @@ params = snakemake.params  # noqa: F821
 if snakemake.rule == "download_ieee8023":  # noqa: F821
     download.fetch_ieee8023(dest, params.url, params.ref)
 else:
-    download.fetch_rsna(dest, params.competition, params.cli)
+    download.fetch_rsna(dest, params.competition, cli=params.cli)
 logging.info("downloaded into %s", dest)

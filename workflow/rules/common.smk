@@ -29,9 +29,7 @@ wildcard_constraints:
 
 def metadata_file(spec):
     """The file whose content defines a source's selection (None for folders)."""
-    name = cxr_sources.METADATA_FILES.get(spec["format"])
-    if spec["format"] == "csv":
-        name = spec["csv"]
+    name = cxr_sources.metadata_file(spec["format"], spec)
     return None if name is None else str(Path(spec["path"]) / name)
 
 
@@ -41,7 +39,7 @@ def planned_demo_metadata(spec):
     if meta is None or meta not in set(DEMO_FILES) or Path(meta).exists():
         return None
     rel = str(Path(meta).relative_to(DEMO["path"]))
-    return cxr_sources.normalise_metadata(cxr_synth.plan_demo(DEMO)[rel])
+    return cxr_sources.tidy_metadata(spec["format"], cxr_synth.plan_demo(DEMO)[rel])
 
 
 def select_source(name):
