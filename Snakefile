@@ -25,8 +25,8 @@ include: "workflow/rules/model.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.preprocess.input,
         rules.split.input,
         experiment_summaries(),
-    default_target: True

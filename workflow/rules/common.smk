@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxrflow import sources as cxr_sources  # noqa: E402
 from cxrflow import synth as cxr_synth  # noqa: E402
+from cxrflow import preprocess as cxr_preprocess  # noqa: E402
 
 RESULTS = Path("results")
 DEMO = config["demo"]
@@ -67,7 +68,11 @@ def record_path(source, image_id):
 
 def crop_png(wildcards):
     return str(
-        RESULTS / "preprocessed" / "images" / wildcards.source / f"{wildcards.image_id}.png"
+        RESULTS
+        / "preprocessed"
+        / "images"
+        / wildcards.source
+        / f"{wildcards.image_id}.png"
     )
 
 
@@ -103,6 +108,30 @@ def experiment_dir(experiment):
 
 
 def experiment_summaries():
-    return [
-        str(experiment_dir(e) / "metrics.json") for e in config["experiments"]
-    ]
+    return [str(experiment_dir(e) / "metrics.json") for e in config["experiments"]]
+
+
+def crop_one(wildcards, output, params, log):
+    """Body of crop_image, kept here so the run directive stays one call."""
+    row = image_row(wildcards)
+    record = cxr_preprocess.process_image(
+        row.image_id,
+        row.raw_path,
+        params.png,
+        output[0],
+        problem=row.problem,
+        **params.settings,
+    )
+    Path(log[0]).write_text(f"{record['status']} {record['reason']}\n")
+
+
+def write_selection(wildcards, output, log):
+    """Body of select_source: the parse-time selection, written for the manifest."""
+    table = SELECTIONS[wildcards.source]
+    table.to_csv(output[0], index=False)
+    problems = int((table["problem"] != "").sum())
+    Path(log[0]).write_text(f"{len(table)} images selected, {problems} with problems\n")
+
+
+def experiment_params(wildcards):
+    return config["experiments"][wildcards.experiment]

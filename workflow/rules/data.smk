@@ -5,14 +5,14 @@
 rule demo_data:
     output:
         DEMO_FILES,
-    params:
-        demo=DEMO,
     log:
         "results/logs/demo_data.log",
     benchmark:
         "results/benchmarks/demo_data.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        demo=DEMO,
     script:
         "../../scripts/demo_data.py"
 
@@ -22,31 +22,30 @@ rule select_source:
         source_inputs,
     output:
         "results/sources/{source}.csv",
-    params:
-        # The selection itself: a change of filters, labels or listed files
-        # re-runs this job and, through it, the manifest.
-        table=lambda wildcards: SELECTIONS[wildcards.source].to_csv(index=False),
     log:
         "results/logs/select_source/{source}.log",
     benchmark:
         "results/benchmarks/select_source/{source}.tsv"
+    params:
+        # The selection itself: a change of filters, labels or listed files
+        # re-runs this job and, through it, the manifest.
+        table=lambda wildcards: SELECTIONS[wildcards.source].to_csv(index=False),
     run:
-        Path(output[0]).write_text(params.table)
-        Path(log[0]).write_text(f"{len(SELECTIONS[wildcards.source])} images\n")
+        write_selection(wildcards, output, log)
 
 
 rule download_ieee8023:
     output:
         directory(config["download"]["ieee8023"]["dest"]),
-    params:
-        url=config["download"]["ieee8023"]["url"],
-        ref=config["download"]["ieee8023"]["ref"],
     log:
         "results/logs/download/ieee8023.log",
     benchmark:
         "results/benchmarks/download/ieee8023.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        url=config["download"]["ieee8023"]["url"],
+        ref=config["download"]["ieee8023"]["ref"],
     script:
         "../../scripts/download.py"
 
@@ -54,14 +53,14 @@ rule download_ieee8023:
 rule download_rsna:
     output:
         directory(config["download"]["rsna"]["dest"]),
-    params:
-        competition=config["download"]["rsna"]["competition"],
-        cli=config["download"]["rsna"]["cli"],
     log:
         "results/logs/download/rsna.log",
     benchmark:
         "results/benchmarks/download/rsna.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        competition=config["download"]["rsna"]["competition"],
+        cli=config["download"]["rsna"]["cli"],
     script:
         "../../scripts/download.py"

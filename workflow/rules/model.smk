@@ -2,21 +2,22 @@
 # test split, and a per-experiment summary over folds.
 
 
-def experiment_params(wildcards):
-    return config["experiments"][wildcards.experiment]
-
-
-def fold_file(split):
-    return "results/splits/fold{fold}/" + split + ".csv"
-
-
 rule train:
     input:
-        train=fold_file("train"),
-        val=fold_file("val"),
+        train="results/splits/fold{fold}/train.csv",
+        val="results/splits/fold{fold}/val.csv",
     output:
         model="results/experiments/{experiment}/fold{fold}/model.keras",
         history="results/experiments/{experiment}/fold{fold}/history.csv",
+    log:
+        "results/logs/train/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         experiment=experiment_params,
         classes=config["classes"],
@@ -24,75 +25,63 @@ rule train:
         checkpoint_dir=lambda wildcards, output: str(
             Path(output.model).parent / "checkpoint"
         ),
-    resources:
-        gpu=1,
-    threads: 2
-    log:
-        "results/logs/train/{experiment}/fold{fold}.log",
-    benchmark:
-        "results/benchmarks/train/{experiment}/fold{fold}.tsv"
-    conda:
-        "../../envs/train.yaml"
     script:
         "../../scripts/train.py"
-
-
-FOLD_DIR = "results/experiments/{experiment}/fold{fold}/"
 
 
 rule evaluate:
     input:
         model=rules.train.output.model,
         history=rules.train.output.history,
-        train=fold_file("train"),
-        val=fold_file("val"),
-        test=fold_file("test"),
+        train="results/splits/fold{fold}/train.csv",
+        val="results/splits/fold{fold}/val.csv",
+        test="results/splits/fold{fold}/test.csv",
     output:
         predictions=report(
-            FOLD_DIR + "predictions.csv",
+            "results/experiments/{experiment}/fold{fold}/predictions.csv",
             caption="../report/predictions.rst",
             category="2. Experiments",
             subcategory="{experiment}",
             labels={"fold": "{fold}", "figure": "predictions"},
         ),
         report=report(
-            FOLD_DIR + "classification_report.txt",
+            "results/experiments/{experiment}/fold{fold}/classification_report.txt",
             caption="../report/classification_report.rst",
             category="2. Experiments",
             subcategory="{experiment}",
             labels={"fold": "{fold}", "figure": "classification report"},
         ),
-        metrics=FOLD_DIR + "metrics.json",
+        metrics="results/experiments/{experiment}/fold{fold}/metrics.json",
         history_plot=report(
-            FOLD_DIR + "history.png",
+            "results/experiments/{experiment}/fold{fold}/history.png",
             caption="../report/history.rst",
             category="2. Experiments",
             subcategory="{experiment}",
             labels={"fold": "{fold}", "figure": "training history"},
         ),
         confusion=report(
-            FOLD_DIR + "confusion_matrix.png",
+            "results/experiments/{experiment}/fold{fold}/confusion_matrix.png",
             caption="../report/confusion.rst",
             category="2. Experiments",
             subcategory="{experiment}",
             labels={"fold": "{fold}", "figure": "confusion matrix"},
         ),
         roc=report(
-            FOLD_DIR + "roc.png",
+            "results/experiments/{experiment}/fold{fold}/roc.png",
             caption="../report/roc.rst",
             category="2. Experiments",
             subcategory="{experiment}",
             labels={"fold": "{fold}", "figure": "ROC"},
         ),
-    params:
-        experiment=experiment_params,
-        classes=config["classes"],
     log:
         "results/logs/evaluate/{experiment}/fold{fold}.log",
     benchmark:
         "results/benchmarks/evaluate/{experiment}/fold{fold}.tsv"
     conda:
         "../../envs/train.yaml"
+    params:
+        experiment=experiment_params,
+        classes=config["classes"],
     script:
         "../../scripts/evaluate.py"
 

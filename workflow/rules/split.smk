@@ -13,16 +13,16 @@ rule make_splits:
             caption="../report/splits.rst",
             category="1. Data",
         ),
-    params:
-        split=config["split"],
-        classes=config["classes"],
-        out_dir=lambda wildcards, output: str(Path(output.assignments).parent),
     log:
         "results/logs/make_splits.log",
     benchmark:
         "results/benchmarks/make_splits.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        split=config["split"],
+        classes=config["classes"],
+        out_dir=lambda wildcards, output: str(Path(output.assignments).parent),
     script:
         "../../scripts/split.py"
 
