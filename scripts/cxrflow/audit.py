@@ -1,0 +1,195 @@
+"""Audits that tell a reviewer whether a score can be trusted.
+
+* ``source_predictability``: if the collection an image came from can be read off
+  the pixels, and collection and label coincide, a classifier can score well by
+  recognising the collection. Both halves are measured: grouped CV accuracy of
+  predicting the source, and Cramér's V between source and label.
+* ``shortcut_verdict``: turns the border-only and trivial-baseline controls into a
+  flag and a sentence for the report.
+* ``leakage_report``: counts patients (and duplicate groups) that appear in more
+  than one split of a fold: anything but 0 invalidates the test score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats.contingency import association
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+SPLITS = ("train", "val", "test")
+# lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
+_MAX_ITER = 5000
+_EXAMPLES = 10  # shared patient ids listed per split pair; the count is always complete
+
+
+def _contingency(sources: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    return pd.crosstab(pd.Series(sources, name="source"), pd.Series(labels, name="label"))
+
+
+def source_predictability(
+    features: np.ndarray,
+    sources: Sequence[str],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    seed: int,
+    folds: int,
+) -> dict[str, Any]:
+    """Can the source be predicted from image features, and does the source give away the label?
+
+    Returns grouped (patients never straddle folds) cross-validated accuracy and
+    balanced accuracy of a logistic regression predicting the source, the majority
+    and chance baselines, Cramér's V of source x label and its contingency table.
+    With a single source there is nothing to predict: ``skipped`` says so.
+    """
+    X = np.asarray(features, dtype=float)
+    src = np.asarray(sources).astype(str)
+    lab = np.asarray(labels).astype(str)
+    grp = np.asarray(groups).astype(str)
+    if not (len(X) == len(src) == len(lab) == len(grp)):
+        raise ValueError(
+            f"lengths differ: features {len(X)}, sources {len(src)}, labels {len(lab)}, groups {len(grp)}"
+        )
+    table = _contingency(src, lab)
+    counts = pd.Series(src).value_counts()
+    out: dict[str, Any] = {
+        "n_images": int(len(src)),
+        "n_sources": int(len(counts)),
+        "source_counts": {str(k): int(v) for k, v in counts.items()},
+        "contingency": {str(s): {str(c): int(n) for c, n in row.items()} for s, row in table.iterrows()},
+        # V = 1: every source holds one label only (source alone decides the label).
+        "cramers_v": (
+            float(association(table.to_numpy(), method="cramer")) if min(table.shape) > 1 else float("nan")
+        ),
+        "majority_accuracy": float(counts.iloc[0] / len(src)),
+        "chance_balanced_accuracy": float(1 / len(counts)),
+    }
+    if len(counts) < 2:
+        out["skipped"] = f"only one source ({counts.index[0]}): source predictability is undefined"
+        return out
+    n_groups = len(set(grp))
+    if n_groups < folds:
+        raise ValueError(f"{n_groups} patient groups cannot fill {folds} folds")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=_MAX_ITER, random_state=seed))
+    cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(model, X, src, groups=grp, cv=cv)
+    out.update(
+        {
+            "folds": folds,
+            "accuracy": float(accuracy_score(src, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(src, predicted)),
+        }
+    )
+    return out
+
+
+def shortcut_verdict(
+    full_f1: float,
+    border_f1: float,
+    baseline_f1: float,
+    *,
+    border_margin: float,
+    baseline_margin: float,
+) -> tuple[bool, str]:
+    """Flag a likely shortcut: the border-only control is within ``border_margin`` of the full
+    model, or the full model beats the thumbnail baseline by less than ``baseline_margin``.
+    """
+    values = {"full_f1": full_f1, "border_f1": border_f1, "baseline_f1": baseline_f1}
+    bad = [k for k, v in values.items() if not np.isfinite(v)]
+    if bad:
+        raise ValueError(f"undefined F1 for {bad}: cannot judge shortcuts")
+    reasons = []
+    if border_f1 >= full_f1 - border_margin:
+        reasons.append(
+            f"a model that sees only the image border scores F1 {border_f1:.2f}, within "
+            f"{border_margin:.2f} of the full model's {full_f1:.2f}"
+        )
+    if full_f1 < baseline_f1 + baseline_margin:
+        reasons.append(
+            f"the full model (F1 {full_f1:.2f}) does not beat a logistic regression on thumbnails "
+            f"(F1 {baseline_f1:.2f}) by {baseline_margin:.2f} or more"
+        )
+    if reasons:
+        return True, "Likely shortcut: " + "; and ".join(reasons) + "."
+    return False, (
+        f"No shortcut flagged: the full model (F1 {full_f1:.2f}) beats the border-only control "
+        f"(F1 {border_f1:.2f}) by more than {border_margin:.2f} and the thumbnail baseline "
+        f"(F1 {baseline_f1:.2f}) by at least {baseline_margin:.2f}."
+    )
+
+
+def _fold_columns(assignments: pd.DataFrame) -> list[str]:
+    cols = sorted(
+        (c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()), key=lambda c: int(c[4:])
+    )
+    if not cols or cols != [f"fold{k}" for k in range(len(cols))]:
+        raise ValueError(f"assignments need columns fold0..fold{{k-1}}, got {cols}")
+    return cols
+
+
+def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Patients and groups shared between train/val/test, per fold; ``ok`` only when all counts are 0.
+
+    Patients are keyed by source + patient_id (ids are only unique within a
+    collection, as in ``split``); images without a patient id count as their own
+    patient. With ``pairs`` (``dedup.near_duplicate_pairs``), near-duplicate pairs
+    whose two images sit in different splits are counted as leaks too.
+    """
+    missing = {"image_id", "patient_id", "source", "group"} - set(assignments.columns)
+    if missing:
+        raise ValueError(f"assignments lack columns {sorted(missing)}")
+    if assignments["image_id"].duplicated().any():
+        dup = assignments.loc[assignments["image_id"].duplicated(), "image_id"].head(5).tolist()
+        raise ValueError(f"image ids occur more than once in assignments: {dup}")
+    fold_cols = _fold_columns(assignments)
+    pid = assignments["patient_id"].fillna("").astype(str).str.strip()
+    patient = np.where(
+        pid != "",
+        assignments["source"].astype(str) + ":" + pid,
+        assignments["source"].astype(str) + ":image:" + assignments["image_id"].astype(str),
+    )
+    if pairs is not None:
+        unknown = (set(pairs["image_id_a"].astype(str)) | set(pairs["image_id_b"].astype(str))) - set(
+            assignments["image_id"].astype(str)
+        )
+        if unknown:
+            raise ValueError(f"pairs name images absent from the assignments: {sorted(unknown)[:5]}")
+    report: dict[str, Any] = {"folds": {}}
+    total = 0
+    for col in fold_cols:
+        split = assignments[col]
+        unknown = set(split.dropna().astype(str)) - set(SPLITS)
+        if unknown or split.isna().any():
+            raise ValueError(f"{col} has values outside {SPLITS}: {sorted(unknown) or ['<missing>']}")
+        fold: dict[str, Any] = {
+            "n_images": {s: int((split == s).sum()) for s in SPLITS},
+            "shared_patients": {},
+            "shared_groups": {},
+            "examples": {},
+        }
+        for a, b in combinations(SPLITS, 2):
+            key = f"{a}/{b}"
+            shared = sorted(set(patient[split == a]) & set(patient[split == b]))
+            groups = set(assignments.loc[split == a, "group"]) & set(assignments.loc[split == b, "group"])
+            fold["shared_patients"][key] = len(shared)
+            fold["shared_groups"][key] = len(groups)
+            fold["examples"][key] = shared[:_EXAMPLES]
+            total += len(shared) + len(groups)
+        if pairs is not None:
+            where = dict(zip(assignments["image_id"].astype(str), split.astype(str)))
+            a_split = pairs["image_id_a"].astype(str).map(where)
+            b_split = pairs["image_id_b"].astype(str).map(where)
+            fold["split_duplicate_pairs"] = int((a_split != b_split).sum())
+            total += fold["split_duplicate_pairs"]
+        report["folds"][col] = fold
+    report["total_shared"] = total
+    report["ok"] = total == 0
+    return report
