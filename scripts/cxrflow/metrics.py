@@ -1,0 +1,231 @@
+"""Predictions -> metrics of one fold, and their mean/sd over folds.
+
+Everything is computed by scikit-learn from the predictions table, so the
+numbers in metrics.json can be re-derived from predictions.csv alone. Keras is
+imported lazily (only by :func:`predict` and :func:`evaluate_main`) because the
+caller must choose KERAS_BACKEND before the first import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
+
+from .data import load_split, open_log, read_split_table
+
+REPORT_DIGITS = 2  # the original article's table
+# Sections of compute_metrics' dict averaged over folds (numeric leaves only).
+SUMMARY_SECTIONS = ("accuracy", "per_class", "macro avg", "weighted avg", "roc_auc", "roc_auc_per_class")
+
+
+def _check(predictions: pd.DataFrame, classes: Sequence[str]) -> None:
+    needed = ["true_label", "predicted_label", *(f"prob_{c}" for c in classes)]
+    missing = [c for c in needed if c not in predictions.columns]
+    if missing:
+        raise ValueError(f"predictions lack columns {missing}")
+    if predictions.empty:
+        raise ValueError("no predictions: the test split is empty")
+    unknown = sorted((set(predictions["true_label"]) | set(predictions["predicted_label"])) - set(classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {list(classes)}")
+
+
+def classification_report_text(predictions: pd.DataFrame, classes: Sequence[str]) -> str:
+    """sklearn's text table, two digits like the article's."""
+    return classification_report(predictions["true_label"], predictions["predicted_label"], labels=list(classes),
+                                 target_names=list(classes), digits=REPORT_DIGITS, zero_division=0)
+
+
+def roc_auc_per_class(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float | None]:
+    """One-vs-rest AUC of each class from its probability column; None where only one outcome occurs."""
+    aucs: dict[str, float | None] = {}
+    for name in classes:
+        positive = (predictions["true_label"] == name).to_numpy()
+        defined = 0 < positive.sum() < len(positive)
+        aucs[name] = float(roc_auc_score(positive, predictions[f"prob_{name}"])) if defined else None
+    return aucs
+
+
+def compute_metrics(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
+    """Per-class precision/recall/F1/support, accuracy, macro/weighted averages, ROC AUC, confusion matrix.
+
+    ROC AUC: binary -> AUC of the positive class classes[0]; multi-class ->
+    one-vs-rest macro average (sklearn), plus per class either way. Undefined
+    AUCs (a class absent from the true labels) are None with a note, not 0.5.
+    zero_division=0: a class never predicted gets precision 0, as sklearn's report shows it.
+    """
+    _check(predictions, classes)
+    classes = list(classes)
+    y_true, y_pred = predictions["true_label"], predictions["predicted_label"]
+    report = classification_report(y_true, y_pred, labels=classes, target_names=classes, output_dict=True,
+                                   zero_division=0)
+    per_class_auc = roc_auc_per_class(predictions, classes)
+    notes = [f"ROC AUC of {c} undefined: the true labels are all {'other classes' if not (y_true == c).any() else c}"
+             for c, auc in per_class_auc.items() if auc is None]
+    if len(classes) == 2:
+        roc_auc, roc_kind = per_class_auc[classes[0]], f"binary, positive class {classes[0]}"
+    elif all(auc is not None for auc in per_class_auc.values()):
+        index = {c: i for i, c in enumerate(classes)}
+        scores = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
+        roc_auc = float(roc_auc_score(y_true.map(index), scores, multi_class="ovr", average="macro",
+                                      labels=list(range(len(classes)))))
+        roc_kind = "one-vs-rest macro average"
+    else:
+        roc_auc, roc_kind = None, "one-vs-rest macro average"
+    return {
+        "classes": classes,
+        "n": int(len(predictions)),
+        "accuracy": float(report["accuracy"]),
+        "per_class": {c: report[c] for c in classes},
+        "macro avg": report["macro avg"],
+        "weighted avg": report["weighted avg"],
+        "roc_auc": roc_auc,
+        "roc_auc_kind": roc_kind,
+        "roc_auc_per_class": per_class_auc,
+        "notes": notes,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "classification_report_text": classification_report_text(predictions, classes),
+    }
+
+
+def _numeric_leaves(tree: Any, prefix: str = "") -> dict[str, float | None]:
+    """Flatten nested dicts to 'a/b/c' -> number (None kept: an undefined AUC stays visible)."""
+    if isinstance(tree, Mapping):
+        leaves: dict[str, float | None] = {}
+        for key, value in tree.items():
+            leaves.update(_numeric_leaves(value, f"{prefix}/{key}" if prefix else str(key)))
+        return leaves
+    if tree is None or isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return {prefix: None if tree is None else float(tree)}
+    return {}
+
+
+def summarize_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean and sample sd (ddof=1; None for one fold) of each metric over folds, with the per-fold values.
+
+    Undefined values (None) are left out of mean/sd and counted in ``n``.
+    The confusion matrices are summed (every test image counted once).
+    """
+    if not fold_metrics:
+        raise ValueError("no fold metrics to summarize")
+    flat = [_numeric_leaves({k: m[k] for k in SUMMARY_SECTIONS}) for m in fold_metrics]
+    summary: dict[str, Any] = {}
+    for name in flat[0]:
+        values = [f.get(name) for f in flat]
+        known = np.array([v for v in values if v is not None], dtype=float)
+        summary[name] = {
+            "mean": float(known.mean()) if known.size else None,
+            "sd": float(known.std(ddof=1)) if known.size > 1 else None,
+            "n": int(known.size),
+            "values": values,
+        }
+    return {
+        "folds": len(fold_metrics),
+        "classes": list(fold_metrics[0]["classes"]),
+        "metrics": summary,
+        "confusion_matrix_total": np.sum([m["confusion_matrix"] for m in fold_metrics], axis=0).tolist(),
+    }
+
+
+def predict(model: Any, images: np.ndarray, arch: str, batch_size: int) -> np.ndarray:
+    """Class probabilities [N, C] for uint8 gray images [N,S,S,1], without augmentation."""
+    from .augment import AugmentedBatches
+    from .model import preprocess_batch
+
+    n_classes = int(model.output_shape[-1])
+    if len(images) == 0:
+        return np.zeros((0, n_classes), dtype=np.float32)
+    batches = AugmentedBatches(images, None, n_classes, batch_size, lambda x: preprocess_batch(arch, x),
+                               augmentation=None, seed=0, shuffle=False)
+    return np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
+
+
+def predictions_table(table: pd.DataFrame, probs: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    """predictions.csv: image_id, patient_id, true_label, predicted_label (argmax), prob_<class> in class order."""
+    out = pd.DataFrame({
+        "image_id": table["image_id"].to_numpy(),
+        "patient_id": table["patient_id"].to_numpy(),
+        "true_label": table["label"].to_numpy(),
+        "predicted_label": np.asarray(classes, dtype=object)[probs.argmax(axis=1)] if len(probs) else [],
+    })
+    for i, name in enumerate(classes):
+        out[f"prob_{name}"] = probs[:, i]
+    return out
+
+
+def split_counts(csv_path: str | Path, classes: Sequence[str]) -> dict[str, Any]:
+    """Images and distinct patients of a split, overall and per class."""
+    table = read_split_table(csv_path, classes)
+    return {
+        "images": int(len(table)),
+        "patients": int(table["patient_id"].nunique()),
+        "images_per_class": {c: int((table["label"] == c).sum()) for c in classes},
+    }
+
+
+def _write_json(data: Any, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def evaluate_main(
+    model_path: str, train_csv: str, val_csv: str, test_csv: str, history_csv: str,
+    predictions_path: str, report_path: str, metrics_path: str,
+    history_png: str, confusion_png: str, roc_png: str,
+    classes: Sequence[str], experiment: Mapping[str, Any], experiment_name: str, fold: str | int, log_path: str,
+) -> dict[str, Any]:
+    """Entry point for scripts/evaluate.py (KERAS_BACKEND already set): test predictions, metrics, plots."""
+    import keras
+
+    from .plots import confusion_matrix_plot, history_plot, roc_plot
+
+    log = open_log(log_path)
+    try:
+        classes = list(classes)
+        model = keras.saving.load_model(model_path)
+        images, _, table = load_split(test_csv, classes, experiment["image_size"])
+        if len(images) == 0:
+            raise ValueError(f"{test_csv}: the test split is empty, nothing to evaluate")
+        probs = predict(model, images, experiment["arch"], experiment["batch_size"])
+        predictions = predictions_table(table, probs, classes)
+        predictions.to_csv(predictions_path, index=False, float_format="%.8g")
+        metrics = compute_metrics(predictions, classes)
+        Path(report_path).write_text(metrics["classification_report_text"])
+        result = {
+            "experiment": experiment_name, "fold": fold, "backend": keras.backend.backend(),
+            "arch": experiment["arch"], "weights": experiment["weights"],
+            "counts": {name: split_counts(path, classes)
+                       for name, path in (("train", train_csv), ("val", val_csv), ("test", test_csv))},
+            "metrics": metrics,
+        }
+        _write_json(result, metrics_path)
+        history_plot(pd.read_csv(history_csv), history_png)
+        confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)
+        roc_plot(predictions, classes, metrics, roc_png)
+        log.info("evaluated %s fold %s on %d test images: accuracy=%.4f roc_auc=%s\n%s", experiment_name, fold,
+                 len(images), metrics["accuracy"], metrics["roc_auc"], metrics["classification_report_text"])
+        return result
+    except Exception:
+        log.exception("evaluation failed")
+        raise
+
+
+def summarize_main(metrics_paths: Sequence[str], output_path: str, log_path: str) -> dict[str, Any]:
+    """Entry point for scripts/summarize.py: one fold -> its metrics; k folds -> mean ± sd and per-fold values."""
+    log = open_log(log_path)
+    folds = [json.loads(Path(p).read_text()) for p in metrics_paths]
+    if not folds:
+        raise ValueError("no per-fold metrics.json given")
+    head = {k: folds[0][k] for k in ("experiment", "backend", "arch", "weights") if k in folds[0]}
+    if len(folds) == 1:
+        summary = {**head, "folds": 1, "fold_ids": [folds[0].get("fold")], "metrics": folds[0]["metrics"]}
+    else:
+        summary = {**head, "fold_ids": [f.get("fold") for f in folds], **summarize_folds([f["metrics"] for f in folds])}
+    _write_json(summary, output_path)
+    log.info("summarized %d fold(s) of %s into %s", len(folds), head.get("experiment"), output_path)
+    return summary

@@ -1,0 +1,65 @@
+"""Figures of one evaluated fold. matplotlib's object API (Figure + Agg canvas): no pyplot state, no display."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import roc_curve
+
+
+def history_plot(history: pd.DataFrame, path: str | Path) -> None:
+    """Accuracy and loss per epoch, train and (when a validation split existed) val."""
+    fig = Figure(figsize=(10, 4))
+    marker = "o" if len(history) < 20 else None
+    for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss")):
+        for column, label in ((metric, "train"), (f"val_{metric}", "val")):
+            if column in history.columns:
+                ax.plot(history["epoch"], history[column], marker=marker, label=label)
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def confusion_matrix_plot(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path) -> None:
+    """Counts, rows true and columns predicted, in class order."""
+    matrix = np.asarray(matrix)
+    n = len(classes)
+    fig = Figure(figsize=(1.2 * n + 3, 1.2 * n + 2))
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set(xticks=range(n), yticks=range(n), xticklabels=classes, yticklabels=classes,
+           xlabel="predicted", ylabel="true", title="confusion matrix")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def roc_plot(predictions: pd.DataFrame, classes: Sequence[str], metrics: dict, path: str | Path) -> None:
+    """ROC of the positive class (classes[0]) when binary, one-vs-rest per class otherwise."""
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    shown = classes[:1] if len(classes) == 2 else classes
+    for name in shown:
+        positive = predictions["true_label"] == name
+        auc = metrics["roc_auc_per_class"].get(name)
+        if auc is None:  # one class only among the true labels: no curve exists
+            ax.plot([], [], label=f"{name}: undefined (no positives or no negatives)")
+            continue
+        fpr, tpr, _ = roc_curve(positive, predictions[f"prob_{name}"])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -1,0 +1,20 @@
+"""Snakemake `script:` rule: train one experiment on one fold (resumes from its checkpoint after a kill)."""
+
+import os
+
+# Keras reads the backend once, at its first import: choose it before anything imports keras.
+os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
+
+from cxrflow.train import main  # noqa: E402
+
+main(
+    experiment=snakemake.params.experiment,  # noqa: F821
+    classes=list(snakemake.params.classes),  # noqa: F821
+    train_csv=snakemake.input.train,  # noqa: F821
+    val_csv=snakemake.input.val,  # noqa: F821
+    model_path=snakemake.output.model,  # noqa: F821
+    history_path=snakemake.output.history,  # noqa: F821
+    checkpoint_dir=snakemake.params.checkpoint_dir,  # noqa: F821
+    log_path=snakemake.log[0],  # noqa: F821
+    workers=snakemake.threads,  # noqa: F821 (augmentation threads)
+)

@@ -1,0 +1,187 @@
+"""Train + evaluate end to end on each installed Keras backend, and resume after SIGKILL.
+
+Every run is a subprocess because KERAS_BACKEND is read once, at keras' first import.
+The three backends start together (one module fixture) so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+CLASSES = ["COVID-19", "Normal"]
+BACKENDS = ["tensorflow", "jax", "torch"]
+RUNNER = """
+import json, os, sys
+args = json.loads(sys.argv[1])
+os.environ["KERAS_BACKEND"] = args["experiment"]["backend"]
+from cxrflow.train import main
+main(args["experiment"], args["classes"], args["train"], args["val"], args["model"], args["history"],
+     args["checkpoints"], args["log"], workers=1)
+if args.get("evaluate"):
+    from cxrflow.metrics import evaluate_main
+    o = args["out"]
+    evaluate_main(args["model"], args["train"], args["val"], args["test"], args["history"],
+                  f"{o}/predictions.csv", f"{o}/classification_report.txt", f"{o}/metrics.json",
+                  f"{o}/history.png", f"{o}/confusion_matrix.png", f"{o}/roc.png",
+                  args["classes"], args["experiment"], "tiny", 0, args["log"])
+"""
+
+
+def write_splits(root: Path, sizes: dict[str, int]) -> dict[str, str]:
+    """Tiny 32x32 grayscale PNGs (COVID-19 = bright square) and their split CSVs."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, n in sizes.items():
+        rows = []
+        for i in range(n):
+            label = CLASSES[i % 2]
+            image = rng.integers(0, 60, (32, 32), dtype=np.uint8)
+            if label == "COVID-19":
+                image[8:24, 8:24] += 150
+            path = root / f"{split}_{i}.png"
+            cv2.imwrite(str(path), image)
+            rows.append({"image_id": f"{split}{i}", "label": label, "patient_id": f"{split}p{i // 2}",
+                         "path": str(path), "source": "synthetic"})
+        paths[split] = str(root / f"{split}.csv")
+        pd.DataFrame(rows, columns=["image_id", "label", "patient_id", "path", "source"]).to_csv(
+            paths[split], index=False)
+    return paths
+
+
+def experiment(backend: str, **changes) -> dict:
+    """A complete experiment dict (all schema keys), tiny: random weights, 32 px, few epochs."""
+    return {"arch": "vgg19", "weights": "none", "freeze_base": True, "image_size": 32, "epochs": 2,
+            "batch_size": 8, "optimizer": "adam", "learning_rate": 1e-3, "dropout": 0.5,
+            "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True,
+                             "zoom": 0.1},
+            "backend": backend, "checkpoint_every": 1, "seed": 0, **changes}
+
+
+def launch(args: dict) -> subprocess.Popen:
+    env = {**os.environ, "KERAS_BACKEND": args["experiment"]["backend"], "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_args(out: Path, splits: dict[str, str], exp: dict, evaluate: bool) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    return {"experiment": exp, "classes": CLASSES, **splits, "out": str(out), "model": str(out / "model.keras"),
+            "history": str(out / "history.csv"), "checkpoints": str(out / "checkpoints"),
+            "log": str(out / "train.log"), "evaluate": evaluate}
+
+
+def kill_after_checkpoint(proc: subprocess.Popen, state: Path, epochs_done: int) -> tuple[int, str, int]:
+    """SIGKILL once the checkpoint of epoch >= epochs_done exists; (returncode, output, epochs checkpointed)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= epochs_done:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    output, _ = proc.communicate(timeout=60)
+    return proc.returncode, output, json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """All subprocess runs at once (2 cores stay busy), each backend with one extra role.
+
+    - resume: 6 epochs, checkpoint every epoch, SIGKILLed after epoch 2's checkpoint, rerun;
+    - stale: starts beside a checkpoint of other settings, which must be discarded;
+    - empty_val: an empty validation split.
+    Every final run also evaluates, so each backend is checked end to end.
+    """
+    root = tmp_path_factory.mktemp("runs")
+    splits = write_splits(root / "data", {"train": 16, "val": 4, "test": 6})
+    no_val = write_splits(root / "data_noval", {"train": 16, "val": 0, "test": 6})
+    installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+    roles = dict(zip(["resume", "stale", "empty_val"], installed))
+    records: dict[str, dict] = {}
+    for role, backend in roles.items():
+        exp = experiment(backend, epochs=6) if role == "resume" else experiment(backend)
+        args = run_args(root / role, no_val if role == "empty_val" else splits, exp, evaluate=True)
+        if role == "stale":
+            ckpt = Path(args["checkpoints"])
+            ckpt.mkdir()
+            (ckpt / "state.json").write_text(json.dumps({"epochs_done": 1, "fingerprint": "other settings"}))
+            (ckpt / "checkpoint.keras").write_bytes(b"stale")
+        records[role] = {"backend": backend, "args": args, "proc": launch(args)}
+    if "resume" in records:
+        record = records["resume"]
+        state = Path(record["args"]["checkpoints"]) / "state.json"
+        record["killed"] = kill_after_checkpoint(record["proc"], state, epochs_done=2)
+        record["proc"] = launch(record["args"])
+    for record in records.values():
+        output, _ = record["proc"].communicate(timeout=300)
+        record.update(returncode=record["proc"].returncode, output=output,
+                      log=Path(record["args"]["log"]).read_text())
+    return {record["backend"]: {**record, "role": role} for role, record in records.items()}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_and_evaluate_end_to_end(backend: str, runs: dict) -> None:
+    if backend not in runs:
+        pytest.skip(f"Keras backend {backend!r}: its package is not installed in this environment")
+    run = runs[backend]
+    args, log = run["args"], run["log"]
+    assert run["returncode"] == 0, run["output"][-3000:] + log
+    out = Path(args["out"])
+    history = pd.read_csv(args["history"])
+    has_val = run["role"] != "empty_val"
+    assert list(history.columns) == ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if has_val else [])
+    assert history["epoch"].tolist() == list(range(1, args["experiment"]["epochs"] + 1))
+    assert not Path(args["checkpoints"]).exists()  # removed after success
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == 6 and list(predictions.columns)[-2:] == ["prob_COVID-19", "prob_Normal"]
+    np.testing.assert_allclose(predictions[["prob_COVID-19", "prob_Normal"]].sum(axis=1), 1.0, atol=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backend"] == backend and metrics["experiment"] == "tiny"
+    assert metrics["counts"]["test"] == {"images": 6, "patients": 3,
+                                         "images_per_class": {"COVID-19": 3, "Normal": 3}}
+    assert metrics["metrics"]["per_class"]["Normal"]["support"] == 3
+    assert "precision" in (out / "classification_report.txt").read_text()
+    for png in ("history.png", "confusion_matrix.png", "roc.png"):
+        assert (out / png).stat().st_size > 1000
+    assert f"backend={backend}" in log and "train_images/s=" in log
+
+
+def role(runs: dict, name: str) -> dict:
+    found = [run for run in runs.values() if run["role"] == name]
+    if not found:
+        pytest.skip(f"too few Keras backends installed to run the {name!r} check")
+    return found[0]
+
+
+def test_killed_training_resumes_from_last_checkpoint(runs: dict) -> None:
+    """SIGKILL after the epoch-2 checkpoint, rerun: it resumes and every epoch is in history.csv once."""
+    run = role(runs, "resume")
+    killed_rc, killed_output, done = run["killed"]
+    assert killed_rc == -signal.SIGKILL, f"not killed mid-run (rc {killed_rc}): {killed_output[-2000:]}"
+    assert 2 <= done < 6
+    assert run["returncode"] == 0, run["output"][-3000:]
+    assert f"resumed from epoch {done}" in run["log"]
+    assert f"trained epochs {done + 1}..6" in run["log"]
+    assert pd.read_csv(run["args"]["history"])["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_stale_checkpoint_is_discarded(runs: dict) -> None:
+    run = role(runs, "stale")
+    assert "settings or training split changed" in run["log"] and "resumed" not in run["log"]
+
+
+def test_empty_validation_split_is_logged(runs: dict) -> None:
+    run = role(runs, "empty_val")
+    assert "validation split" in run["log"] and "is empty" in run["log"]
