@@ -20,31 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-SELECTION_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "source",
-    "raw_path",
-    "label",
-    "finding",
-    "patient_id",
-    "view",
-    "problem",
-)
-RECORD_KEYS: tuple[str, ...] = (
-    "image_id",
-    "raw_path",
-    "status",
-    "reason",
-    "orig_width",
-    "orig_height",
-    "crop_x0",
-    "crop_y0",
-    "crop_x1",
-    "crop_y1",
-    "rows_removed",
-    "cols_removed",
-    "output_path",
-)
+from .preprocess import RECORD_KEYS
+from .sources import COLUMNS as SOURCE_COLUMNS
+
+# The contracts of the two inputs are owned by the modules that write them.
+SELECTION_COLUMNS: tuple[str, ...] = tuple(SOURCE_COLUMNS)
 STATUSES: tuple[str, ...] = ("ok", "quarantined")
 INT_COLUMNS: tuple[str, ...] = (
     "orig_width",
