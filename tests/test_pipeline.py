@@ -44,7 +44,7 @@ def assert_metrics_match_predictions(fold_dir: Path, classes: list[str]) -> None
 
 def test_demo_to_report_and_metrics_equal_sklearn(tmp_path: Path) -> None:
     cfg = tiny_config(experiments={"tiny": TINY_EXPERIMENT})
-    run_snakemake(tmp_path, cfg)  # plain `snakemake --cores 2`: the profile adds the report
+    run_snakemake(tmp_path, cfg, "--report", "results/report.html", "--report-after-run")  # README's main job
     report = tmp_path / "results/report.html"
     assert report.stat().st_size > 10_000
     exp = tmp_path / "results/experiments/tiny"
@@ -88,7 +88,8 @@ def test_original_experiment_data_end_to_end(tmp_path: Path, shared_data: Path) 
     experiment = {**TINY_EXPERIMENT, "image_size": 224, "epochs": 2, "batch_size": 32}
     cfg = tiny_config(sources=sources, experiments={"seed": experiment})
     cfg["preprocess"]["size"] = 224
-    run_snakemake(tmp_path, cfg, timeout=1800)
+    cfg["preprocess"]["batch_size"] = 1000  # the default batch mode, on real images
+    run_snakemake(tmp_path, cfg, "--report", "results/report.html", "--report-after-run", timeout=1800)
     fold = tmp_path / "results/experiments/seed/fold0"
     assert_metrics_match_predictions(fold, cfg["classes"])
     counts = json.loads((fold / "metrics.json").read_text())["counts"]

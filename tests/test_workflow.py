@@ -115,6 +115,7 @@ def test_ieee8023_2020_03_24_original_filters(tmp_path: Path, shared_data: Path)
             "filters": {"finding": "COVID-19", "modality": "X-ray", "view": "PA"}}  # fmt: skip
     cfg = tiny_config(sources={"ieee8023": spec})
     cfg["preprocess"]["size"] = 224
+    cfg["preprocess"]["batch_size"] = 1000  # the default batch mode, on real images
     run_snakemake(tmp_path, cfg, "preprocess")
     manifest = read_manifest(tmp_path / "results/preprocessed/manifest.csv")
     assert len(manifest) == 76

@@ -22,6 +22,7 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
          "normal": {"images": 12, "bar_fraction": 0.9}}
     )  # fmt: skip
     cfg["preprocess"]["size"] = 32
+    cfg["preprocess"]["batch_size"] = 1  # one crop job per image: the tests count them
     cfg["experiments"] = {}
     cfg.update(overrides)
     return cfg

@@ -3,7 +3,12 @@
 # sources' metadata, so that adding images to a source schedules exactly their
 # crop jobs (a dry run shows them) and nothing else.
 
+import functools
+import json
+import multiprocessing
 import sys
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +18,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from cxrflow import sources as cxr_sources  # noqa: E402
 from cxrflow import synth as cxr_synth  # noqa: E402
 from cxrflow import preprocess as cxr_preprocess  # noqa: E402
+from cxrflow import batch as cxr_batch  # noqa: E402
+from cxrflow import manifest as cxr_manifest  # noqa: E402
 
 RESULTS = Path("results")
 DEMO = config["demo"]
@@ -62,22 +69,44 @@ IMAGES = {
 }
 
 
+# Crop settings are what process_image takes; batch_size only says how jobs are cut,
+# so changing it must not change (or re-run) any image's crop.
+BATCH_SIZE = config["preprocess"]["batch_size"]
+CROP_SETTINGS = {k: v for k, v in config["preprocess"].items() if k != "batch_size"}
+# source -> batch name -> image ids; empty with batch_size 1 (one job per image).
+BATCHES = {
+    source: cxr_batch.assign_batches(list(table["image_id"]), BATCH_SIZE)
+    for source, table in SELECTIONS.items()
+    if BATCH_SIZE > 1
+}
+
+
 def record_path(source, image_id):
     return str(RESULTS / "preprocessed" / "records" / source / f"{image_id}.json")
 
 
+def png_path(source, image_id):
+    return str(RESULTS / "preprocessed" / "images" / source / f"{image_id}.png")
+
+
 def crop_png(wildcards):
-    return str(
-        RESULTS
-        / "preprocessed"
-        / "images"
-        / wildcards.source
-        / f"{wildcards.image_id}.png"
-    )
+    return png_path(wildcards.source, wildcards.image_id)
+
+
+def batch_path(source, batch):
+    return str(RESULTS / "preprocessed" / "batches" / source / f"{batch}.json")
+
+
+def record_files():
+    """Every selected image's record JSON, whichever job wrote it."""
+    return [record_path(s, i) for (s, i) in IMAGES]
 
 
 def all_records():
-    return [record_path(s, i) for (s, i) in IMAGES]
+    """The manifest's crop inputs: per-image records, or one file per batch."""
+    if BATCH_SIZE == 1:
+        return record_files()
+    return [batch_path(s, b) for s, batches in BATCHES.items() for b in batches]
 
 
 def image_row(wildcards):
@@ -88,6 +117,23 @@ def raw_input(wildcards):
     """The raw image as input, unless it is known bad (missing, unsafe path)."""
     row = image_row(wildcards)
     return [] if row.problem else [row.raw_path]
+
+
+def batch_rows(wildcards):
+    return [
+        IMAGES[(wildcards.source, i)]
+        for i in BATCHES[wildcards.source][wildcards.batch]
+    ]
+
+
+def batch_inputs(wildcards):
+    """The batch's raw images, less the known bad ones (as raw_input)."""
+    return [row.raw_path for row in batch_rows(wildcards) if not row.problem]
+
+
+def batch_images(wildcards):
+    """id, raw path and known problem per image: a change of any re-runs the batch."""
+    return [[row.image_id, row.raw_path, row.problem] for row in batch_rows(wildcards)]
 
 
 def source_inputs(wildcards):
@@ -123,6 +169,56 @@ def crop_one(wildcards, output, params, log):
         **params.settings,
     )
     Path(log[0]).write_text(f"{record['status']} {record['reason']}\n")
+
+
+# One pool of worker processes for every batch job of this Snakemake run, started
+# on first use (never in a dry run). `run:` jobs are threads of the Snakemake
+# process; cropping in them directly was slower at 27,000 images (bench/README.md).
+_CROP_POOL = {}
+_CROP_POOL_LOCK = threading.Lock()
+
+
+def crop_pool(workers):
+    """spawn, not fork: forking a process with running threads can deadlock."""
+    with _CROP_POOL_LOCK:
+        if workers not in _CROP_POOL:
+            context = multiprocessing.get_context("spawn")
+            _CROP_POOL[workers] = ProcessPoolExecutor(workers, mp_context=context)
+        return _CROP_POOL[workers]
+
+
+def crop_batch_job(wildcards, output, params, log, threads):
+    """Body of crop_batch: images whose cached record still matches are not redone."""
+    items = [
+        cxr_batch.BatchItem(
+            image_id,
+            raw,
+            problem,
+            png_path(wildcards.source, image_id),
+            record_path(wildcards.source, image_id),
+        )
+        for image_id, raw, problem in params.images
+    ]
+    pool = crop_pool(threads)
+    chunk = max(1, len(items) // (8 * threads))
+    map_fn = functools.partial(pool.map, chunksize=chunk)
+    summaries = cxr_batch.process_batch(items, params.settings, map_fn)
+    cxr_preprocess.write_json(Path(output[0]), {"images": summaries})
+    reused = sum(s["reused"] for s in summaries)
+    Path(log[0]).write_text(f"{len(summaries)} images, {reused} reused from cache\n")
+
+
+def manifest_job(input, output, log):
+    """Body of manifest: reads the per-image records in both job layouts."""
+    selection = pd.concat(
+        [pd.read_csv(p, dtype=str, keep_default_na=False) for p in input.selections],
+        ignore_index=True,
+    )
+    table = cxr_manifest.build_manifest(selection, [Path(p) for p in record_files()])
+    cxr_manifest.write_manifest(table, Path(output.manifest))
+    summary = cxr_manifest.manifest_summary(table)
+    Path(output.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    Path(log[0]).write_text(f"manifest: {json.dumps(summary)}\n")
 
 
 def write_selection(wildcards, output, log):

@@ -1,0 +1,246 @@
+"""Preprocessing at full-dataset scale: `snakemake preprocess` against a plain process pool.
+
+For each size N, synthetic RSNA-style images (1024x1024 gray JPEGs with black bars and
+a `stage_2_detailed_class_info.csv`, cached per N under --data-dir) are preprocessed by
+
+- `pool`: multiprocessing.Pool(2) calling cxrflow.preprocess.process_image (the floor),
+  timed again right before each mode so that both see the same background load;
+- each workflow mode, in a fresh working directory: `snakemake --cores 2 preprocess`
+  with a config whose only source is that folder. Modes: `image` (preprocess.batch_size 1,
+  one job per image), `batchB` (batch_size B); suffix `-drop` adds --drop-metadata,
+  `-nock` --max-checksum-file-size 0.
+
+Per mode it times the dry run of a fresh directory, the full run (and its peak RSS,
+snakemake incl. children, from wait4), the no-op rerun (everything up to date) and the
+rerun after re-encoding 10 images with new content (touch is not enough: Snakemake
+checksums inputs under 1 MB). Rows are appended to <data-dir>/results.jsonl.
+
+    .venv/bin/python bench/workflow_scale.py --sizes 1000,5000 --modes image,batch250
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from cxrflow.preprocess import process_image  # noqa: E402
+
+SIDE = 1024
+JPEG_QUALITY = 90
+IMAGE_DIR = "stage_2_train_images_jpg"
+CLASS_CSV = "stage_2_detailed_class_info.csv"
+STALE = 10
+FLAGS = {"": [], "drop": ["--drop-metadata"], "nock": ["--max-checksum-file-size", "0"]}
+WORKERS = 2
+
+
+# ------------------------------------------------------------------ data
+def render(seed: int) -> np.ndarray:
+    """A smooth random 'anatomy' plus grain and black bars of random widths (JPEG ~150 KB)."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
+    img = cv2.add(base, rng.integers(0, 12, (SIDE, SIDE), dtype=np.uint8))
+    top, bottom, left, right = rng.integers(0, 160, 4)
+    img[:top] = 0
+    img[SIDE - bottom :] = 0
+    img[:, :left] = 0
+    img[:, SIDE - right :] = 0
+    return img
+
+
+def write_jpeg(path: Path, seed: int) -> None:
+    ok, buf = cv2.imencode(".jpg", render(seed), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for {path}")
+    path.write_bytes(buf.tobytes())
+
+
+def _write_one(args: tuple[str, int]) -> None:
+    write_jpeg(Path(args[0]), args[1])
+
+
+def patient_ids(n: int) -> list[str]:
+    return [f"{i:08x}-bench-{i:06d}" for i in range(n)]
+
+
+def make_rsna_like(root: Path, n: int) -> Path:
+    """Write (once; a `.complete` marker caches it) n images + the RSNA class table."""
+    if (root / ".complete").is_file():
+        return root
+    images = root / IMAGE_DIR
+    images.mkdir(parents=True, exist_ok=True)
+    ids = patient_ids(n)
+    with multiprocessing.Pool(WORKERS) as pool:
+        pool.map(_write_one, [(str(images / f"{pid}.jpg"), i) for i, pid in enumerate(ids)], chunksize=64)
+    pd.DataFrame({"patientId": ids, "class": "Normal"}).to_csv(root / CLASS_CSV, index=False)
+    (root / ".complete").write_text(f"{n}\n")
+    return root
+
+
+def change_content(root: Path, n: int, count: int) -> list[str]:
+    """Re-encode `count` evenly spread images with new pixels (new bytes, same names)."""
+    ids = patient_ids(n)
+    picked = [ids[i * n // count] for i in range(count)]
+    salt = time.time_ns() % 1_000_000_007
+    for k, pid in enumerate(picked):
+        write_jpeg(root / IMAGE_DIR / f"{pid}.jpg", salt + k)
+    return picked
+
+
+# ------------------------------------------------------------------ runs
+def workflow_config(data: Path, batch_size: int) -> dict[str, Any]:
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["sources"] = {"rsna": {"format": "rsna", "path": str(data), "filters": {"class": "Normal"}}}
+    cfg["experiments"] = {}
+    cfg["preprocess"]["batch_size"] = batch_size
+    return cfg
+
+
+def parse_mode(mode: str) -> tuple[int, list[str]]:
+    """`image`, `batch250`, each optionally `-drop` (--drop-metadata) or `-nock`
+    (--max-checksum-file-size 0: mtime, not content, decides staleness) -> (batch_size, extra args)."""
+    name, _, flag = mode.partition("-")
+    if flag not in FLAGS:
+        raise ValueError(f"unknown mode suffix in {mode!r}")
+    extra = FLAGS[flag]
+    if name == "image":
+        return 1, extra
+    if name.startswith("batch") and name[5:].isdigit():
+        return int(name[5:]), extra
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def timed(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run cmd; return (wall seconds, peak RSS MiB of it and its waited-for children)."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])}... failed ({proc.returncode}); see {log}:\n{log.read_text()[-3000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+# The HTML report is not preprocessing, and report-after-run fails in a dry run of a
+# fresh directory (its report files do not exist yet): the bench profile drops both.
+REPORT_KEYS = ("report", "report-after-run")
+
+
+def bench_profile(work: Path) -> Path:
+    """The repo's default profile without the report settings."""
+    profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    folder = work / "profile"
+    folder.mkdir(exist_ok=True)
+    kept = {k: v for k, v in profile.items() if k not in REPORT_KEYS}
+    (folder / "config.yaml").write_text(yaml.safe_dump(kept, sort_keys=False))
+    return folder
+
+
+def snakemake_cmd(work: Path, cfg_path: Path, extra: Sequence[str], *args: str) -> list[str]:
+    return [
+        str(REPO / ".venv/bin/python"), "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+        "--configfile", str(cfg_path), "--workflow-profile", str(bench_profile(work)),
+        "--cores", str(WORKERS), *extra, *args, "preprocess",
+    ]  # fmt: skip
+
+
+def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
+    batch_size, extra = parse_mode(mode)
+    work = work_root / f"{n}-{mode}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cfg_path = work / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size), sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    run = lambda name, *args: timed(snakemake_cmd(work, cfg_path, extra, *args), work / f"{name}.log", env)  # noqa: E731
+    dry, _ = run("dry", "-n")
+    full, peak = run("full")
+    rows = len(pd.read_csv(work / "results/preprocessed/manifest.csv"))
+    if rows != n:
+        raise RuntimeError(f"{mode}: manifest has {rows} rows, expected {n}")
+    noop, noop_peak = run("noop")
+    change_content(data, n, STALE)
+    stale, stale_peak = run("stale")
+    return {"n": n, "mode": mode, "dry_s": dry, "run_s": full, "noop_s": noop, "stale_s": stale,
+            "peak_mib": max(peak, noop_peak, stale_peak)}  # fmt: skip
+
+
+def _pool_one(args: tuple[str, str, str, str]) -> None:
+    process_image(*args, size=224, black_threshold=40, black_fraction=0.5, protect=(0.195, 0.781),
+                  interpolation="area")  # fmt: skip
+
+
+def run_pool(data: Path, n: int, work_root: Path) -> float:
+    """The same work with no workflow engine: the time to beat."""
+    out = work_root / f"{n}-pool"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    jobs = [(pid, str(data / IMAGE_DIR / f"{pid}.jpg"), str(out / f"{pid}.png"), str(out / f"{pid}.json"))
+            for pid in patient_ids(n)]  # fmt: skip
+    start = time.perf_counter()
+    with multiprocessing.Pool(WORKERS) as pool:
+        for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
+            pass
+    return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------ report
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    head = "| images | mode | dry run s | run s | pool s | run/pool | no-op rerun s | 10-stale rerun s | peak MiB |"
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        ratio = r["run_s"] / r["pool_s"] if r.get("pool_s") else float("nan")
+        lines.append(
+            f"| {r['n']} | {r['mode']} | {r['dry_s']:.1f} | {r['run_s']:.1f} | {r.get('pool_s') or float('nan'):.1f} "
+            f"| {ratio:.2f} | {r['noop_s']:.1f} | {r['stale_s']:.1f} | {r['peak_mib']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,5000", help="comma-separated image counts")
+    parser.add_argument("--modes", default="image,image-drop,batch50,batch250,batch1000",
+                        help="image | image-drop | batchB | batchB-drop, comma-separated")  # fmt: skip
+    parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / "out")
+    parser.add_argument("--no-pool", action="store_true", help="skip the pool (ratio left blank)")
+    args = parser.parse_args()
+    data_dir = args.data_dir.resolve()
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        t0 = time.perf_counter()
+        data = make_rsna_like(data_dir / f"rsna-{n}", n)
+        print(f"# {n} images ready in {time.perf_counter() - t0:.0f} s ({data})", flush=True)
+        for mode in args.modes.split(","):
+            # The pool right before each mode: other users' load on the 2 cores drifts,
+            # and the ratio is only meaningful under the same load.
+            pool_s = None if args.no_pool else run_pool(data, n, data_dir / "work")
+            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s, "load1": os.getloadavg()[0]}
+            rows.append(row)
+            with open(data_dir / "results.jsonl", "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(table([row]).splitlines()[-1], f"(load {row['load1']:.1f})", flush=True)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Batched crop jobs: stable assignment, per-image cache, and the real snakemake with batch_size > 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrflow.batch import (
+    KEY_FIELD,
+    BatchItem,
+    assign_batches,
+    bucket_count,
+    bucket_of,
+    process_batch,
+)
+from cxrflow.manifest import read_manifest
+from workflow_helpers import planned_jobs, run_snakemake, tiny_config
+
+SETTINGS: dict[str, Any] = dict(
+    size=16, black_threshold=40, black_fraction=0.5, protect=[0.195, 0.781], interpolation="area"
+)
+
+
+def write_image(path: Path, seed: int, bar: int = 6) -> None:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(90, 230, (48, 40), dtype=np.uint8)
+    img[:bar] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+# ------------------------------------------------------------------ assignment
+def test_bucket_count_is_a_power_of_two_covering_the_images() -> None:
+    assert [bucket_count(n, 4) for n in (0, 1, 4, 5, 12, 16, 17)] == [1, 1, 1, 2, 4, 4, 8]
+    with pytest.raises(ValueError):
+        bucket_count(10, 0)
+
+
+def test_growing_keeps_buckets_until_the_count_doubles_then_splits_each() -> None:
+    ids = [f"src-img{i}" for i in range(40)]
+    before = assign_batches(ids[:30], 10)  # 4 buckets
+    after = assign_batches(ids, 10)  # still 4
+    changed = {b for b in after if after[b] != before.get(b)}
+    new_buckets = {next(b for b, members in after.items() if i in members) for i in ids[30:]}
+    assert changed == new_buckets
+    for image_id in ids:  # 4 -> 8 buckets: bucket b goes to b or b + 4
+        assert bucket_of(image_id, 8) % 4 == bucket_of(image_id, 4)
+    assert sorted(i for members in after.values() for i in members) == sorted(ids)
+
+
+# ------------------------------------------------------------------ cache
+def items_for(tmp_path: Path, names: list[str]) -> list[BatchItem]:
+    out = tmp_path / "out"
+    return [BatchItem(n, str(tmp_path / "raw" / f"{n}.png"), "", str(out / f"{n}.png"), str(out / f"{n}.json"))
+            for n in names]  # fmt: skip
+
+
+def test_process_batch_redoes_only_changed_images(tmp_path: Path) -> None:
+    names = ["a", "b", "c"]
+    for k, n in enumerate(names):
+        write_image(tmp_path / "raw" / f"{n}.png", k)
+    items = items_for(tmp_path, names)
+    first = process_batch(items, SETTINGS)
+    assert [s["status"] for s in first] == ["ok"] * 3 and not any(s["reused"] for s in first)
+    record = json.loads(Path(items[0].record).read_text())
+    assert record[KEY_FIELD] == first[0][KEY_FIELD] and record["output_width"] == 16
+
+    write_image(tmp_path / "raw" / "b.png", 99, bar=12)  # new content
+    Path(items[2].png).unlink()  # lost output
+    again = process_batch(items, SETTINGS)
+    assert [s["reused"] for s in again] == [True, False, False]
+    assert Path(items[2].png).is_file()
+    # Other settings: nothing reused.
+    assert not any(s["reused"] for s in process_batch(items, {**SETTINGS, "size": 8}))
+
+
+def test_process_batch_records_problems_and_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "junk.png").write_bytes(b"not an image")
+    item = items_for(tmp_path, ["junk"])[0]
+    flagged = BatchItem("gone", "", "missing file", str(tmp_path / "out/gone.png"), str(tmp_path / "out/gone.json"))
+    out = process_batch([item, flagged], SETTINGS)
+    assert [s["status"] for s in out] == ["quarantined", "quarantined"]
+    assert out[0]["reason"].startswith("unreadable") and out[1]["reason"] == "missing file"
+    assert [s["reused"] for s in process_batch([item, flagged], SETTINGS)] == [True, True]
+
+
+# ------------------------------------------------------------------ workflow
+def csv_source(root: Path, n: int) -> dict:
+    rows = [(f"a{i}.png", "COVID-19" if i % 2 else "Normal", f"p{i}") for i in range(n)]
+    pd.DataFrame(rows, columns=["file", "finding", "patient"]).to_csv(root / "meta.csv", index=False)
+    return {"format": "csv", "path": str(root), "csv": "meta.csv", "images": "img",
+            "columns": {"filename": "file", "label": "finding", "patient_id": "patient"}}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_batches_rerun_only_what_changed(tmp_path: Path) -> None:
+    data, work = tmp_path / "data", tmp_path / "work"
+    for i in range(12):
+        write_image(data / "img" / f"a{i}.png", i)
+    cfg = tiny_config(sources={"mine": csv_source(data, 12)})
+    cfg["preprocess"]["batch_size"] = 4
+    run_snakemake(work, cfg, "preprocess")
+    manifest = read_manifest(work / "results/preprocessed/manifest.csv")
+    assert sorted(manifest["image_id"]) == sorted(f"mine-a{i}" for i in range(12))
+    assert (manifest["status"] == "ok").all()
+    batches = assign_batches([f"mine-a{i}" for i in range(12)], 4)
+    assert sorted(p.stem for p in (work / "results/preprocessed/batches/mine").iterdir()) == sorted(batches)
+
+    # New content in one image: its batch only, then the aggregate.
+    write_image(data / "img" / "a3.png", 99, bar=12)
+    dry = run_snakemake(work, cfg, "preprocess", "-n")
+    assert planned_jobs(dry) == {"crop_batch": 1, "manifest": 1, "preprocess": 1}
+    run_snakemake(work, cfg, "preprocess")
+    batch = next(b for b, members in batches.items() if "mine-a3" in members)
+    log = (work / f"results/logs/crop_batch/mine/{batch}.log").read_text()
+    assert log == f"{len(batches[batch])} images, {len(batches[batch]) - 1} reused from cache\n"
+
+    # Two new images (still 4 buckets): only the batches they land in.
+    for i in (12, 13):
+        write_image(data / "img" / f"a{i}.png", i)
+    csv_source(data, 14)
+    grown = assign_batches([f"mine-a{i}" for i in range(14)], 4)
+    touched = {b for b, members in grown.items() if {"mine-a12", "mine-a13"} & set(members)}
+    dry = run_snakemake(work, cfg, "preprocess", "-n")
+    assert planned_jobs(dry) == {"crop_batch": len(touched), "select_source": 1, "manifest": 1, "preprocess": 1}
+    run_snakemake(work, cfg, "preprocess")
+    assert len(read_manifest(work / "results/preprocessed/manifest.csv")) == 14
