@@ -22,7 +22,12 @@ PROTECT_LO, PROTECT_HI = 200, 800  # hard-coded for 1,024-pixel images
 
 
 def pixel_mean(px: np.ndarray) -> float:
-    return (int(px[0]) + int(px[1]) + int(px[2])) / 3
+    """One numpy call per pixel, as a notebook writes it (`np.mean(img[i][j])`).
+
+    A hand-unrolled `(int(px[0]) + int(px[1]) + int(px[2])) / 3` runs ~7x faster
+    (about 1.2 s per image here) but is not what the article timed at 14 s.
+    """
+    return float(np.mean(px))
 
 
 def naive_crop(img: np.ndarray, size: int = 224) -> np.ndarray:
