@@ -22,6 +22,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/audit.smk"
 
 
 rule all:
@@ -30,3 +31,5 @@ rule all:
         rules.preprocess.input,
         rules.split.input,
         experiment_summaries(),
+        "results/audit/data_audit.json",
+        "results/trust_summary.csv",

@@ -16,5 +16,5 @@ evaluate_main(
     history_png=sm.output.history_plot, confusion_png=sm.output.confusion, roc_png=sm.output.roc,
     classes=list(sm.params.classes), experiment=sm.params.experiment,
     experiment_name=wildcards.get("experiment", ""), fold=wildcards.get("fold", ""),
-    log_path=sm.log[0],
+    log_path=sm.log[0], bootstrap=sm.params.bootstrap,
 )

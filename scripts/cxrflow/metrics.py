@@ -178,8 +178,13 @@ def evaluate_main(
     predictions_path: str, report_path: str, metrics_path: str,
     history_png: str, confusion_png: str, roc_png: str,
     classes: Sequence[str], experiment: Mapping[str, Any], experiment_name: str, fold: str | int, log_path: str,
+    bootstrap: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Entry point for scripts/evaluate.py (KERAS_BACKEND already set): test predictions, metrics, plots."""
+    """Entry point for scripts/evaluate.py (KERAS_BACKEND already set): test predictions, metrics, plots.
+
+    With ``bootstrap`` ({n, level, seed}: the config's audit.bootstrap) the metrics also get
+    patient-resampled confidence intervals: metrics.json "ci", a table in the report, the ROC legend.
+    """
     import keras
 
     from .plots import confusion_matrix_plot, history_plot, roc_plot
@@ -195,7 +200,9 @@ def evaluate_main(
         predictions = predictions_table(table, probs, classes)
         predictions.to_csv(predictions_path, index=False, float_format="%.8g")
         metrics = compute_metrics(predictions, classes)
-        Path(report_path).write_text(metrics["classification_report_text"])
+        ci = None if bootstrap is None else confidence_intervals(predictions, classes, bootstrap)
+        report_text = metrics["classification_report_text"]
+        Path(report_path).write_text(report_text if ci is None else report_text + "\n" + ci_report_text(ci))
         result = {
             "experiment": experiment_name, "fold": fold, "backend": keras.backend.backend(),
             "arch": experiment["arch"], "weights": experiment["weights"],
@@ -203,16 +210,89 @@ def evaluate_main(
                        for name, path in (("train", train_csv), ("val", val_csv), ("test", test_csv))},
             "metrics": metrics,
         }
+        if ci is not None:
+            result["ci"] = ci
         _write_json(result, metrics_path)
         history_plot(pd.read_csv(history_csv), history_png)
         confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)
-        roc_plot(predictions, classes, metrics, roc_png)
+        if ci is None:
+            roc_plot(predictions, classes, metrics, roc_png)
+        else:
+            roc_plot_with_ci(predictions, classes, metrics, ci, roc_png)
         log.info("evaluated %s fold %s on %d test images: accuracy=%.4f roc_auc=%s\n%s", experiment_name, fold,
                  len(images), metrics["accuracy"], metrics["roc_auc"], metrics["classification_report_text"])
         return result
     except Exception:
         log.exception("evaluation failed")
         raise
+
+
+def _nan_to_none(tree: Any) -> Any:
+    """JSON has no NaN: an undefined bound (e.g. no image of a class drawn) is written as null."""
+    if isinstance(tree, Mapping):
+        return {k: _nan_to_none(v) for k, v in tree.items()}
+    if isinstance(tree, float) and not np.isfinite(tree):
+        return None
+    return tree
+
+
+def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
+                         settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Patient-resampled bootstrap CIs (uncertainty.bootstrap_ci), NaN -> None for JSON.
+
+    An image without a patient id is its own resampling unit (the source cannot say
+    which images share a patient), as in the split's groups.
+    """
+    from .uncertainty import bootstrap_ci
+
+    table = predictions.copy()
+    pid = table["patient_id"].fillna("").astype(str).str.strip()
+    table["patient_id"] = pid.where(pid != "", "image:" + table["image_id"].astype(str))
+    ci = bootstrap_ci(table, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"])
+    return _nan_to_none(ci)
+
+
+def _fmt(value: float | None, digits: int = REPORT_DIGITS) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def ci_report_text(ci: Mapping[str, Any]) -> str:
+    """The CI table appended to classification_report.txt (two digits, as the report above it)."""
+    from .uncertainty import ci_table
+
+    table = ci_table(ci)
+    head = (f"{ci['level']:.0%} bootstrap confidence intervals ({ci['n_boot']} resamples of "
+            f"{ci['n_patients']} test patients, seed {ci['seed']}; n_used = resamples where defined)\n\n")
+    lines = [f"{'class':>14} {'metric':>10} {'estimate':>9} {'low':>6} {'high':>6} {'n_used':>7}"]
+    lines += [f"{row['class']:>14} {row['metric']:>10} {_fmt(row['estimate']):>9} {_fmt(row['low']):>6} "
+              f"{_fmt(row['high']):>6} {int(row['n_used']):>7}"
+              for row in table.to_dict("records")]
+    return head + "\n".join(lines) + "\n"
+
+
+def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics: Mapping[str, Any],
+                     ci: Mapping[str, Any], path: str | Path) -> None:
+    """plots.roc_plot, with each curve's legend reading AUC [low, high] (the bootstrap CI)."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_curve
+
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    shown = classes[:1] if len(classes) == 2 else classes
+    for name in shown:
+        auc = metrics["roc_auc_per_class"].get(name)
+        if auc is None:  # one class only among the true labels: no curve exists
+            ax.plot([], [], label=f"{name}: undefined (no positives or no negatives)")
+            continue
+        bounds = ci["per_class"][name]["roc_auc"]
+        fpr, tpr, _ = roc_curve(predictions["true_label"] == name, predictions[f"prob_{name}"])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{_fmt(bounds['low'], 3)}, {_fmt(bounds['high'], 3)}])")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate",
+           title=f"ROC ({ci['level']:.0%} patient-bootstrap CI)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def summarize_main(metrics_paths: Sequence[str], output_path: str, log_path: str) -> dict[str, Any]:

@@ -231,3 +231,13 @@ def write_selection(wildcards, output, log):
 
 def experiment_params(wildcards):
     return config["experiments"][wildcards.experiment]
+
+
+def experiment_folds():
+    """(experiment, fold) of every trained model, in the trust summary's row order."""
+    return [(e, k) for e in config["experiments"] for k in FOLDS]
+
+
+def fold_files(name):
+    """One file per experiment and fold, aligned with experiment_folds()."""
+    return [str(experiment_dir(e) / f"fold{k}" / name) for e, k in experiment_folds()]

@@ -82,8 +82,29 @@ rule evaluate:
     params:
         experiment=experiment_params,
         classes=config["classes"],
+        bootstrap=config["audit"]["bootstrap"],
     script:
         "../../scripts/evaluate.py"
+
+
+rule baselines:
+    input:
+        train="results/splits/fold{fold}/train.csv",
+        test="results/splits/fold{fold}/test.csv",
+        metrics="results/experiments/{experiment}/fold{fold}/metrics.json",
+    output:
+        "results/experiments/{experiment}/fold{fold}/baselines.json",
+    log:
+        "results/logs/baselines/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/baselines/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        settings=config["audit"]["baselines"],
+        classes=config["classes"],
+    script:
+        "../../scripts/audit_baselines.py"
 
 
 rule summarize:

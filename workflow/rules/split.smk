@@ -1,5 +1,7 @@
 # Leakage-free split manifests: seeded, stratified by label, grouped by
-# patient, stable when patients are added.
+# patient and by near-duplicate cluster, stable when patients are added.
+# The near-duplicate search runs inside make_splits because it decides the
+# split (a copy of one radiograph stays with its twin, as a patient's images do).
 
 
 rule make_splits:
@@ -13,6 +15,12 @@ rule make_splits:
             caption="../report/splits.rst",
             category="1. Data",
         ),
+        duplicates=report(
+            "results/audit/duplicates.csv",
+            caption="../report/duplicates.rst",
+            category="1. Data",
+        ),
+        duplicate_groups="results/audit/duplicate_groups.json",
     log:
         "results/logs/make_splits.log",
     benchmark:
@@ -22,6 +30,7 @@ rule make_splits:
     params:
         split=config["split"],
         classes=config["classes"],
+        max_distance=config["audit"]["duplicates"]["max_distance"],
         out_dir=lambda wildcards, output: str(Path(output.assignments).parent),
     script:
         "../../scripts/split.py"

@@ -1,0 +1,52 @@
+# Can the numbers be trusted? A data audit (leakage, near-duplicates across
+# splits, can the source be read off the pixels) and one summary table that
+# opens the HTML report. Near-duplicates are found by make_splits (split.smk),
+# the CIs by evaluate and the trivial baselines by baselines (model.smk).
+
+
+rule audit_data:
+    input:
+        manifest="results/preprocessed/manifest.csv",
+        assignments="results/splits/assignments.csv",
+        duplicates="results/audit/duplicates.csv",
+    output:
+        report(
+            "results/audit/data_audit.json",
+            caption="../report/data_audit.rst",
+            category="1. Data",
+        ),
+    log:
+        "results/logs/audit_data.log",
+    benchmark:
+        "results/benchmarks/audit_data.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        source=config["audit"]["source_predictability"],
+        thumbnail_size=config["audit"]["baselines"]["thumbnail_size"],
+    script:
+        "../../scripts/audit_data.py"
+
+
+rule trust_summary:
+    input:
+        metrics=fold_files("metrics.json"),
+        baselines=fold_files("baselines.json"),
+        data_audit="results/audit/data_audit.json",
+    output:
+        report(
+            "results/trust_summary.csv",
+            caption="../report/trust_summary.rst",
+            category="0. Trust summary",
+        ),
+    log:
+        "results/logs/trust_summary.log",
+    benchmark:
+        "results/benchmarks/trust_summary.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        rows=experiment_folds(),
+        positive=config["classes"][0],
+    script:
+        "../../scripts/audit_trust.py"
