@@ -8,12 +8,18 @@
   flag and a sentence for the report.
 * ``leakage_report``: counts patients (and duplicate groups) that appear in more
   than one split of a fold: anything but 0 invalidates the test score.
+* ``source_check``: ``source_predictability`` on the manifest's thumbnails, with the
+  flag and sentence of ``data_audit.json``.
+* ``trust_table``: one row per experiment and fold with every reason to doubt its
+  score (``results/trust_summary.csv``, the first thing the report shows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from . import baselines
 
 SPLITS = ("train", "val", "test")
 # lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
@@ -193,3 +201,104 @@ def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None)
     report["total_shared"] = total
     report["ok"] = total == 0
     return report
+
+
+def source_check(
+    table: pd.DataFrame, groups: pd.Series, thumbnail_size: int, settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``source_predictability`` on thumbnails of ``table`` (manifest rows), grouped by split group,
+    plus a flag and a sentence. ``settings`` is the config's ``audit.source_predictability``.
+
+    Flagged only when both halves hold: sources coincide with labels (Cramér's V) and
+    the source is recognisable from the pixels (balanced accuracy); either alone is harmless.
+    """
+    features = baselines.thumbnail_features(baselines.load_gray_images(table["output_path"]), thumbnail_size)
+    # Every source needs a group in each CV fold's training part, or the regression cannot learn it.
+    per_source = groups.groupby(table["source"]).nunique()
+    if len(per_source) > 1 and per_source.min() < settings["folds"]:
+        result: dict[str, Any] = {
+            "skipped": f"source {per_source.idxmin()} has {per_source.min()} patient groups, "
+            f"fewer than the {settings['folds']} CV folds"
+        }
+    else:
+        result = source_predictability(features, table["source"], table["label"], groups,
+                                       seed=settings["seed"], folds=settings["folds"])  # fmt: skip
+    if "skipped" in result:
+        return {**result, "flag": False, "sentence": f"Source check skipped: {result['skipped']}."}
+    v = result["cramers_v"] if np.isfinite(result["cramers_v"]) else 0.0
+    flag = bool(v >= settings["flag_cramers_v"] and result["balanced_accuracy"] >= settings["flag_balanced_accuracy"])
+    facts = (f"the source is predicted from {thumbnail_size}x{thumbnail_size} thumbnails with balanced accuracy "
+             f"{result['balanced_accuracy']:.2f} (chance {result['chance_balanced_accuracy']:.2f}) and Cramér's V "
+             f"of source x label is {v:.2f}")  # fmt: skip
+    sentence = (f"Sources coincide with labels: {facts}; a model can score by recognising the collection."
+                if flag else f"No source shortcut flagged: {facts}.")  # fmt: skip
+    return {**result, "flag": flag, "sentence": sentence}
+
+
+def json_safe(tree: Any) -> Any:
+    """NumPy scalars to Python, non-finite floats to None: strict JSON (allow_nan=False) accepts the result."""
+    if isinstance(tree, Mapping):
+        return {str(k): json_safe(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [json_safe(v) for v in tree]
+    if isinstance(tree, (float, np.floating)):
+        return float(tree) if np.isfinite(tree) else None
+    if isinstance(tree, np.integer):
+        return int(tree)
+    return tree
+
+
+def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.DataFrame, thumbnail_size: int,
+               settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``data_audit.json``: leakage between splits, duplicate pairs and the source check of the ok images."""
+    ok = manifest[manifest["status"] == "ok"].reset_index(drop=True)
+    leakage = leakage_report(assignments, pairs)
+    groups = ok["image_id"].map(dict(zip(assignments["image_id"], assignments["group"])))
+    if groups.isna().any():
+        raise ValueError(f"ok images missing from the assignments: {ok.loc[groups.isna(), 'image_id'].tolist()[:5]}")
+    source = source_check(ok, groups, thumbnail_size, settings)
+    return json_safe({"leakage": leakage, "duplicate_pairs": int(len(pairs)), "source_predictability": source})
+
+
+TRUST_COLUMNS = ("experiment", "fold", "class", "patients_shared", "duplicates_across_splits", "model_f1",
+                 "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
+                 "border_ring_margin", "source_flag")  # fmt: skip
+
+
+def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_baselines: Mapping[str, Any],
+              data_audit: Mapping[str, Any], positive: str) -> dict[str, Any]:  # fmt: skip
+    """The summary row of one model; margins are model F1 - baseline F1 of the positive class."""
+    leak = data_audit["leakage"]["folds"][f"fold{fold}"]
+    if "ci" not in fold_metrics:
+        raise ValueError(f"{experiment} fold {fold}: metrics.json has no 'ci' (re-run evaluate)")
+    ci = fold_metrics["ci"]["per_class"][positive]["f1"]
+    low, high = ci["low"], ci["high"]
+    return {
+        "experiment": experiment,
+        "fold": fold,
+        "class": positive,
+        "patients_shared": sum(leak["shared_patients"].values()),
+        "duplicates_across_splits": leak.get("split_duplicate_pairs", 0),
+        "model_f1": fold_baselines["model"]["f1"][positive],
+        "model_f1_low": low,
+        "model_f1_high": high,
+        "ci_width": None if low is None or high is None else high - low,
+        "thumbnail_f1": fold_baselines["thumbnail"]["f1"][positive],
+        "thumbnail_margin": fold_baselines["thumbnail"]["margin_f1"],
+        "border_ring_f1": fold_baselines["border_ring"]["f1"][positive],
+        "border_ring_margin": fold_baselines["border_ring"]["margin_f1"],
+        "source_flag": data_audit["source_predictability"]["flag"],
+    }
+
+
+def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], baseline_paths: Sequence[str],
+                audit_path: str, positive: str) -> pd.DataFrame:
+    """``trust_summary.csv``: ``trust_row`` of every (experiment, fold) in ``rows``, files aligned with it."""
+    if not len(rows) == len(metrics_paths) == len(baseline_paths):
+        raise ValueError(f"{len(rows)} models but {len(metrics_paths)} metrics and {len(baseline_paths)} baselines")
+    audit = json.loads(Path(audit_path).read_text())
+    records = [
+        trust_row(e, int(k), json.loads(Path(m).read_text()), json.loads(Path(b).read_text()), audit, positive)
+        for (e, k), m, b in zip(rows, metrics_paths, baseline_paths)
+    ]
+    return pd.DataFrame(records, columns=list(TRUST_COLUMNS))

@@ -10,15 +10,19 @@ feed the CNN itself a border-only image.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from .data import load_split
 
 # lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
 _MAX_ITER = 5000
@@ -108,3 +112,44 @@ def cross_validated_predictions(
         probs = logistic_baseline(X[train], y[train], X[test], seed)
         predicted[test] = np.unique(y[train])[probs.argmax(axis=1)]
     return predicted
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Per-class F1 (zero_division=0, as the model's report) and accuracy."""
+    f1 = f1_score(y_true, y_pred, labels=list(classes), average=None, zero_division=0)
+    return {"f1": {c: float(v) for c, v in zip(classes, f1)}, "accuracy": float(accuracy_score(y_true, y_pred))}
+
+
+def run_baselines(
+    train_csv: str, test_csv: str, model_metrics: Mapping[str, Any], classes: Sequence[str],
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Thumbnail and border-ring baselines beside the model: their scores, the model's F1 per class, and
+    the margins (model - baseline) for classes[0].
+
+    Trained on the fold's train split and tested on its test split, so they face exactly
+    the model's test images. ``settings`` is the config's ``audit.baselines``.
+    """
+    classes = list(classes)
+    size = settings["image_size"]
+    train_images, _, train = load_split(train_csv, classes, size)
+    test_images, _, test = load_split(test_csv, classes, size)
+    if len(test) == 0:
+        raise ValueError(f"{test_csv}: the test split is empty, no baseline can be scored")
+    features = {
+        "thumbnail": lambda x: thumbnail_features(x, settings["thumbnail_size"]),
+        "border_ring": lambda x: border_ring_features(x, settings["ring_width"], settings["thumbnail_size"]),
+    }
+    y_train, y_test = train["label"].to_numpy(), test["label"].to_numpy()
+    model_f1 = {c: float(model_metrics["per_class"][c]["f1-score"]) for c in classes}
+    positive = classes[0]
+    out: dict[str, Any] = {"classes": classes, "positive_class": positive, "settings": dict(settings),
+                           "n_train": int(len(train)), "n_test": int(len(test)),
+                           "model": {"f1": model_f1, "accuracy": float(model_metrics["accuracy"])}}  # fmt: skip
+    for name, featurize in features.items():
+        probs = logistic_baseline(featurize(train_images), y_train, featurize(test_images), settings["seed"])
+        predicted = np.unique(y_train)[probs.argmax(axis=1)]
+        result = score(y_test, predicted, classes)
+        result["margin_f1"] = model_f1[positive] - result["f1"][positive]
+        out[name] = result
+    return out
