@@ -23,6 +23,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/shortcut.smk"
 
 
 rule all:
@@ -33,3 +34,4 @@ rule all:
         experiment_summaries(),
         "results/audit/data_audit.json",
         "results/trust_summary.csv",
+        shortcut_files(),

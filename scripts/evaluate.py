@@ -1,4 +1,5 @@
-"""Snakemake `script:` rule: predict the test split, write predictions, report, metrics.json and plots."""
+"""Snakemake `script:` rules evaluate and evaluate_border_only: predict the test split, write predictions,
+report, metrics.json and plots (the border-only control passes `params.mask`)."""
 
 import os
 
@@ -16,5 +17,5 @@ evaluate_main(
     history_png=sm.output.history_plot, confusion_png=sm.output.confusion, roc_png=sm.output.roc,
     classes=list(sm.params.classes), experiment=sm.params.experiment,
     experiment_name=wildcards.get("experiment", ""), fold=wildcards.get("fold", ""),
-    log_path=sm.log[0], bootstrap=sm.params.bootstrap,
+    log_path=sm.log[0], bootstrap=sm.params.bootstrap, mask=sm.params.get("mask"),
 )

@@ -1,4 +1,7 @@
-"""Snakemake `script:` rule: train one experiment on one fold (resumes from its checkpoint after a kill)."""
+"""Snakemake `script:` rules train and train_border_only: one experiment on one fold (resumes after a kill).
+
+The border-only control passes `params.mask` ({fraction, fill}); the full model has none.
+"""
 
 import os
 
@@ -17,4 +20,5 @@ main(
     checkpoint_dir=snakemake.params.checkpoint_dir,  # noqa: F821
     log_path=snakemake.log[0],  # noqa: F821
     workers=snakemake.threads,  # noqa: F821 (augmentation threads)
+    mask=snakemake.params.get("mask"),  # noqa: F821
 )

@@ -262,18 +262,24 @@ def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.Data
 
 TRUST_COLUMNS = ("experiment", "fold", "class", "patients_shared", "duplicates_across_splits", "model_f1",
                  "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
-                 "border_ring_margin", "source_flag")  # fmt: skip
+                 "border_ring_margin", "source_flag", "border_only_f1", "full_macro_f1", "border_only_macro_f1",
+                 "chance_macro_f1", "shortcut_verdict", "shortcut_flag")  # fmt: skip
 
 
 def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_baselines: Mapping[str, Any],
-              data_audit: Mapping[str, Any], positive: str) -> dict[str, Any]:  # fmt: skip
-    """The summary row of one model; margins are model F1 - baseline F1 of the positive class."""
+              data_audit: Mapping[str, Any], positive: str,
+              shortcut: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The summary row of one model; margins are model F1 - baseline F1 of the positive class.
+
+    ``shortcut`` is the model's ``shortcut_audit.json`` (None when audit.border_only is
+    disabled: its columns stay empty and the verdict says ``not run``).
+    """
     leak = data_audit["leakage"]["folds"][f"fold{fold}"]
     if "ci" not in fold_metrics:
         raise ValueError(f"{experiment} fold {fold}: metrics.json has no 'ci' (re-run evaluate)")
     ci = fold_metrics["ci"]["per_class"][positive]["f1"]
     low, high = ci["low"], ci["high"]
-    return {
+    row = {
         "experiment": experiment,
         "fold": fold,
         "class": positive,
@@ -288,17 +294,34 @@ def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_
         "border_ring_f1": fold_baselines["border_ring"]["f1"][positive],
         "border_ring_margin": fold_baselines["border_ring"]["margin_f1"],
         "source_flag": data_audit["source_predictability"]["flag"],
+        "shortcut_verdict": "not run",
     }
+    if shortcut is not None:
+        row.update({
+            "border_only_f1": shortcut["border_only"]["f1"][positive],
+            "full_macro_f1": shortcut["full"]["macro_f1"]["estimate"],
+            "border_only_macro_f1": shortcut["border_only"]["macro_f1"]["estimate"],
+            "chance_macro_f1": shortcut["chance"]["macro_f1"],
+            "shortcut_verdict": shortcut["verdict"],
+            "shortcut_flag": shortcut["flag"],
+        })  # fmt: skip
+    return row
 
 
 def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], baseline_paths: Sequence[str],
-                audit_path: str, positive: str) -> pd.DataFrame:
+                audit_path: str, positive: str, shortcut_paths: Sequence[str] | None = None) -> pd.DataFrame:
     """``trust_summary.csv``: ``trust_row`` of every (experiment, fold) in ``rows``, files aligned with it."""
-    if not len(rows) == len(metrics_paths) == len(baseline_paths):
-        raise ValueError(f"{len(rows)} models but {len(metrics_paths)} metrics and {len(baseline_paths)} baselines")
+    shortcuts: list[str | None] = list(shortcut_paths) if shortcut_paths else [None] * len(rows)
+    if not len(rows) == len(metrics_paths) == len(baseline_paths) == len(shortcuts):
+        raise ValueError(f"{len(rows)} models but {len(metrics_paths)} metrics, {len(baseline_paths)} baselines "
+                         f"and {len(shortcuts)} shortcut audits")  # fmt: skip
     audit = json.loads(Path(audit_path).read_text())
+
+    def read(path: str | None) -> Any:
+        return None if path is None else json.loads(Path(path).read_text())
+
     records = [
-        trust_row(e, int(k), json.loads(Path(m).read_text()), json.loads(Path(b).read_text()), audit, positive)
-        for (e, k), m, b in zip(rows, metrics_paths, baseline_paths)
+        trust_row(e, int(k), read(m), read(b), audit, positive, read(s))
+        for (e, k), m, b, s in zip(rows, metrics_paths, baseline_paths, shortcuts)
     ]
     return pd.DataFrame(records, columns=list(TRUST_COLUMNS))

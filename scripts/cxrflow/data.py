@@ -7,12 +7,14 @@ columns in :data:`SPLIT_COLUMNS`; ``path`` is an 8-bit grayscale PNG.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+
+from .shortcut import mask_centre
 
 SPLIT_COLUMNS = ("image_id", "label", "patient_id", "path", "source")
 
@@ -40,16 +42,21 @@ def read_gray(path: str | Path, image_size: int) -> np.ndarray:
 
 
 def load_split(
-    csv_path: str | Path, classes: Sequence[str], image_size: int
+    csv_path: str | Path, classes: Sequence[str], image_size: int, mask: Mapping[str, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Return (images uint8 [N,S,S,1], labels int [N] indexing ``classes``, table).
 
     An empty split (e.g. no validation set) yields zero-length arrays, not an error.
+    ``mask`` ({fraction, fill}: the border-only control, ``shortcut.mask_centre``)
+    blanks the centre of every image here, at loading, so train, validation and
+    test images of the control are masked alike.
     """
     table = read_split_table(csv_path, classes)
     images = np.zeros((len(table), image_size, image_size, 1), dtype=np.uint8)
     for i, path in enumerate(table["path"]):
         images[i, ..., 0] = read_gray(path, image_size)
+    if mask is not None and len(images):
+        images = mask_centre(images, mask["fraction"], mask["fill"])
     class_index = {name: i for i, name in enumerate(classes)}
     labels = table["label"].map(class_index).to_numpy(dtype=np.int64)
     return images, labels, table

@@ -179,11 +179,13 @@ def evaluate_main(
     history_png: str, confusion_png: str, roc_png: str,
     classes: Sequence[str], experiment: Mapping[str, Any], experiment_name: str, fold: str | int, log_path: str,
     bootstrap: Mapping[str, Any] | None = None,
+    mask: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Entry point for scripts/evaluate.py (KERAS_BACKEND already set): test predictions, metrics, plots.
 
     With ``bootstrap`` ({n, level, seed}: the config's audit.bootstrap) the metrics also get
     patient-resampled confidence intervals: metrics.json "ci", a table in the report, the ROC legend.
+    ``mask`` ({fraction, fill}) evaluates the border-only control on test images masked as it was trained.
     """
     import keras
 
@@ -193,7 +195,7 @@ def evaluate_main(
     try:
         classes = list(classes)
         model = keras.saving.load_model(model_path)
-        images, _, table = load_split(test_csv, classes, experiment["image_size"])
+        images, _, table = load_split(test_csv, classes, experiment["image_size"], mask)
         if len(images) == 0:
             raise ValueError(f"{test_csv}: the test split is empty, nothing to evaluate")
         probs = predict(model, images, experiment["arch"], experiment["batch_size"])
@@ -212,6 +214,8 @@ def evaluate_main(
         }
         if ci is not None:
             result["ci"] = ci
+        if mask is not None:
+            result["mask"] = dict(mask)
         _write_json(result, metrics_path)
         history_plot(pd.read_csv(history_csv), history_png)
         confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)

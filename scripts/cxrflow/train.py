@@ -45,10 +45,15 @@ def compile_model(model: keras.Model, experiment: Mapping[str, Any]) -> keras.Mo
     return model
 
 
-def fingerprint(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str | Path) -> str:
+def fingerprint(
+    experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str | Path, mask: Mapping[str, Any] | None = None
+) -> str:
     """Hash of what a checkpoint depends on, so a changed config or split never resumes a stale run."""
     settings = {k: v for k, v in experiment.items() if k not in _RESUMABLE_CHANGES}
-    payload = json.dumps({"experiment": settings, "classes": list(classes)}, sort_keys=True, default=str)
+    content = {"experiment": settings, "classes": list(classes)}
+    if mask is not None:  # only then: existing full-image checkpoints keep their fingerprint
+        content["mask"] = dict(mask)
+    payload = json.dumps(content, sort_keys=True, default=str)
     digest = hashlib.sha256(payload.encode())
     digest.update(Path(train_csv).read_bytes())
     return digest.hexdigest()
@@ -163,8 +168,12 @@ def train(
     checkpoint_dir: str | Path,
     log: logging.Logger,
     workers: int = 1,
+    mask: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Train, save the final ``.keras`` model and history.csv (every epoch, resumed ones included); return the history."""
+    """Train, save the final ``.keras`` model and history.csv (every epoch, resumed ones included); return the history.
+
+    ``mask`` ({fraction, fill}) trains the border-only control: every image's centre is blanked at loading.
+    """
     backend = keras.backend.backend()
     if backend != experiment["backend"]:
         raise RuntimeError(
@@ -173,15 +182,17 @@ def train(
         )
     keras.utils.set_random_seed(experiment["seed"])
     size, arch = experiment["image_size"], experiment["arch"]
-    x_train, y_train, _ = load_split(train_csv, classes, size)
-    x_val, y_val, _ = load_split(val_csv, classes, size)
+    x_train, y_train, _ = load_split(train_csv, classes, size, mask)
+    x_val, y_val, _ = load_split(val_csv, classes, size, mask)
     if len(x_train) == 0:
         raise ValueError(f"{train_csv}: the training split is empty")
     log.info("backend=%s arch=%s weights=%s train=%d val=%d images of %dpx, workers=%d",
              backend, arch, experiment["weights"], len(x_train), len(x_val), size, workers)
+    if mask is not None:
+        log.info("border-only control: central %.0f%% of each side set to %d", 100 * mask["fraction"], mask["fill"])
 
     store = Checkpoints(checkpoint_dir)
-    settings_print = fingerprint(experiment, classes, train_csv)
+    settings_print = fingerprint(experiment, classes, train_csv, mask)
     model, initial_epoch = resume_or_build(experiment, len(classes), store, settings_print, log)
 
     def preprocess(x):
@@ -221,11 +232,12 @@ def main(
     checkpoint_dir: str,
     log_path: str,
     workers: int = 1,
+    mask: Mapping[str, Any] | None = None,
 ) -> None:
     """Entry point for scripts/train.py: KERAS_BACKEND must already be set by the caller."""
     log = open_log(log_path)
     try:
-        train(experiment, classes, train_csv, val_csv, model_path, history_path, checkpoint_dir, log, workers)
+        train(experiment, classes, train_csv, val_csv, model_path, history_path, checkpoint_dir, log, workers, mask)
     except Exception:
         log.exception("training failed")
         raise

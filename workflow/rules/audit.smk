@@ -1,7 +1,8 @@
 # Can the numbers be trusted? A data audit (leakage, near-duplicates across
 # splits, can the source be read off the pixels) and one summary table that
 # opens the HTML report. Near-duplicates are found by make_splits (split.smk),
-# the CIs by evaluate and the trivial baselines by baselines (model.smk).
+# the CIs by evaluate, the trivial baselines by baselines (model.smk) and the
+# border-only control by shortcut_audit (shortcut.smk).
 
 
 rule audit_data:
@@ -32,6 +33,7 @@ rule trust_summary:
     input:
         metrics=fold_files("metrics.json"),
         baselines=fold_files("baselines.json"),
+        shortcut=shortcut_files(),
         data_audit="results/audit/data_audit.json",
     output:
         report(

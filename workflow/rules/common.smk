@@ -241,3 +241,18 @@ def experiment_folds():
 def fold_files(name):
     """One file per experiment and fold, aligned with experiment_folds()."""
     return [str(experiment_dir(e) / f"fold{k}" / name) for e, k in experiment_folds()]
+
+
+# The border-only control's mask, as load_split takes it ({fraction, fill}).
+BORDER_MASK = {
+    "fraction": config["audit"]["border_only"]["mask"],
+    "fill": config["audit"]["border_only"]["fill"],
+}
+
+
+def shortcut_files():
+    """shortcut_audit.json of every model, aligned with experiment_folds(); none when disabled."""
+    if not config["audit"]["border_only"]["enabled"]:
+        return []
+    return fold_files("shortcut_audit.json")
+

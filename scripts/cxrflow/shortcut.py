@@ -1,0 +1,313 @@
+"""The border-only control: is the model reading the lungs, or the frame around them?
+
+The same training is repeated on images whose central field (the lungs) is
+replaced by one constant grey, so only borders and corners remain: black bars,
+burnt-in markers, collimation edges, framing. If that control scores nearly as
+well as the full model *and* clearly better than a label-blind guess, the
+classes can be told apart without looking at the lungs, and the full model's
+score cannot be taken as evidence that it reads the disease.
+
+Everything here is pure NumPy / scikit-learn on arrays and tables, so the rules
+(``train_border_only``, ``shortcut_audit``) stay thin and the rule is testable
+without Keras.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from .uncertainty import _check, _metrics_from_confusion
+
+
+def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the central ``fraction`` of each side; at least one pixel of border stays.
+
+    Rounded outwards so the masked share is never smaller than asked at small sizes.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"mask fraction must be in (0, 1), got {fraction}")
+    border_y = math.floor(height * (1 - fraction) / 2 + 1e-9)  # 1e-9: 10 * (1 - 0.6) / 2 is 1.999...
+    border_x = math.floor(width * (1 - fraction) / 2 + 1e-9)
+    if border_y < 1 or border_x < 1:
+        raise ValueError(
+            f"masking the central {fraction:.0%} of {height}x{width} images leaves no border: "
+            "lower the fraction or raise the image size"
+        )
+    return border_y, height - border_y, border_x, width - border_x
+
+
+def mask_centre(images: np.ndarray, fraction: float, fill: int) -> np.ndarray:
+    """A copy of ``images`` [N,H,W] or [N,H,W,C] with the central ``fraction`` of height and width set to ``fill``.
+
+    The fill is one constant for every image: anything computed from the image
+    itself (its mean, say) would carry the hidden lungs' brightness back in.
+    Applied after resizing to the model input, so the fraction is of what the
+    model sees, and before augmentation, which then moves frame and mask together.
+    """
+    arr = np.asarray(images)
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"expected images [N,H,W] or [N,H,W,C], got shape {arr.shape}")
+    y0, y1, x0, x1 = centre_box(arr.shape[1], arr.shape[2], fraction)
+    out = arr.copy()
+    out[:, y0:y1, x0:x1] = fill
+    return out
+
+
+def chance_f1(y_true: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+    """The best F1 a model that ignores the image can expect on these test labels.
+
+    Label-blind predictors: always the same class k (its F1 is 2p/(1+p) for class
+    k, 0 for the others), or a guess drawn with the class frequencies (expected
+    F1 of class k = p_k, macro 1/K). Returned per metric: the macro F1 and the
+    positive class's F1 (classes[0]), each the maximum over those predictors, so
+    "above chance" means above every one of them.
+    """
+    y = np.asarray(y_true).astype(str)
+    if len(y) == 0:
+        raise ValueError("no test labels: chance is undefined")
+    p = np.array([(y == c).mean() for c in classes])
+    constant = 2 * p / (1 + p)  # F1 of class k when k is always predicted
+    macro = max(float(p.sum() / len(classes)), float(constant.max() / len(classes)))
+    positive = max(float(p[0]), float(constant[0]))
+    return {"macro_f1": macro, "positive_f1": positive, "prevalence": dict(zip(classes, p.tolist()))}
+
+
+METRICS = ("macro_f1", "positive_f1")
+
+
+def _resampled_f1(
+    predictions: pd.DataFrame, classes: Sequence[str], patients: np.ndarray, draws: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Macro and positive-class F1 of every resample (rows of ``draws``: how often each of ``patients`` is drawn).
+
+    A class absent from a resample (neither true nor predicted) is left out of that
+    resample's macro mean rather than counted as 0; the positive F1 is NaN there.
+    """
+    _check(predictions, classes)
+    index = {c: k for k, c in enumerate(classes)}
+    y = predictions["true_label"].astype(str).map(index).to_numpy()
+    p = predictions["predicted_label"].astype(str).map(index).to_numpy()
+    patient = np.searchsorted(patients, predictions["patient_id"].astype(str).to_numpy())
+    per_patient = np.zeros((len(patients), len(classes), len(classes)))
+    np.add.at(per_patient, (patient, y, p), 1)
+    f1 = _metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))["f1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows cannot occur: a resample has images
+        return {"macro_f1": np.nanmean(f1, axis=1), "positive_f1": f1[:, 0]}
+
+
+def _point_f1(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float]:
+    per_class = f1_score(predictions["true_label"].astype(str), predictions["predicted_label"].astype(str),
+                         labels=list(classes), average=None, zero_division=0)  # fmt: skip
+    return {"macro_f1": float(per_class.mean()), "positive_f1": float(per_class[0])}
+
+
+def _interval(values: np.ndarray, estimate: float, level: float) -> dict[str, Any]:
+    used = values[np.isfinite(values)]
+    alpha = (1 - level) / 2
+    low, high = np.quantile(used, [alpha, 1 - alpha]) if len(used) else (np.nan, np.nan)
+    return {"estimate": estimate, "low": float(low), "high": float(high), "n_used": int(len(used))}
+
+
+def paired_bootstrap(
+    tables: Mapping[str, pd.DataFrame], classes: Sequence[str], *, n_boot: int, seed: int, level: float
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Percentile CIs of macro and positive-class F1 of each table, and of the first table minus each other one.
+
+    Paired: every table is scored on the *same* resamples of test patients (as
+    ``uncertainty.bootstrap_ci``, whose seed it shares), so the difference's interval
+    reflects only how the models differ, not which patients happened to be drawn.
+    All tables must hold predictions for the same patients. Returns
+    ``{name: {metric: interval}}`` plus ``"<first> - <other>"`` entries.
+    """
+    if not tables:
+        raise ValueError("no prediction tables to bootstrap")
+    classes = list(classes)
+    patient_sets = {name: sorted(set(t["patient_id"].astype(str))) for name, t in tables.items()}
+    patients = np.array(next(iter(patient_sets.values())))
+    if any(list(patients) != other for other in patient_sets.values()):
+        raise ValueError("paired bootstrap needs the same test patients in every table")
+    if len(patients) == 0:
+        raise ValueError("no test patients")
+    draws = np.random.default_rng(seed).multinomial(len(patients), np.full(len(patients), 1 / len(patients)),
+                                                    size=n_boot)  # fmt: skip
+    boot = {name: _resampled_f1(t, classes, patients, draws) for name, t in tables.items()}
+    point = {name: _point_f1(t, classes) for name, t in tables.items()}
+    out = {name: {m: _interval(boot[name][m], point[name][m], level) for m in METRICS} for name in tables}
+    first, *others = list(tables)
+    for other in others:
+        out[f"{first} - {other}"] = {
+            m: _interval(boot[first][m] - boot[other][m], point[first][m] - point[other][m], level) for m in METRICS
+        }
+    return out
+
+
+VERDICTS = ("shortcut", "borders informative", "no shortcut", "inconclusive")
+
+
+def verdict(
+    full: Mapping[str, Any],
+    border: Mapping[str, Any],
+    difference: Mapping[str, Any],
+    chance: float,
+    *,
+    flag_margin: float,
+    metric: str,
+) -> tuple[str, bool, str]:
+    """(verdict, flag, sentence) from the full and border-only scores, their paired difference
+    (full - border), each ``{estimate, low, high}``, and chance.
+
+    "Clearly above chance": the interval's lower bound is above the best label-blind
+    F1, so a control that learned nothing never raises the flag. "Clearly better by
+    more than the margin": the lower bound of the paired difference is above
+    ``flag_margin``. The burden of proof is on the model: its score is only taken as
+    more than the borders give when the test set shows it.
+
+    * ``shortcut`` (the only flagged verdict): the border-only model is clearly above
+      chance and the full model is not clearly better than it by more than ``flag_margin``.
+    * ``borders informative``: the border-only model is clearly above chance, and the
+      full model clearly better by more than the margin: the frame carries label
+      information, and the full model uses more than the frame.
+    * ``no shortcut``: the full model is clearly above chance, the border-only model is
+      not, and it scores more than ``flag_margin`` below the full model.
+    * ``inconclusive``: anything else (a full model not clearly above chance has no
+      score to explain away; or the test set is too small to tell).
+    """
+    f, b, d = full["estimate"], border["estimate"], difference
+    facts = (
+        f"the border-only model (central lung field masked) scores {metric} {b:.2f} "
+        f"[{_bound(border['low'])}, {_bound(border['high'])}], the full model {f:.2f} "
+        f"[{_bound(full['low'])}, {_bound(full['high'])}] (difference {d['estimate']:.2f} "
+        f"[{_bound(d['low'])}, {_bound(d['high'])}]), chance {chance:.2f}"
+    )
+    border_above = _above(border["low"], chance)
+    full_above = _above(full["low"], chance)
+    clearly_better = _above(d["low"], flag_margin)
+    if border_above and not clearly_better:
+        return "shortcut", True, (
+            f"Shortcut flagged: {facts}. The image borders alone (bars, markers, collimation, "
+            "framing) separate the classes clearly better than chance, and the full model is not shown "
+            f"to do better than them by more than {flag_margin:.2f}: its score is no evidence that it "
+            "reads the lungs."
+        )
+    if border_above:
+        return "borders informative", False, (
+            f"No shortcut flagged, but the borders carry label information: {facts}. The border-only "
+            f"model is clearly above chance, and the full model clearly better than it by more than "
+            f"{flag_margin:.2f}, so it uses more than the borders (the Grad-CAM panel shows where it looks)."
+        )
+    if full_above and f - b > flag_margin:
+        return "no shortcut", False, (
+            f"No shortcut flagged: {facts}. The borders alone are not clearly better than chance, "
+            f"and score more than {flag_margin:.2f} below the full model."
+        )
+    why = (
+        "the full model is not clearly above chance, so there is no score to explain away"
+        if not full_above
+        else "the border-only model is not clearly above chance, but not clearly worse than the full model "
+        "either (too few test patients to tell)"
+    )
+    return "inconclusive", False, f"Shortcut audit inconclusive: {facts}; {why}."
+
+
+def _above(low: float | None, chance: float) -> bool:
+    """Interval bound above chance; an undefined bound (no resample defined the metric) is not."""
+    return low is not None and bool(np.isfinite(low)) and low > chance
+
+
+def _bound(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+METRIC_LABELS = {"macro_f1": "macro F1", "positive_f1": "F1 of the positive class"}
+
+
+def shortcut_audit(
+    full_predictions: pd.DataFrame,
+    border_predictions: pd.DataFrame,
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+    bootstrap: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The audit of one experiment and fold: both models' F1s with paired CIs, chance, verdict and sentence.
+
+    ``settings`` is the config's ``audit.border_only``; ``bootstrap`` its ``audit.bootstrap``.
+    Both prediction tables must cover the same test images (same split).
+    """
+    classes = list(classes)
+    metric = settings["metric"]
+    if metric not in METRIC_LABELS:
+        raise ValueError(f"audit.border_only.metric must be one of {sorted(METRIC_LABELS)}, got {metric!r}")
+    full_ids = sorted(full_predictions["image_id"].astype(str))
+    if full_ids != sorted(border_predictions["image_id"].astype(str)):
+        raise ValueError("full and border-only predictions cover different test images")
+    ci = paired_bootstrap({"full": full_predictions, "border_only": border_predictions}, classes,
+                          n_boot=bootstrap["n"], seed=bootstrap["seed"], level=bootstrap["level"])  # fmt: skip
+    chance = chance_f1(full_predictions["true_label"], classes)
+    scores = {
+        name: {**ci[name], "f1": dict(zip(classes, f1_score(table["true_label"].astype(str),
+                                                           table["predicted_label"].astype(str), labels=classes,
+                                                           average=None, zero_division=0).tolist()))}
+        for name, table in (("full", full_predictions), ("border_only", border_predictions))
+    }  # fmt: skip
+    difference = ci["full - border_only"]
+    name, flag, sentence = verdict(scores["full"][metric], scores["border_only"][metric], difference[metric],
+                                   chance[metric], flag_margin=settings["flag_margin"],
+                                   metric=METRIC_LABELS[metric])  # fmt: skip
+    return {
+        "classes": classes,
+        "positive_class": classes[0],
+        "settings": dict(settings),
+        "bootstrap": dict(bootstrap),
+        "n_test": len(full_ids),
+        "metric": metric,
+        "chance": chance,
+        "full": scores["full"],
+        "border_only": scores["border_only"],
+        "difference": difference,
+        "verdict": name,
+        "flag": flag,
+        "sentence": sentence,
+    }
+
+
+def audit_text(result: Mapping[str, Any]) -> str:
+    """shortcut_audit.txt: the verdict sentence, then both models' scores, chance and the settings."""
+    positive = result["positive_class"]
+    level = result["bootstrap"]["level"]
+
+    def cell(interval: Mapping[str, Any]) -> str:
+        low, high = interval["low"], interval["high"]
+        bounds = "n/a" if low is None or high is None else f"[{low:.2f}, {high:.2f}]"
+        return f"{interval['estimate']:.2f} {bounds}"
+
+    head = f"{'':<26}{'macro F1':<20}{'F1 ' + positive:<20}"
+    lines = [
+        f"Shortcut audit: experiment {result.get('experiment', '')}, fold {result.get('fold', '')}",
+        "",
+        textwrap.fill(result["sentence"], 88),
+        "",
+        f"{level:.0%} bootstrap intervals over {result['full']['macro_f1'].get('n_used', '?')} resamples of the "
+        f"test patients ({result['n_test']} test images); the verdict uses {METRIC_LABELS[result['metric']]}.",
+        "",
+        head,
+        f"{'full model':<26}{cell(result['full']['macro_f1']):<20}{cell(result['full']['positive_f1']):<20}",
+        f"{'border-only control':<26}{cell(result['border_only']['macro_f1']):<20}"
+        f"{cell(result['border_only']['positive_f1']):<20}",
+        f"{'full - border-only':<26}{cell(result['difference']['macro_f1']):<20}"
+        f"{cell(result['difference']['positive_f1']):<20}",
+        f"{'chance (label-blind)':<26}{result['chance']['macro_f1']:<20.2f}{result['chance']['positive_f1']:<20.2f}",
+        "",
+        f"Border-only control: the central {result['settings']['mask']:.0%} of each side of every train, "
+        f"validation and test image set to {result['settings']['fill']}; flag margin "
+        f"{result['settings']['flag_margin']:.2f}; verdict: {result['verdict']}.",
+    ]
+    return "\n".join(lines) + "\n"

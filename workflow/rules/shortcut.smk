@@ -1,0 +1,89 @@
+# Shortcut audit per experiment and fold: the border-only control (the same
+# training on images whose central lung field is masked) and a verdict on
+# whether the borders alone explain the model's score. README "Can you trust
+# the numbers?".
+
+
+rule train_border_only:
+    input:
+        train="results/splits/fold{fold}/train.csv",
+        val="results/splits/fold{fold}/val.csv",
+    output:
+        model="results/experiments/{experiment}/fold{fold}/border_only/model.keras",
+        history="results/experiments/{experiment}/fold{fold}/border_only/history.csv",
+    log:
+        "results/logs/train_border_only/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train_border_only/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        experiment=experiment_params,
+        classes=config["classes"],
+        mask=BORDER_MASK,
+        # Not an output: it must survive a killed job so the rerun resumes.
+        checkpoint_dir=lambda wildcards, output: str(
+            Path(output.model).parent / "checkpoint"
+        ),
+    script:
+        "../../scripts/train.py"
+
+
+rule evaluate_border_only:
+    input:
+        model=rules.train_border_only.output.model,
+        history=rules.train_border_only.output.history,
+        train="results/splits/fold{fold}/train.csv",
+        val="results/splits/fold{fold}/val.csv",
+        test="results/splits/fold{fold}/test.csv",
+    output:
+        predictions="results/experiments/{experiment}/fold{fold}/border_only/predictions.csv",
+        report="results/experiments/{experiment}/fold{fold}/border_only/classification_report.txt",
+        metrics="results/experiments/{experiment}/fold{fold}/border_only/metrics.json",
+        history_plot="results/experiments/{experiment}/fold{fold}/border_only/history.png",
+        confusion="results/experiments/{experiment}/fold{fold}/border_only/confusion_matrix.png",
+        roc="results/experiments/{experiment}/fold{fold}/border_only/roc.png",
+    log:
+        "results/logs/evaluate_border_only/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/evaluate_border_only/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        experiment=experiment_params,
+        classes=config["classes"],
+        bootstrap=config["audit"]["bootstrap"],
+        mask=BORDER_MASK,
+    script:
+        "../../scripts/evaluate.py"
+
+
+rule shortcut_audit:
+    input:
+        full="results/experiments/{experiment}/fold{fold}/predictions.csv",
+        border_only=rules.evaluate_border_only.output.predictions,
+    output:
+        json="results/experiments/{experiment}/fold{fold}/shortcut_audit.json",
+        text=report(
+            "results/experiments/{experiment}/fold{fold}/shortcut_audit.txt",
+            caption="../report/shortcut_audit.rst",
+            category="2. Experiments",
+            subcategory="{experiment}",
+            labels={"fold": "{fold}", "figure": "shortcut audit"},
+        ),
+    log:
+        "results/logs/shortcut_audit/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/shortcut_audit/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        classes=config["classes"],
+        settings=config["audit"]["border_only"],
+        bootstrap=config["audit"]["bootstrap"],
+    script:
+        "../../scripts/shortcut_audit.py"
+
