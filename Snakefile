@@ -35,3 +35,4 @@ rule all:
         "results/audit/data_audit.json",
         "results/trust_summary.csv",
         shortcut_files(),
+        gradcam_files(),

@@ -201,6 +201,30 @@ def test_select_examples() -> None:
     ]
 
 
+def test_select_examples_seeded_sample() -> None:
+    from cxrflow.gradcam import select_examples
+
+    n = 12
+    preds = pd.DataFrame(
+        {
+            "image_id": [f"x{i:02d}" for i in range(n)],
+            "true_label": ["COVID-19"] * 6 + ["Normal"] * 6,
+            "predicted_label": ["COVID-19"] * 4 + ["Normal"] * 8,
+            "prob_COVID-19": np.linspace(0.05, 0.95, n),
+            "prob_Normal": 1 - np.linspace(0.05, 0.95, n),
+        }
+    )
+    rows = select_examples(preds, ["COVID-19", "Normal"], per_cell=3, seed=1)
+    assert rows == select_examples(preds.sample(frac=1, random_state=0), ["COVID-19", "Normal"], 3, seed=1)
+    assert [title for title, _ in rows] == [
+        "COVID-19: correct (4)", "COVID-19: wrong (2)", "Normal: correct (6)", "Normal: wrong (0)"
+    ]
+    assert [len(ids) for _, ids in rows] == [3, 2, 3, 0]
+    assert set(rows[0][1]) <= {"x00", "x01", "x02", "x03"} and set(rows[2][1]) <= {f"x{i:02d}" for i in range(6, 12)}
+    others = [select_examples(preds, ["COVID-19", "Normal"], 3, seed=s)[2][1] for s in range(2, 8)]
+    assert any(o != rows[2][1] for o in others)  # the seed decides the sample
+
+
 def test_sequential_and_shared_base() -> None:
     """A Sequential head, and one base shared by two classifiers (two calls, one per model)."""
     import keras

@@ -230,12 +230,13 @@ def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.nda
 
 
 def select_examples(
-    predictions: pd.DataFrame, classes: Sequence[str], per_cell: int
+    predictions: pd.DataFrame, classes: Sequence[str], per_cell: int, seed: int | None = None
 ) -> list[tuple[str, list[str]]]:
-    """Rows for ``gradcam_panel``: per true class, its most confident correct and wrong predictions.
+    """Rows for ``gradcam_panel``: per true class, some of its correct and some of its wrong predictions.
 
-    Deterministic (sorted by the predicted class's probability, then image id), so a
-    rerun shows the same images.
+    ``seed=None``: the most confident ones (sorted by the predicted class's probability,
+    then image id). ``seed`` given: a random sample drawn with that seed, which shows
+    typical cases rather than the extremes. Either way a rerun shows the same images.
     """
     missing = {"image_id", "true_label", "predicted_label", *(f"prob_{c}" for c in classes)} - set(
         predictions.columns
@@ -246,6 +247,7 @@ def select_examples(
     probs = df[[f"prob_{c}" for c in classes]].to_numpy(float)
     index = {c: k for k, c in enumerate(classes)}
     df["_confidence"] = probs[np.arange(len(df)), df["predicted_label"].map(index).to_numpy()]
+    rng = None if seed is None else np.random.default_rng(seed)
     rows = []
     for cls in classes:
         of_class = df[df["true_label"] == cls]
@@ -253,15 +255,27 @@ def select_examples(
             ("correct", of_class["predicted_label"] == cls),
             ("wrong", of_class["predicted_label"] != cls),
         ):
-            chosen = of_class[mask].sort_values(["_confidence", "image_id"], ascending=[False, True])
-            rows.append(
-                (f"{cls}: {kind} ({int(mask.sum())})", chosen["image_id"].astype(str).head(per_cell).tolist())
-            )
+            cell = of_class[mask]
+            if rng is None:
+                chosen = cell.sort_values(["_confidence", "image_id"], ascending=[False, True])
+                ids = chosen["image_id"].astype(str).head(per_cell).tolist()
+            else:
+                pool = sorted(cell["image_id"].astype(str))
+                picked = rng.choice(len(pool), size=min(per_cell, len(pool)), replace=False) if pool else []
+                ids = [pool[i] for i in sorted(picked)]
+            rows.append((f"{cls}: {kind} ({int(mask.sum())})", ids))
     return rows
 
 
-def gradcam_panel(rows: Sequence[tuple[str, Sequence[np.ndarray]]], tile_inches: float = 2.0) -> Figure:
-    """A grid figure, one row per (title, BGR overlays); empty rows say so instead of vanishing."""
+def gradcam_panel(
+    rows: Sequence[tuple[str, Sequence[np.ndarray]]],
+    tile_inches: float = 2.0,
+    captions: Sequence[Sequence[str]] | None = None,
+) -> Figure:
+    """A grid figure, one row per (title, BGR overlays); empty rows say so instead of vanishing.
+
+    ``captions`` (optional, one list per row) are printed under the tiles: image id, probability.
+    """
     if not rows:
         raise ValueError("no rows to draw")
     n_cols = max(1, max(len(images) for _, images in rows))
@@ -276,7 +290,64 @@ def gradcam_panel(rows: Sequence[tuple[str, Sequence[np.ndarray]]], tile_inches:
                 spine.set_visible(False)
             if c < len(images):
                 ax.imshow(cv2.cvtColor(np.asarray(images[c]), cv2.COLOR_BGR2RGB))
+                if captions is not None and c < len(captions[r]):
+                    ax.set_xlabel(captions[r][c], fontsize=7)
             elif c == 0:
                 ax.text(0.5, 0.5, "no images", ha="center", va="center", transform=ax.transAxes)
         axes[r][0].set_ylabel(title, rotation=0, ha="right", va="center")
     return fig
+
+
+def panel_main(
+    model_path: str,
+    test_csv: str,
+    predictions_csv: str,
+    output_png: str,
+    classes: Sequence[str],
+    experiment: dict[str, Any],
+    settings: dict[str, Any],
+    log_path: str,
+) -> list[tuple[str, list[str]]]:
+    """Entry point for scripts/gradcam_panel.py (KERAS_BACKEND already set): the Grad-CAM panel of one model.
+
+    Per true class a seeded sample of correct and of wrong test predictions
+    (``settings``: the config's ``audit.gradcam``, {per_cell, seed, layer, alpha}); each tile is
+    the map for the class the model *predicted* (what made it say so), over the
+    preprocessed image at full resolution. Returns the rows (titles, image ids).
+    """
+    from .data import open_log, read_gray, read_split_table
+    from .model import preprocess_batch
+
+    log = open_log(log_path)
+    try:
+        classes = list(classes)
+        model = keras.saving.load_model(model_path)
+        predictions = pd.read_csv(predictions_csv, dtype={"image_id": str, "patient_id": str})
+        paths = read_split_table(test_csv, classes).set_index("image_id")["path"]
+        by_id = predictions.set_index("image_id")
+        layer = settings.get("layer")
+        rows = select_examples(predictions, classes, settings["per_cell"], seed=settings["seed"])
+        tiles, captions = [], []
+        for _, ids in rows:
+            images, texts = [], []
+            for image_id in ids:
+                row = by_id.loc[image_id]
+                predicted = classes.index(row["predicted_label"])
+                x = read_gray(paths[image_id], experiment["image_size"])[None, :, :, None]
+                heat = gradcam(model, preprocess_batch(experiment["arch"], x), predicted, layer)[0]
+                full = cv2.imread(str(paths[image_id]), cv2.IMREAD_GRAYSCALE)
+                images.append(overlay(full, heat, alpha=settings["alpha"]))
+                name = image_id if len(image_id) <= 24 else "..." + image_id[-21:]  # the distinct end
+                texts.append(f"{name}\n-> {row['predicted_label']} p={row[f'prob_{classes[predicted]}']:.2f}")
+            tiles.append(images)
+            captions.append(texts)
+        fig = gradcam_panel([(title, images) for (title, _), images in zip(rows, tiles)], captions=captions)
+        where = layer or last_conv_layer_name(model)
+        fig.suptitle(f"Grad-CAM at {where} for the predicted class (seed {settings['seed']})", fontsize=9)
+        fig.savefig(output_png, dpi=100)
+        log.info("Grad-CAM panel of %d images at layer %s written to %s", sum(len(i) for _, i in rows), where,
+                 output_png)
+        return rows
+    except Exception:
+        log.exception("Grad-CAM panel failed")
+        raise

@@ -256,3 +256,7 @@ def shortcut_files():
         return []
     return fold_files("shortcut_audit.json")
 
+
+def gradcam_files():
+    """gradcam.png of every model; none when audit.gradcam.enabled is false."""
+    return fold_files("gradcam.png") if config["audit"]["gradcam"]["enabled"] else []

@@ -1,7 +1,7 @@
 # Shortcut audit per experiment and fold: the border-only control (the same
-# training on images whose central lung field is masked) and a verdict on
-# whether the borders alone explain the model's score. README "Can you trust
-# the numbers?".
+# training on images whose central lung field is masked), a verdict on whether
+# the borders alone explain the model's score, and a Grad-CAM panel showing
+# where the model looks. README "Can you trust the numbers?".
 
 
 rule train_border_only:
@@ -87,3 +87,31 @@ rule shortcut_audit:
     script:
         "../../scripts/shortcut_audit.py"
 
+
+rule gradcam:
+    input:
+        model="results/experiments/{experiment}/fold{fold}/model.keras",
+        predictions="results/experiments/{experiment}/fold{fold}/predictions.csv",
+        test="results/splits/fold{fold}/test.csv",
+    output:
+        report(
+            "results/experiments/{experiment}/fold{fold}/gradcam.png",
+            caption="../report/gradcam.rst",
+            category="2. Experiments",
+            subcategory="{experiment}",
+            labels={"fold": "{fold}", "figure": "Grad-CAM"},
+        ),
+    log:
+        "results/logs/gradcam/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/gradcam/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    resources:
+        gpu=1,
+    params:
+        experiment=experiment_params,
+        classes=config["classes"],
+        settings=config["audit"]["gradcam"],
+    script:
+        "../../scripts/gradcam_panel.py"

@@ -1,0 +1,16 @@
+"""Snakemake `script:` rule gradcam: where does the model look? A panel of Grad-CAM heat maps over
+a seeded sample of correctly and wrongly classified test images per class (cxrflow.gradcam.panel_main)."""
+
+import os
+
+# Keras reads the backend once, at its first import: choose it before anything imports keras.
+os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
+
+from cxrflow.gradcam import panel_main  # noqa: E402
+
+sm = snakemake  # noqa: F821
+panel_main(
+    model_path=sm.input.model, test_csv=sm.input.test, predictions_csv=sm.input.predictions,
+    output_png=sm.output[0], classes=list(sm.params.classes), experiment=sm.params.experiment,
+    settings=sm.params.settings, log_path=sm.log[0],
+)
