@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrflow.audit import leakage_report, shortcut_verdict, source_predictability
+from cxrflow.audit import leakage_report, source_predictability
 from cxrflow.baselines import thumbnail_features
 
 
@@ -49,17 +49,6 @@ def test_single_source_is_recorded_not_crashed() -> None:
         source_predictability(X, ["A"] * 9, ["x"] * 10, ["g"] * 10, seed=0, folds=5)
     with pytest.raises(ValueError, match="cannot fill"):
         source_predictability(X, ["A", "B"] * 5, ["x"] * 10, ["g", "h"] * 5, seed=0, folds=5)
-
-
-def test_shortcut_verdict() -> None:
-    flag, sentence = shortcut_verdict(0.84, 0.78, 0.70, border_margin=0.1, baseline_margin=0.05)
-    assert flag and "border" in sentence and "0.78" in sentence
-    flag, sentence = shortcut_verdict(0.84, 0.55, 0.82, border_margin=0.1, baseline_margin=0.05)
-    assert flag and "thumbnails" in sentence
-    flag, sentence = shortcut_verdict(0.95, 0.55, 0.70, border_margin=0.1, baseline_margin=0.05)
-    assert not flag and sentence.startswith("No shortcut")
-    with pytest.raises(ValueError, match="undefined"):
-        shortcut_verdict(float("nan"), 0.5, 0.5, border_margin=0.1, baseline_margin=0.05)
 
 
 def _assignments() -> pd.DataFrame:

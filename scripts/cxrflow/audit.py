@@ -4,8 +4,6 @@
   the pixels, and collection and label coincide, a classifier can score well by
   recognising the collection. Both halves are measured: grouped CV accuracy of
   predicting the source, and Cramér's V between source and label.
-* ``shortcut_verdict``: turns the border-only and trivial-baseline controls into a
-  flag and a sentence for the report.
 * ``leakage_report``: counts patients (and duplicate groups) that appear in more
   than one split of a fold: anything but 0 invalidates the test score.
 * ``source_check``: ``source_predictability`` on the manifest's thumbnails, with the
@@ -97,41 +95,6 @@ def source_predictability(
         }
     )
     return out
-
-
-def shortcut_verdict(
-    full_f1: float,
-    border_f1: float,
-    baseline_f1: float,
-    *,
-    border_margin: float,
-    baseline_margin: float,
-) -> tuple[bool, str]:
-    """Flag a likely shortcut: the border-only control is within ``border_margin`` of the full
-    model, or the full model beats the thumbnail baseline by less than ``baseline_margin``.
-    """
-    values = {"full_f1": full_f1, "border_f1": border_f1, "baseline_f1": baseline_f1}
-    bad = [k for k, v in values.items() if not np.isfinite(v)]
-    if bad:
-        raise ValueError(f"undefined F1 for {bad}: cannot judge shortcuts")
-    reasons = []
-    if border_f1 >= full_f1 - border_margin:
-        reasons.append(
-            f"a model that sees only the image border scores F1 {border_f1:.2f}, within "
-            f"{border_margin:.2f} of the full model's {full_f1:.2f}"
-        )
-    if full_f1 < baseline_f1 + baseline_margin:
-        reasons.append(
-            f"the full model (F1 {full_f1:.2f}) does not beat a logistic regression on thumbnails "
-            f"(F1 {baseline_f1:.2f}) by {baseline_margin:.2f} or more"
-        )
-    if reasons:
-        return True, "Likely shortcut: " + "; and ".join(reasons) + "."
-    return False, (
-        f"No shortcut flagged: the full model (F1 {full_f1:.2f}) beats the border-only control "
-        f"(F1 {border_f1:.2f}) by more than {border_margin:.2f} and the thumbnail baseline "
-        f"(F1 {baseline_f1:.2f}) by at least {baseline_margin:.2f}."
-    )
 
 
 def _fold_columns(assignments: pd.DataFrame) -> list[str]:
