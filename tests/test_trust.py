@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
 TRUST_COLUMNS = ["experiment", "fold", "class", "patients_shared", "duplicates_across_splits", "model_f1",
                  "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
-                 "border_ring_margin", "source_flag"]  # fmt: skip
+                 "border_ring_margin", "source_flag", "border_only_f1", "full_macro_f1", "border_only_macro_f1",
+                 "chance_macro_f1", "shortcut_verdict", "shortcut_flag"]  # fmt: skip
 EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
               "checkpoint_every": 1}  # fmt: skip
 
@@ -112,3 +113,10 @@ def test_baselines_and_trust_summary(run: tuple[Path, dict]) -> None:
     assert row["experiment"] == "tiny" and row["class"] == CLASSES[0]
     assert row["patients_shared"] == 0 and row["duplicates_across_splits"] == 0
     assert row["model_f1_low"] <= row["model_f1"] + 1e-4 and row["ci_width"] >= 0
+    # The border-only control ran beside the model (audit.border_only is on by default).
+    audit = json.loads((work / "results/experiments/tiny/fold0/shortcut_audit.json").read_text())
+    assert row["shortcut_verdict"] == audit["verdict"] and bool(row["shortcut_flag"]) == audit["flag"]
+    assert row["chance_macro_f1"] == pytest.approx(audit["chance"]["macro_f1"], abs=1e-4)
+    assert row["full_macro_f1"] == pytest.approx(audit["full"]["macro_f1"]["estimate"], abs=1e-4)
+    assert row["border_only_f1"] == pytest.approx(audit["border_only"]["f1"][CLASSES[0]], abs=1e-4)
+    assert set(audit["full"]["f1"]) == set(CLASSES)  # three classes: macro over all three

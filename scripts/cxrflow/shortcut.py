@@ -2,10 +2,11 @@
 
 The same training is repeated on images whose central field (the lungs) is
 replaced by one constant grey, so only borders and corners remain: black bars,
-burnt-in markers, collimation edges, framing. If that control scores nearly as
-well as the full model *and* clearly better than a label-blind guess, the
-classes can be told apart without looking at the lungs, and the full model's
-score cannot be taken as evidence that it reads the disease.
+burnt-in markers, collimation edges, framing. If that control scores clearly
+better than a label-blind guess *and* the full model is not shown to beat it by
+more than a margin (paired bootstrap over the same test patients), the classes
+can be told apart without looking at the lungs, and the full model's score
+cannot be taken as evidence that it reads the disease (``verdict``).
 
 Everything here is pure NumPy / scikit-learn on arrays and tables, so the rules
 (``train_border_only``, ``shortcut_audit``) stay thin and the rule is testable
