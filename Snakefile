@@ -17,6 +17,21 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# Run by the submitting Snakemake, never as cluster jobs: downloads need the
+# login node's network, and the rest are seconds of bookkeeping that would
+# otherwise wait in a cluster queue.
+localrules:
+    all,
+    preprocess,
+    split,
+    select_source,
+    manifest,
+    summarize,
+    trust_summary,
+    download_ieee8023,
+    download_rsna,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
