@@ -37,6 +37,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/external.smk"
+include: "workflow/rules/nested.smk"
 include: "workflow/rules/audit.smk"
 
 

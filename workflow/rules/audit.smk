@@ -33,6 +33,8 @@ rule trust_summary:
         metrics=fold_files("metrics.json"),
         baselines=fold_files("baselines.json"),
         data_audit="results/audit/data_audit.json",
+        split_audits=sorted(set(split_audits())),
+        external=[path for path in external_metrics_rows() if path],
     output:
         report(
             "results/trust_summary.csv",
@@ -47,6 +49,9 @@ rule trust_summary:
         "../../envs/preprocess.yaml"
     params:
         rows=experiment_folds(),
+        # aligned with rows: the split audit covering each model, its external metrics or None
+        split_audits=split_audits(),
+        external=external_metrics_rows(),
         positive=config["classes"][0],
     script:
         "../../scripts/audit_trust.py"
