@@ -30,6 +30,12 @@ localrules:
     trust_summary,
     download_ieee8023,
     download_rsna,
+    experiment_split,
+    experiment_fold_split,
+    inner_split,
+    select_params,
+    external_table,
+    nested_table,
 
 
 include: "workflow/rules/common.smk"
