@@ -17,11 +17,35 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# Run by the submitting Snakemake, never as cluster jobs: downloads need the
+# login node's network, and the rest are seconds of bookkeeping that would
+# otherwise wait in a cluster queue.
+localrules:
+    all,
+    preprocess,
+    split,
+    select_source,
+    manifest,
+    summarize,
+    trust_summary,
+    download_ieee8023,
+    download_rsna,
+    experiment_split,
+    experiment_fold_split,
+    inner_split,
+    select_params,
+    external_table,
+    nested_table,
+    shortcut_audit,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/external.smk"
+include: "workflow/rules/nested.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/shortcut.smk"
 

@@ -1,6 +1,8 @@
 """Snakemake `script:` rules train and train_border_only: one experiment on one fold (resumes after a kill).
 
-The border-only control passes `params.mask` ({fraction, fill}); the full model has none.
+Nested-CV experiments get their outer fold's choice.json as input `choice`: the
+chosen grid point's settings replace the experiment's before training. The
+border-only control passes `params.mask` ({fraction, fill}); the full model has none.
 """
 
 import os
@@ -8,10 +10,15 @@ import os
 # Keras reads the backend once, at its first import: choose it before anything imports keras.
 os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
 
+from cxrflow.nested import apply_choice, read_choice  # noqa: E402 (imports no keras)
 from cxrflow.train import main  # noqa: E402
 
+experiment = snakemake.params.experiment  # noqa: F821
+if "choice" in snakemake.input.keys():  # noqa: F821
+    experiment = apply_choice(experiment, read_choice(snakemake.input.choice))  # noqa: F821
+
 main(
-    experiment=snakemake.params.experiment,  # noqa: F821
+    experiment=experiment,
     classes=list(snakemake.params.classes),  # noqa: F821
     train_csv=snakemake.input.train,  # noqa: F821
     val_csv=snakemake.input.val,  # noqa: F821

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
 TRUST_COLUMNS = ["experiment", "fold", "class", "patients_shared", "duplicates_across_splits", "model_f1",
                  "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
-                 "border_ring_margin", "source_flag", "border_only_f1", "full_macro_f1", "border_only_macro_f1",
-                 "chance_macro_f1", "shortcut_verdict", "shortcut_flag"]  # fmt: skip
+                 "border_ring_margin", "source_flag", "test_sources", "external_f1", "external_f1_low",
+                 "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
+                 "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag"]  # fmt: skip
 EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
               "checkpoint_every": 1}  # fmt: skip
 
@@ -113,6 +114,7 @@ def test_baselines_and_trust_summary(run: tuple[Path, dict]) -> None:
     assert row["experiment"] == "tiny" and row["class"] == CLASSES[0]
     assert row["patients_shared"] == 0 and row["duplicates_across_splits"] == 0
     assert row["model_f1_low"] <= row["model_f1"] + 1e-4 and row["ci_width"] >= 0
+    assert row[["test_sources", "external_f1", "duplicates_internal_external"]].isna().all()  # no test_sources
     # The border-only control ran beside the model (audit.border_only is on by default).
     audit = json.loads((work / "results/experiments/tiny/fold0/shortcut_audit.json").read_text())
     assert row["shortcut_verdict"] == audit["verdict"] and bool(row["shortcut_flag"]) == audit["flag"]

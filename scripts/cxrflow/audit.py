@@ -225,24 +225,58 @@ def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.Data
 
 TRUST_COLUMNS = ("experiment", "fold", "class", "patients_shared", "duplicates_across_splits", "model_f1",
                  "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
-                 "border_ring_margin", "source_flag", "border_only_f1", "full_macro_f1", "border_only_macro_f1",
-                 "chance_macro_f1", "shortcut_verdict", "shortcut_flag")  # fmt: skip
+                 "border_ring_margin", "source_flag", "test_sources", "external_f1", "external_f1_low",
+                 "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
+                 "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag")  # fmt: skip
+
+
+def external_columns(fold: int, split_audit: Mapping[str, Any], external: Mapping[str, Any] | None,
+                     positive: str) -> dict[str, Any]:  # fmt: skip
+    """External test F1 of the positive class with its CI, and near-duplicate pairs between the fold's
+    training data (train + val) and the external set; empty without test_sources."""
+    if external is None:
+        return {"test_sources": None, "external_f1": None, "external_f1_low": None, "external_f1_high": None,
+                "duplicates_internal_external": None}  # fmt: skip
+    ci = external["ci"]["per_class"][positive]["f1"]
+    dups = split_audit["external"]["duplicate_pairs_per_fold"][f"fold{fold}"]["train_val"]
+    return {"test_sources": " ".join(external.get("test_sources") or []),
+            "external_f1": external["metrics"]["per_class"][positive]["f1-score"],
+            "external_f1_low": ci["low"], "external_f1_high": ci["high"], "duplicates_internal_external": dups}  # fmt: skip
+
+
+def shortcut_columns(shortcut: Mapping[str, Any] | None, positive: str) -> dict[str, Any]:
+    """The border-only control beside the model (``shortcut_audit.json``); ``not run`` when it is disabled."""
+    if shortcut is None:
+        return {"border_only_f1": None, "full_macro_f1": None, "border_only_macro_f1": None,
+                "chance_macro_f1": None, "shortcut_verdict": "not run", "shortcut_flag": None}  # fmt: skip
+    return {
+        "border_only_f1": shortcut["border_only"]["f1"][positive],
+        "full_macro_f1": shortcut["full"]["macro_f1"]["estimate"],
+        "border_only_macro_f1": shortcut["border_only"]["macro_f1"]["estimate"],
+        "chance_macro_f1": shortcut["chance"]["macro_f1"],
+        "shortcut_verdict": shortcut["verdict"],
+        "shortcut_flag": shortcut["flag"],
+    }
 
 
 def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_baselines: Mapping[str, Any],
-              data_audit: Mapping[str, Any], positive: str,
+              data_audit: Mapping[str, Any], positive: str, split_audit: Mapping[str, Any] | None = None,
+              external: Mapping[str, Any] | None = None,
               shortcut: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The summary row of one model; margins are model F1 - baseline F1 of the positive class.
 
-    ``shortcut`` is the model's ``shortcut_audit.json`` (None when audit.border_only is
-    disabled: its columns stay empty and the verdict says ``not run``).
+    ``split_audit`` is the JSON whose ``leakage`` covers the model's split (the data
+    audit for the shared split, the experiment's splits/audit.json for its own);
+    ``external`` its external metrics.json (None without test_sources); ``shortcut``
+    its shortcut_audit.json (None when audit.border_only is disabled).
     """
-    leak = data_audit["leakage"]["folds"][f"fold{fold}"]
+    split_audit = data_audit if split_audit is None else split_audit
+    leak = split_audit["leakage"]["folds"][f"fold{fold}"]
     if "ci" not in fold_metrics:
         raise ValueError(f"{experiment} fold {fold}: metrics.json has no 'ci' (re-run evaluate)")
     ci = fold_metrics["ci"]["per_class"][positive]["f1"]
     low, high = ci["low"], ci["high"]
-    row = {
+    return {
         "experiment": experiment,
         "fold": fold,
         "class": positive,
@@ -257,34 +291,34 @@ def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_
         "border_ring_f1": fold_baselines["border_ring"]["f1"][positive],
         "border_ring_margin": fold_baselines["border_ring"]["margin_f1"],
         "source_flag": data_audit["source_predictability"]["flag"],
-        "shortcut_verdict": "not run",
+        **external_columns(fold, split_audit, external, positive),
+        **shortcut_columns(shortcut, positive),
     }
-    if shortcut is not None:
-        row.update({
-            "border_only_f1": shortcut["border_only"]["f1"][positive],
-            "full_macro_f1": shortcut["full"]["macro_f1"]["estimate"],
-            "border_only_macro_f1": shortcut["border_only"]["macro_f1"]["estimate"],
-            "chance_macro_f1": shortcut["chance"]["macro_f1"],
-            "shortcut_verdict": shortcut["verdict"],
-            "shortcut_flag": shortcut["flag"],
-        })  # fmt: skip
-    return row
+
+
+def _read(path: str | None) -> Any:
+    return None if path is None else json.loads(Path(path).read_text())
 
 
 def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], baseline_paths: Sequence[str],
-                audit_path: str, positive: str, shortcut_paths: Sequence[str] | None = None) -> pd.DataFrame:
-    """``trust_summary.csv``: ``trust_row`` of every (experiment, fold) in ``rows``, files aligned with it."""
-    shortcuts: list[str | None] = list(shortcut_paths) if shortcut_paths else [None] * len(rows)
-    if not len(rows) == len(metrics_paths) == len(baseline_paths) == len(shortcuts):
-        raise ValueError(f"{len(rows)} models but {len(metrics_paths)} metrics, {len(baseline_paths)} baselines "
-                         f"and {len(shortcuts)} shortcut audits")  # fmt: skip
-    audit = json.loads(Path(audit_path).read_text())
-
-    def read(path: str | None) -> Any:
-        return None if path is None else json.loads(Path(path).read_text())
-
+                audit_path: str, positive: str, split_audit_paths: Sequence[str | None] | None = None,
+                external_paths: Sequence[str | None] | None = None,
+                shortcut_paths: Sequence[str | None] | None = None) -> pd.DataFrame:  # fmt: skip
+    """``trust_summary.csv``: ``trust_row`` of every (experiment, fold) in ``rows``, the path lists aligned
+    with it (None entries, or no list at all: nothing of that kind for the row)."""
+    split_audit_paths = split_audit_paths or [None] * len(rows)
+    external_paths = external_paths or [None] * len(rows)
+    shortcut_paths = shortcut_paths or [None] * len(rows)
+    lengths = [len(x) for x in (metrics_paths, baseline_paths, split_audit_paths, external_paths, shortcut_paths)]
+    if any(n != len(rows) for n in lengths):
+        raise ValueError(f"{len(rows)} models but {lengths[0]} metrics, {lengths[1]} baselines, {lengths[2]} split "
+                         f"audits, {lengths[3]} external entries and {lengths[4]} shortcut audits")  # fmt: skip
+    data_audit = _read(audit_path)
     records = [
-        trust_row(e, int(k), read(m), read(b), audit, positive, read(s))
-        for (e, k), m, b, s in zip(rows, metrics_paths, baseline_paths, shortcuts)
+        trust_row(e, int(k), _read(m), _read(b), data_audit, positive, _read(s), _read(x), _read(c))
+        for (e, k), m, b, s, x, c in zip(rows, metrics_paths, baseline_paths, split_audit_paths, external_paths,
+                                         shortcut_paths)  # fmt: skip
     ]
-    return pd.DataFrame(records, columns=list(TRUST_COLUMNS))
+    table = pd.DataFrame(records, columns=list(TRUST_COLUMNS))
+    table["duplicates_internal_external"] = table["duplicates_internal_external"].astype("Int64")  # a count
+    return table

@@ -275,8 +275,12 @@ def ci_report_text(ci: Mapping[str, Any]) -> str:
 
 
 def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics: Mapping[str, Any],
-                     ci: Mapping[str, Any], path: str | Path) -> None:
-    """plots.roc_plot, with each curve's legend reading AUC [low, high] (the bootstrap CI)."""
+                     ci: Mapping[str, Any], path: str | Path) -> Any:
+    """plots.roc_plot, with each curve's legend reading AUC [low, high] (the bootstrap CI).
+
+    Binary: the positive class's curve; more classes: one one-vs-rest curve per class.
+    Returns the matplotlib Figure, so a test can count the curves.
+    """
     from matplotlib.figure import Figure
     from sklearn.metrics import roc_curve
 
@@ -297,6 +301,7 @@ def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics:
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    return fig
 
 
 def summarize_main(metrics_paths: Sequence[str], output_path: str, log_path: str) -> dict[str, Any]:

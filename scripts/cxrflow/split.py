@@ -240,6 +240,14 @@ def write_split_files(assignments: pd.DataFrame, out_dir: Path) -> list[Path]:
     return written
 
 
+def fold_tables(assignments: pd.DataFrame, fold: int) -> dict[str, pd.DataFrame]:
+    """The train/val/test split files of one fold (an experiment's own split writes them one fold per job)."""
+    col = f"fold{int(fold)}"
+    if col not in assignments.columns:
+        raise ValueError(f"assignments have no column {col}")
+    return {split: assignments.loc[assignments[col] == split, list(SPLIT_FILE_COLUMNS)] for split in SPLITS}
+
+
 def read_split_file(path: Path) -> pd.DataFrame:
     """Read a split CSV with ids as strings ("007" stays "007")."""
     return pd.read_csv(path, dtype=str, keep_default_na=False)

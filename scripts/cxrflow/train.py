@@ -188,6 +188,10 @@ def train(
         raise ValueError(f"{train_csv}: the training split is empty")
     log.info("backend=%s arch=%s weights=%s train=%d val=%d images of %dpx, workers=%d",
              backend, arch, experiment["weights"], len(x_train), len(x_val), size, workers)
+    # What the scheduler gave this job: on a cluster the GPU shows up here or nowhere.
+    log.info("devices: CUDA_VISIBLE_DEVICES=%s SLURM_JOB_ID=%s SLURM_JOB_GPUS=%s",
+             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), os.environ.get("SLURM_JOB_ID", "none"),
+             os.environ.get("SLURM_JOB_GPUS", "none"))
     if mask is not None:
         log.info("border-only control: central %.0f%% of each side set to %d", 100 * mask["fraction"], mask["fill"])
 

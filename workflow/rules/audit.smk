@@ -35,6 +35,8 @@ rule trust_summary:
         baselines=fold_files("baselines.json"),
         shortcut=shortcut_files(),
         data_audit="results/audit/data_audit.json",
+        split_audits=sorted(set(split_audits())),
+        external=[path for path in external_metrics_rows() if path],
     output:
         report(
             "results/trust_summary.csv",
@@ -49,6 +51,9 @@ rule trust_summary:
         "../../envs/preprocess.yaml"
     params:
         rows=experiment_folds(),
+        # aligned with rows: the split audit covering each model, its external metrics or None
+        split_audits=split_audits(),
+        external=external_metrics_rows(),
         positive=config["classes"][0],
     script:
         "../../scripts/audit_trust.py"

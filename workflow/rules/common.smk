@@ -20,6 +20,7 @@ from cxrflow import synth as cxr_synth  # noqa: E402
 from cxrflow import preprocess as cxr_preprocess  # noqa: E402
 from cxrflow import batch as cxr_batch  # noqa: E402
 from cxrflow import manifest as cxr_manifest  # noqa: E402
+from cxrflow import nested as cxr_nested  # noqa: E402
 
 RESULTS = Path("results")
 DEMO = config["demo"]
@@ -33,6 +34,8 @@ wildcard_constraints:
     image_id="[A-Za-z0-9._-]+",
     experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
     fold="[0-9]+",
+    inner="[0-9]+",
+    point="[0-9]+",
 
 
 def metadata_file(spec):
@@ -233,14 +236,156 @@ def experiment_params(wildcards):
     return config["experiments"][wildcards.experiment]
 
 
+def check_experiments():
+    """Fail at parse time on settings the schema cannot check (names of sources, grid keys)."""
+    for name, spec in config["experiments"].items():
+        unknown = sorted(set(spec["test_sources"]) - set(config["sources"]))
+        if unknown:
+            raise ValueError(
+                f"experiment {name}: test_sources {unknown} are not sources"
+            )
+        if set(spec["test_sources"]) == set(config["sources"]):
+            raise ValueError(f"experiment {name}: test_sources hold out every source")
+
+
+check_experiments()
+
+
+def experiment_fold_ids(experiment):
+    """Outer folds of an experiment: its own `folds`, else split.folds."""
+    folds = config["experiments"][experiment]["folds"]
+    return list(range(config["split"]["folds"] if folds is None else folds))
+
+
+def own_split(experiment):
+    """An experiment with held-out sources or its own fold count cannot use the shared split."""
+    spec = config["experiments"][experiment]
+    return bool(spec["test_sources"]) or len(experiment_fold_ids(experiment)) != len(
+        FOLDS
+    )
+
+
+def is_external(experiment):
+    return bool(config["experiments"][experiment]["test_sources"])
+
+
+def is_nested(experiment):
+    return bool(config["experiments"][experiment]["grid"])
+
+
+def split_root(experiment):
+    return (
+        experiment_dir(experiment) / "splits"
+        if own_split(experiment)
+        else RESULTS / "splits"
+    )
+
+
+def split_input(name):
+    """Input function: the experiment's split file `name` of the fold (train, val, test, assignments)."""
+
+    def files(wildcards):
+        root = split_root(wildcards.experiment)
+        if name == "assignments":
+            return str(root / "assignments.csv")
+        return str(root / f"fold{wildcards.fold}" / f"{name}.csv")
+
+    return files
+
+
 def experiment_folds():
     """(experiment, fold) of every trained model, in the trust summary's row order."""
-    return [(e, k) for e in config["experiments"] for k in FOLDS]
+    return [(e, k) for e in config["experiments"] for k in experiment_fold_ids(e)]
 
 
 def fold_files(name):
     """One file per experiment and fold, aligned with experiment_folds()."""
     return [str(experiment_dir(e) / f"fold{k}" / name) for e, k in experiment_folds()]
+
+
+def split_audits():
+    """Per trust-summary row: the JSON whose `leakage` covers that model's split."""
+    return [
+        str(
+            split_root(e) / "audit.json"
+            if own_split(e)
+            else RESULTS / "audit" / "data_audit.json"
+        )
+        for e, _ in experiment_folds()
+    ]
+
+
+def external_metrics_rows():
+    """Per trust-summary row: its external metrics.json, or None without test_sources."""
+    return [
+        (
+            str(experiment_dir(e) / f"fold{k}" / "external" / "metrics.json")
+            if is_external(e)
+            else None
+        )
+        for e, k in experiment_folds()
+    ]
+
+
+def grid_points(experiment):
+    return cxr_nested.grid_points(config["experiments"][experiment]["grid"])
+
+
+def inner_params(wildcards):
+    return grid_points(wildcards.experiment)[int(wildcards.point)]
+
+
+def inner_scores(wildcards):
+    """Every (inner fold, grid point) score of one outer fold: the select job's inputs."""
+    spec = config["experiments"][wildcards.experiment]
+    fold_dir = experiment_dir(wildcards.experiment) / f"fold{wildcards.fold}"
+    return [
+        str(fold_dir / "inner" / f"split{j}" / f"point{p}" / "score.json")
+        for j in range(spec["inner_folds"])
+        for p in range(len(grid_points(wildcards.experiment)))
+    ]
+
+
+def choice_input(wildcards):
+    """The final training of a nested experiment reads its outer fold's choice."""
+    if not is_nested(wildcards.experiment):
+        return {}
+    return {
+        "choice": str(
+            experiment_dir(wildcards.experiment)
+            / f"fold{wildcards.fold}"
+            / "choice.json"
+        )
+    }
+
+
+def summary_inputs(wildcards):
+    """Per-fold results the experiment summary draws on (external and nested ones where set)."""
+    e = wildcards.experiment
+    folds = [experiment_dir(e) / f"fold{k}" for k in experiment_fold_ids(e)]
+    inputs = {
+        "metrics": [str(f / "metrics.json") for f in folds],
+        "predictions": [str(f / "predictions.csv") for f in folds],
+    }
+    if is_external(e):
+        inputs["external"] = [str(f / "external" / "metrics.json") for f in folds]
+        inputs["comparison"] = str(experiment_dir(e) / "internal_vs_external.csv")
+    if is_nested(e):
+        inputs["choices"] = [str(f / "choice.json") for f in folds]
+        inputs["nested"] = str(experiment_dir(e) / "nested_cv.csv")
+    return inputs
+
+
+def fold_results(name):
+    """Input function: file `name` of every fold of the experiment."""
+
+    def files(wildcards):
+        e = wildcards.experiment
+        return [
+            str(experiment_dir(e) / f"fold{k}" / name) for k in experiment_fold_ids(e)
+        ]
+
+    return files
 
 
 # The border-only control's mask, as load_split takes it ({fraction, fill}).

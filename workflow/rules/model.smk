@@ -1,11 +1,13 @@
 # Training (one GPU job per experiment and fold), evaluation on the held-out
-# test split, and a per-experiment summary over folds.
+# test split, and a per-experiment summary over folds. Split files come from the
+# shared split, or from the experiment's own (external.smk) when it has one.
 
 
 rule train:
     input:
-        train="results/splits/fold{fold}/train.csv",
-        val="results/splits/fold{fold}/val.csv",
+        unpack(choice_input),
+        train=split_input("train"),
+        val=split_input("val"),
     output:
         model="results/experiments/{experiment}/fold{fold}/model.keras",
         history="results/experiments/{experiment}/fold{fold}/history.csv",
@@ -33,9 +35,9 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         history=rules.train.output.history,
-        train="results/splits/fold{fold}/train.csv",
-        val="results/splits/fold{fold}/val.csv",
-        test="results/splits/fold{fold}/test.csv",
+        train=split_input("train"),
+        val=split_input("val"),
+        test=split_input("test"),
     output:
         predictions=report(
             "results/experiments/{experiment}/fold{fold}/predictions.csv",
@@ -89,8 +91,8 @@ rule evaluate:
 
 rule baselines:
     input:
-        train="results/splits/fold{fold}/train.csv",
-        test="results/splits/fold{fold}/test.csv",
+        train=split_input("train"),
+        test=split_input("test"),
         metrics="results/experiments/{experiment}/fold{fold}/metrics.json",
     output:
         "results/experiments/{experiment}/fold{fold}/baselines.json",
@@ -109,9 +111,7 @@ rule baselines:
 
 rule summarize:
     input:
-        metrics=expand(
-            "results/experiments/{{experiment}}/fold{fold}/metrics.json", fold=FOLDS
-        ),
+        unpack(summary_inputs),
     output:
         metrics=report(
             "results/experiments/{experiment}/metrics.json",
@@ -120,11 +120,28 @@ rule summarize:
             subcategory="{experiment}",
             labels={"fold": "all", "figure": "summary metrics"},
         ),
+        text=report(
+            "results/experiments/{experiment}/summary.txt",
+            caption="../report/summary_text.rst",
+            category="2. Experiments",
+            subcategory="{experiment}",
+            labels={"fold": "all", "figure": "summary table"},
+        ),
+        plot=report(
+            "results/experiments/{experiment}/summary.png",
+            caption="../report/summary_plot.rst",
+            category="2. Experiments",
+            subcategory="{experiment}",
+            labels={"fold": "all", "figure": "F1 per fold"},
+        ),
     log:
         "results/logs/summarize/{experiment}.log",
     benchmark:
         "results/benchmarks/summarize/{experiment}.tsv"
     conda:
         "../../envs/train.yaml"
+    params:
+        classes=config["classes"],
+        bootstrap=config["audit"]["bootstrap"],
     script:
         "../../scripts/summarize.py"

@@ -1,13 +1,15 @@
 # Shortcut audit per experiment and fold: the border-only control (the same
-# training on images whose central lung field is masked), a verdict on whether
-# the borders alone explain the model's score, and a Grad-CAM panel showing
-# where the model looks. README "Can you trust the numbers?".
+# training, split and, for nested experiments, chosen settings, on images whose
+# central lung field is masked), a verdict on whether the borders alone explain
+# the model's score, and a Grad-CAM panel showing where the model looks.
+# README "Can you trust the numbers?".
 
 
 rule train_border_only:
     input:
-        train="results/splits/fold{fold}/train.csv",
-        val="results/splits/fold{fold}/val.csv",
+        unpack(choice_input),
+        train=split_input("train"),
+        val=split_input("val"),
     output:
         model="results/experiments/{experiment}/fold{fold}/border_only/model.keras",
         history="results/experiments/{experiment}/fold{fold}/border_only/history.csv",
@@ -36,9 +38,9 @@ rule evaluate_border_only:
     input:
         model=rules.train_border_only.output.model,
         history=rules.train_border_only.output.history,
-        train="results/splits/fold{fold}/train.csv",
-        val="results/splits/fold{fold}/val.csv",
-        test="results/splits/fold{fold}/test.csv",
+        train=split_input("train"),
+        val=split_input("val"),
+        test=split_input("test"),
     output:
         predictions="results/experiments/{experiment}/fold{fold}/border_only/predictions.csv",
         report="results/experiments/{experiment}/fold{fold}/border_only/classification_report.txt",
@@ -92,7 +94,7 @@ rule gradcam:
     input:
         model="results/experiments/{experiment}/fold{fold}/model.keras",
         predictions="results/experiments/{experiment}/fold{fold}/predictions.csv",
-        test="results/splits/fold{fold}/test.csv",
+        test=split_input("test"),
     output:
         report(
             "results/experiments/{experiment}/fold{fold}/gradcam.png",

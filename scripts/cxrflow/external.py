@@ -1,0 +1,228 @@
+"""External validation: hold whole sources out, split the rest, and compare the two test scores.
+
+A model tested on patients of the hospitals it was trained on can score by what
+those hospitals' images share (scanner, protocol, burnt-in markers). Testing on a
+collection it never saw measures what survives a change of hospital. So an
+experiment with ``test_sources`` gets:
+
+* an **internal split** of the other sources made exactly as the shared split
+  (``split.assign_splits``: same seed, same patient hash, so every internal patient
+  sits where the shared split with the same folds puts it, and stays there when
+  data is added);
+* an **external test set**: every ok image of the test sources, for every fold;
+* a check that no image, patient or split group is on both sides, and a count of
+  near-duplicate radiographs (``results/audit/duplicates.csv``) with one copy in
+  the internal sources and one in the external set: a republished image makes the
+  "external" test partly internal.
+
+Patients are keyed by ``source:patient_id`` everywhere (ids are only unique within a
+collection), so two sources cannot share a patient by id; a shared *radiograph*
+is what the duplicate count catches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import split as cxr_split
+
+EXTERNAL_COLUMNS: tuple[str, ...] = cxr_split.SPLIT_FILE_COLUMNS
+
+
+def _patient_keys(table: pd.DataFrame) -> pd.Series:
+    pid = table["patient_id"].fillna("").astype(str).str.strip()
+    own = table["source"].astype(str) + ":image:" + table["image_id"].astype(str)
+    return (table["source"].astype(str) + ":" + pid).where(pid != "", own)
+
+
+def external_table(manifest: pd.DataFrame, test_sources: Sequence[str]) -> pd.DataFrame:
+    """The external test set: every ok image of the test sources, in split-file columns."""
+    ok = manifest[(manifest["status"] == "ok") & manifest["source"].isin(list(test_sources))]
+    present = set(ok["source"])
+    empty = [s for s in test_sources if s not in present]
+    if empty:
+        raise ValueError(f"test_sources {empty} have no ok image in the manifest: nothing to test externally")
+    out = ok.rename(columns={"output_path": "path"})
+    out = out.assign(patient_id=out["patient_id"].fillna("").astype(str))
+    return out[list(EXTERNAL_COLUMNS)].reset_index(drop=True)
+
+
+def internal_split(
+    manifest: pd.DataFrame,
+    test_sources: Sequence[str],
+    *,
+    seed: int,
+    test_size: float,
+    val_size: float,
+    folds: int,
+    classes: Sequence[str],
+    extra_groups: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """``split.assign_splits`` on the sources not held out (duplicate clusters restricted to them)."""
+    internal = manifest[~manifest["source"].isin(list(test_sources))]
+    if not (internal["status"] == "ok").any():
+        raise ValueError(f"no ok image outside the test_sources {list(test_sources)}: nothing to train on")
+    ids = set(internal.loc[internal["status"] == "ok", "image_id"].astype(str))
+    groups = {i: g for i, g in (extra_groups or {}).items() if i in ids}
+    return cxr_split.assign_splits(internal, seed=seed, test_size=test_size, val_size=val_size, folds=folds,
+                                   classes=classes, extra_groups=groups)
+
+
+def check_disjoint(assignments: pd.DataFrame, external: pd.DataFrame) -> None:
+    """Raise ValueError if an image or a patient is both internal and external."""
+    images = sorted(set(assignments["image_id"]) & set(external["image_id"]))
+    patients = sorted(set(_patient_keys(assignments)) & set(_patient_keys(external)))
+    sources = sorted(set(assignments["source"]) & set(external["source"]))
+    for what, shared in (("images", images), ("patients", patients), ("sources", sources)):
+        if shared:
+            raise ValueError(f"{what} both internal and external: {', '.join(map(str, shared[:20]))}")
+
+
+def cross_duplicates(pairs: pd.DataFrame, assignments: pd.DataFrame, external: pd.DataFrame) -> pd.DataFrame:
+    """Near-duplicate pairs with one copy internal and one external, as (internal_id, external_id, distance)."""
+    internal_ids, external_ids = set(assignments["image_id"]), set(external["image_id"])
+    a, b = pairs["image_id_a"].astype(str), pairs["image_id_b"].astype(str)
+    forward = a.isin(internal_ids) & b.isin(external_ids)
+    backward = b.isin(internal_ids) & a.isin(external_ids)
+    return pd.DataFrame({
+        "internal_id": np.where(forward, a, b)[forward | backward],
+        "external_id": np.where(forward, b, a)[forward | backward],
+        "distance": pairs["distance"].to_numpy()[forward | backward],
+    })
+
+
+def external_report(assignments: pd.DataFrame, external: pd.DataFrame, pairs: pd.DataFrame,
+                    classes: Sequence[str]) -> dict[str, Any]:
+    """Counts of the external set and, per fold, near-duplicates between it and each internal split.
+
+    ``duplicate_pairs_per_fold[foldk]["train_val"]`` is the number that matters: copies
+    of external test images the fold's model trained or was monitored on.
+    """
+    check_disjoint(assignments, external)
+    cross = cross_duplicates(pairs, assignments, external)
+    per_fold: dict[str, dict[str, int]] = {}
+    for col in cxr_split._fold_columns_of(assignments):
+        where = cross["internal_id"].map(dict(zip(assignments["image_id"], assignments[col])))
+        counts = {s: int((where == s).sum()) for s in cxr_split.SPLITS}
+        per_fold[col] = {**counts, "train_val": counts["train"] + counts["val"]}
+    return {
+        "sources": sorted(set(external["source"])),
+        "images": int(len(external)),
+        "patients": int(_patient_keys(external).nunique()),
+        "images_per_label": {c: int((external["label"] == c).sum()) for c in classes},
+        "shared_images_with_internal": 0,
+        "shared_patients_with_internal": 0,
+        "duplicate_pairs": int(len(cross)),
+        "duplicate_pairs_per_fold": per_fold,
+        "duplicate_examples": cross.head(10).to_dict("records"),
+    }
+
+
+def _ci_bounds(fold: Mapping[str, Any], cls: str, metric: str) -> tuple[float | None, float | None]:
+    ci = fold.get("ci")
+    if not ci:
+        return None, None
+    bounds = ci["accuracy"] if metric == "accuracy" else ci["per_class"][cls][metric]
+    return bounds["low"], bounds["high"]
+
+
+def _value(fold: Mapping[str, Any], cls: str, metric: str) -> float:
+    m = fold["metrics"]
+    if metric == "accuracy":
+        return float(m["accuracy"])
+    section = m["macro avg"] if cls == "macro avg" else m["per_class"][cls]
+    return float(section["f1-score"])
+
+
+SIDE_BY_SIDE_COLUMNS = ("fold", "class", "metric", "internal", "internal_low", "internal_high", "internal_sd",
+                        "external", "external_low", "external_high", "external_sd", "external_minus_internal")  # fmt: skip
+
+
+def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mapping[str, Any]],
+                 classes: Sequence[str]) -> pd.DataFrame:
+    """Internal vs external test scores per fold: F1 per class and macro, accuracy, with bootstrap CIs.
+
+    ``internal``/``external`` are the folds' metrics.json dicts (in fold order). With
+    several folds, rows ``fold = "mean"`` give the mean and sd over folds (no CI: the
+    per-fold CIs do not combine into one for the mean).
+    """
+    if len(internal) != len(external):
+        raise ValueError(f"{len(internal)} internal but {len(external)} external fold results")
+    keys = [(c, "f1") for c in classes] + [("macro avg", "f1"), ("all", "accuracy")]
+    rows = []
+    for k, (i_fold, e_fold) in enumerate(zip(internal, external)):
+        for cls, metric in keys:
+            i_low, i_high = _ci_bounds(i_fold, cls, metric) if cls != "macro avg" else (None, None)
+            e_low, e_high = _ci_bounds(e_fold, cls, metric) if cls != "macro avg" else (None, None)
+            i_val, e_val = _value(i_fold, cls, metric), _value(e_fold, cls, metric)
+            rows.append({"fold": str(k), "class": cls, "metric": metric, "internal": i_val, "internal_low": i_low,
+                         "internal_high": i_high, "external": e_val, "external_low": e_low,
+                         "external_high": e_high, "external_minus_internal": e_val - i_val})
+    table = pd.DataFrame(rows, columns=list(SIDE_BY_SIDE_COLUMNS))
+    if len(internal) > 1:
+        means = []
+        for (cls, metric), part in table.groupby(["class", "metric"], sort=False):
+            means.append({"fold": "mean", "class": cls, "metric": metric,
+                          "internal": part["internal"].mean(), "internal_sd": part["internal"].std(ddof=1),
+                          "external": part["external"].mean(), "external_sd": part["external"].std(ddof=1),
+                          "external_minus_internal": part["external_minus_internal"].mean()})
+        table = pd.concat([table, pd.DataFrame(means, columns=list(SIDE_BY_SIDE_COLUMNS))], ignore_index=True)
+    return table
+
+
+def evaluate_external_main(
+    model_path: str, external_csv: str, train_csv: str, val_csv: str,
+    predictions_path: str, report_path: str, metrics_path: str, confusion_png: str, roc_png: str,
+    classes: Sequence[str], experiment: Mapping[str, Any], experiment_name: str, fold: str | int,
+    log_path: str, bootstrap: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Entry point of the evaluate_external rule (KERAS_BACKEND already set): the fold's model on the external set.
+
+    The same outputs as the internal evaluation (predictions, report with bootstrap
+    CIs, metrics.json, confusion matrix, ROC), so the two read alike.
+    """
+    import json
+    from pathlib import Path
+
+    import keras
+
+    from .data import load_split, open_log
+    from .metrics import (ci_report_text, compute_metrics, confidence_intervals, predict, predictions_table,
+                          roc_plot_with_ci, split_counts)
+    from .plots import confusion_matrix_plot
+
+    log = open_log(log_path)
+    try:
+        classes = list(classes)
+        model = keras.saving.load_model(model_path)
+        images, _, table = load_split(external_csv, classes, experiment["image_size"])
+        if len(images) == 0:
+            raise ValueError(f"{external_csv}: the external test set is empty")
+        probs = predict(model, images, experiment["arch"], experiment["batch_size"])
+        predictions = predictions_table(table, probs, classes)
+        predictions.to_csv(predictions_path, index=False, float_format="%.8g")
+        metrics = compute_metrics(predictions, classes)
+        ci = confidence_intervals(predictions, classes, bootstrap)
+        Path(report_path).write_text(f"External test on {', '.join(sorted(set(table['source'])))}\n\n"
+                                     + metrics["classification_report_text"] + "\n" + ci_report_text(ci))
+        result = {
+            "experiment": experiment_name, "fold": fold, "test": "external",
+            "test_sources": sorted(set(table["source"])), "backend": keras.backend.backend(),
+            "arch": experiment["arch"], "weights": experiment["weights"],
+            "counts": {name: split_counts(path, classes)
+                       for name, path in (("train", train_csv), ("val", val_csv), ("external", external_csv))},
+            "metrics": metrics, "ci": ci,
+        }
+        Path(metrics_path).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)
+        roc_plot_with_ci(predictions, classes, metrics, ci, roc_png)
+        log.info("external test of %s fold %s on %d images: accuracy=%.4f\n%s", experiment_name, fold, len(images),
+                 metrics["accuracy"], metrics["classification_report_text"])
+        return result
+    except Exception:
+        log.exception("external evaluation failed")
+        raise

@@ -1,0 +1,17 @@
+"""Snakemake `script:` rule: one fold's model on the external test set (the held-out test_sources)."""
+
+import os
+
+# Keras reads the backend once, at its first import: choose it before anything imports keras.
+os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
+
+from cxrflow.external import evaluate_external_main  # noqa: E402
+
+sm = snakemake  # noqa: F821
+evaluate_external_main(
+    model_path=sm.input.model, external_csv=sm.input.external, train_csv=sm.input.train, val_csv=sm.input.val,
+    predictions_path=sm.output.predictions, report_path=sm.output.report, metrics_path=sm.output.metrics,
+    confusion_png=sm.output.confusion, roc_png=sm.output.roc, classes=list(sm.params.classes),
+    experiment=sm.params.experiment, experiment_name=sm.wildcards.experiment, fold=sm.wildcards.fold,
+    log_path=sm.log[0], bootstrap=sm.params.bootstrap,
+)
