@@ -37,6 +37,7 @@ localrules:
     external_table,
     nested_table,
     shortcut_audit,
+    shortcut_summary,
 
 
 include: "workflow/rules/common.smk"
@@ -59,4 +60,5 @@ rule all:
         "results/audit/data_audit.json",
         "results/trust_summary.csv",
         shortcut_files(),
+        sorted(set(experiment_shortcut_rows())),
         gradcam_files(),

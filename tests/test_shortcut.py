@@ -18,6 +18,8 @@ from cxrflow.shortcut import (
     audit_text,
     centre_box,
     chance_f1,
+    experiment_audit,
+    experiment_audit_text,
     mask_centre,
     paired_bootstrap,
     shortcut_audit,
@@ -130,6 +132,34 @@ def test_a_model_that_learns_nothing_never_flags() -> None:
     assert "Shortcut flagged" in text and "border-only control" in text and "F1 of the positive class" in text
     with pytest.raises(ValueError, match="different test images"):
         shortcut_audit(learned, learned.iloc[:5], CLASSES, SETTINGS, BOOTSTRAP)
+
+
+def test_experiment_verdict_pools_the_folds() -> None:
+    """Three folds of 10 test patients, each too small to decide; pooled (each fold's patients kept apart) they flag.
+
+    The control predicts exactly what the model does (7 of 10 right): the frame explains
+    the whole score, which one fold cannot show and 30 patients can.
+    """
+    true = ["COVID-19"] * 5 + ["Normal"] * 5
+    guess = ["Normal", *true[1:3], "Normal", *true[4:6], "COVID-19", *true[7:]]  # 3 wrong
+    folds = [predictions(true, guess) for _ in range(3)]  # equal image and patient ids in every fold
+    audits = [shortcut_audit(f, f, CLASSES, SETTINGS, BOOTSTRAP) | {"fold": str(k)} for k, f in enumerate(folds)]
+    assert [a["verdict"] for a in audits] == ["inconclusive"] * 3
+    pooled = experiment_audit(folds, folds, audits, CLASSES, SETTINGS, BOOTSTRAP)
+    assert pooled["verdict"] == "shortcut" and pooled["flag"] is True
+    assert pooled["n_test"] == 30 and pooled["folds"] == 3 and pooled["fold"] == "all"
+    assert pooled["full"]["macro_f1"]["estimate"] == pytest.approx(audits[0]["full"]["macro_f1"]["estimate"])
+    assert pooled["border_only"]["macro_f1"]["low"] > pooled["chance"]["macro_f1"] >= audits[0]["border_only"][
+        "macro_f1"]["low"]
+    assert pooled["per_fold"] == [{"fold": str(k), "verdict": "inconclusive", "flag": False} for k in range(3)]
+    assert pooled["flagged_folds"] == 0
+    text = experiment_audit_text({"experiment": "e", **pooled})
+    assert "3 folds' test predictions pooled" in text and "0 of 3 flagged" in text and "fold 2: inconclusive" in text
+    one = experiment_audit(folds[:1], folds[:1], audits[:1], CLASSES, SETTINGS, BOOTSTRAP)
+    keys = ("full", "border_only", "difference", "verdict")
+    assert {k: one[k] for k in keys} == {k: audits[0][k] for k in keys}  # one fold: that fold's audit
+    with pytest.raises(ValueError, match="fold audits"):
+        experiment_audit(folds, folds, audits[:1], CLASSES, SETTINGS, BOOTSTRAP)
 
 
 # ------------------------------------------------------------------ through snakemake

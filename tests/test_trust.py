@@ -22,7 +22,8 @@ TRUST_COLUMNS = ["experiment", "fold", "class", "patients_shared", "duplicates_a
                  "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
                  "border_ring_margin", "source_flag", "test_sources", "external_f1", "external_f1_low",
                  "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
-                 "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag"]  # fmt: skip
+                 "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag",
+                 "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged"]  # fmt: skip
 EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
               "checkpoint_every": 1}  # fmt: skip
 
@@ -122,3 +123,7 @@ def test_baselines_and_trust_summary(run: tuple[Path, dict]) -> None:
     assert row["full_macro_f1"] == pytest.approx(audit["full"]["macro_f1"]["estimate"], abs=1e-4)
     assert row["border_only_f1"] == pytest.approx(audit["border_only"]["f1"][CLASSES[0]], abs=1e-4)
     assert set(audit["full"]["f1"]) == set(CLASSES)  # three classes: macro over all three
+    # one fold: the experiment's verdict is that fold's
+    whole = json.loads((work / "results/experiments/tiny/shortcut_audit.json").read_text())
+    assert whole["folds"] == 1 and whole["verdict"] == audit["verdict"] and whole["full"] == audit["full"]
+    assert row["experiment_shortcut_verdict"] == audit["verdict"] and row["folds_flagged"] == f"{int(audit['flag'])}/1"

@@ -185,7 +185,16 @@ def test_nested_cv_choice_per_outer_fold(run: tuple[Path, dict]) -> None:
     assert summary["ci_pooled"]["n_images"] == sum(len(read(exp / f"fold{k}/predictions.csv")) for k in range(2))
     assert "Nested cross-validation" in (exp / "summary.txt").read_text()
     trust = pd.read_csv(work / "results/trust_summary.csv")
-    assert list(trust.loc[trust["experiment"] == "nested", "fold"]) == [0, 1]
+    rows = trust[trust["experiment"] == "nested"]
+    assert list(rows["fold"]) == [0, 1]
+    # one shortcut verdict for the experiment, on both outer folds' test patients pooled
+    audit = json.loads((exp / "shortcut_audit.json").read_text())
+    folds = [json.loads((exp / f"fold{k}/shortcut_audit.json").read_text()) for k in range(2)]
+    assert audit["folds"] == 2 and audit["n_test"] == sum(f["n_test"] for f in folds)
+    assert [f["verdict"] for f in audit["per_fold"]] == [f["verdict"] for f in folds]
+    assert set(rows["experiment_shortcut_verdict"]) == {audit["verdict"]}
+    assert set(rows["folds_flagged"]) == {f"{sum(f['flag'] for f in folds)}/2"}
+    assert "Verdicts of the single folds" in (exp / "shortcut_audit.txt").read_text()
 
 
 def test_three_classes_per_class_metrics_and_roc(run: tuple[Path, dict]) -> None:

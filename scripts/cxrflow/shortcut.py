@@ -312,3 +312,43 @@ def audit_text(result: Mapping[str, Any]) -> str:
         f"{result['settings']['flag_margin']:.2f}; verdict: {result['verdict']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def experiment_audit(
+    full_predictions: Sequence[pd.DataFrame],
+    border_predictions: Sequence[pd.DataFrame],
+    fold_audits: Sequence[Mapping[str, Any]],
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+    bootstrap: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The experiment's one verdict: ``shortcut_audit`` of all folds' test predictions pooled.
+
+    With k folds every patient is tested by exactly one fold's model and its control,
+    so the pooled out-of-fold predictions of both are one paired test set k times a
+    fold's size (``summary.pool_folds``, as the summary's pooled CI): the verdict a
+    single fold leaves to chance is decided on all patients. The folds' own verdicts
+    are listed beside it, so a reader sees whether they agree. With one fold this is
+    that fold's audit.
+    """
+    from .summary import pool_folds  # summary imports metrics; keep this module importable on its own
+
+    if not full_predictions or len(full_predictions) != len(border_predictions):
+        raise ValueError(f"{len(full_predictions)} full and {len(border_predictions)} border-only prediction tables")
+    if len(fold_audits) != len(full_predictions):
+        raise ValueError(f"{len(full_predictions)} folds but {len(fold_audits)} fold audits")
+    result = shortcut_audit(pool_folds(full_predictions), pool_folds(border_predictions), classes, settings,
+                            bootstrap)  # fmt: skip
+    per_fold = [{"fold": a.get("fold", str(k)), "verdict": a["verdict"], "flag": a["flag"]}
+                for k, a in enumerate(fold_audits)]  # fmt: skip
+    return {"fold": "all", "folds": len(full_predictions), **result, "per_fold": per_fold,
+            "flagged_folds": sum(bool(f["flag"]) for f in per_fold)}  # fmt: skip
+
+
+def experiment_audit_text(result: Mapping[str, Any]) -> str:
+    """shortcut_audit.txt of the experiment: the pooled audit, then each fold's verdict."""
+    folds = result["folds"]
+    text = audit_text({**result, "fold": f"all ({folds} folds' test predictions pooled)" if folds > 1 else "all (one fold)"})
+    lines = [f"Verdicts of the single folds ({result['flagged_folds']} of {folds} flagged):"]
+    lines += [f"  fold {f['fold']}: {f['verdict']}" for f in result["per_fold"]]
+    return text + "\n" + "\n".join(lines) + "\n"

@@ -37,17 +37,22 @@ HEAD_KEYS = ("experiment", "backend", "arch", "weights")
 
 def pooled_ci(predictions: Sequence[pd.DataFrame], classes: Sequence[str],
               settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Patient bootstrap over the out-of-fold predictions of all folds.
+    """Patient bootstrap over the out-of-fold predictions of all folds (``pool_folds``)."""
+    return confidence_intervals(pool_folds(predictions), classes, settings)
 
-    Patients are keyed ``fold:patient_id`` (an image without an id is its own
-    patient), so equal ids from two folds (in practice: two sources) stay apart.
+
+def pool_folds(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The out-of-fold predictions of all folds as one test set, patients keyed ``fold:patient_id``.
+
+    Equal ids from two folds (in practice: two sources) stay apart, and an image
+    without a patient id is its own patient.
     """
     frames = []
     for k, table in enumerate(predictions):
         pid = table["patient_id"].fillna("").astype(str).str.strip()
         pid = pid.where(pid != "", "image:" + table["image_id"].astype(str))
-        frames.append(table.assign(patient_id=f"{k}:" + pid))
-    return confidence_intervals(pd.concat(frames, ignore_index=True), classes, settings)
+        frames.append(table.assign(patient_id=f"{k}:" + pid, image_id=f"{k}:" + table["image_id"].astype(str)))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _over_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

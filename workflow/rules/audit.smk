@@ -34,6 +34,7 @@ rule trust_summary:
         metrics=fold_files("metrics.json"),
         baselines=fold_files("baselines.json"),
         shortcut=shortcut_files(),
+        shortcut_experiment=sorted(set(experiment_shortcut_rows())),
         data_audit="results/audit/data_audit.json",
         split_audits=sorted(set(split_audits())),
         external=[path for path in external_metrics_rows() if path],
@@ -54,6 +55,7 @@ rule trust_summary:
         # aligned with rows: the split audit covering each model, its external metrics or None
         split_audits=split_audits(),
         external=external_metrics_rows(),
+        shortcut_experiment=experiment_shortcut_rows(),
         positive=config["classes"][0],
     script:
         "../../scripts/audit_trust.py"

@@ -402,6 +402,15 @@ def shortcut_files():
     return fold_files("shortcut_audit.json")
 
 
+def experiment_shortcut_rows():
+    """Per trust-summary row: its experiment's shortcut_audit.json over all folds; none when disabled."""
+    if not config["audit"]["border_only"]["enabled"]:
+        return []
+    return [
+        str(experiment_dir(e) / "shortcut_audit.json") for e, _ in experiment_folds()
+    ]
+
+
 def gradcam_files():
     """gradcam.png of every model; none when audit.gradcam.enabled is false."""
     return fold_files("gradcam.png") if config["audit"]["gradcam"]["enabled"] else []

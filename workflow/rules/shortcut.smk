@@ -117,3 +117,31 @@ rule gradcam:
         settings=config["audit"]["gradcam"],
     script:
         "../../scripts/gradcam_panel.py"
+
+
+rule shortcut_summary:
+    input:
+        full=fold_results("predictions.csv"),
+        border_only=fold_results("border_only/predictions.csv"),
+        audits=fold_results("shortcut_audit.json"),
+    output:
+        json="results/experiments/{experiment}/shortcut_audit.json",
+        text=report(
+            "results/experiments/{experiment}/shortcut_audit.txt",
+            caption="../report/shortcut_experiment.rst",
+            category="2. Experiments",
+            subcategory="{experiment}",
+            labels={"fold": "all", "figure": "shortcut audit (all folds)"},
+        ),
+    log:
+        "results/logs/shortcut_summary/{experiment}.log",
+    benchmark:
+        "results/benchmarks/shortcut_summary/{experiment}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        classes=config["classes"],
+        settings=config["audit"]["border_only"],
+        bootstrap=config["audit"]["bootstrap"],
+    script:
+        "../../scripts/shortcut_summary.py"
