@@ -38,6 +38,7 @@ localrules:
     nested_table,
     shortcut_audit,
     shortcut_summary,
+    shortcut_audit_external,
 
 
 include: "workflow/rules/common.smk"
@@ -61,4 +62,5 @@ rule all:
         "results/trust_summary.csv",
         shortcut_files(),
         sorted(set(experiment_shortcut_rows())),
+        [path for path in external_shortcut_rows() if path],
         gradcam_files(),

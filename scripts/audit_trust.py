@@ -17,7 +17,8 @@ def main(sm: Any) -> None:
         table = trust_table(sm.params.rows, list(sm.input.metrics), list(sm.input.baselines), sm.input.data_audit,
                             sm.params.positive, list(sm.params.split_audits), list(sm.params.external),
                             list(sm.input.get("shortcut", [])) or None,
-                            list(sm.params.shortcut_experiment) or None)  # fmt: skip
+                            list(sm.params.shortcut_experiment) or None,
+                            list(sm.params.shortcut_external) or None)  # fmt: skip
         table.to_csv(sm.output[0], index=False, float_format="%.4f")
         log.info("trust summary of %d model(s) written to %s", len(table), sm.output[0])
     except Exception:

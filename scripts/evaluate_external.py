@@ -1,4 +1,6 @@
-"""Snakemake `script:` rule: one fold's model on the external test set (the held-out test_sources)."""
+"""Snakemake `script:` rule: one fold's model on the external test set (the held-out test_sources).
+
+Also rule evaluate_border_only_external: the border-only control on it (`params.mask`)."""
 
 import os
 
@@ -13,5 +15,5 @@ evaluate_external_main(
     predictions_path=sm.output.predictions, report_path=sm.output.report, metrics_path=sm.output.metrics,
     confusion_png=sm.output.confusion, roc_png=sm.output.roc, classes=list(sm.params.classes),
     experiment=sm.params.experiment, experiment_name=sm.wildcards.experiment, fold=sm.wildcards.fold,
-    log_path=sm.log[0], bootstrap=sm.params.bootstrap,
+    log_path=sm.log[0], bootstrap=sm.params.bootstrap, mask=sm.params.get("mask"),
 )

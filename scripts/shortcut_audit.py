@@ -1,4 +1,5 @@
-"""Snakemake `script:` rule shortcut_audit: does the border-only control come close to the full model?
+"""Snakemake `script:` rules shortcut_audit (internal test) and shortcut_audit_external (the held-out
+sources): does the border-only control come close to the full model?
 
 Writes shortcut_audit.json (both models' F1 with bootstrap CIs, chance, verdict, flag)
 and shortcut_audit.txt (the verdict in words, for the report): cxrflow.shortcut.
@@ -22,7 +23,8 @@ def main(sm: Any) -> None:
         result = shortcut_audit(read(sm.input.full), read(sm.input.border_only), sm.params.classes,
                                 sm.params.settings, sm.params.bootstrap)  # fmt: skip
         wildcards = dict(sm.wildcards.items())
-        result = {"experiment": wildcards.get("experiment", ""), "fold": wildcards.get("fold", ""), **result}
+        result = {"experiment": wildcards.get("experiment", ""), "fold": wildcards.get("fold", ""),
+                  "test": sm.params.get("test", "internal"), **result}  # fmt: skip
         Path(sm.output.json).write_text(json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
         Path(sm.output.text).write_text(audit_text(result))
         log.info("%s", result["sentence"])

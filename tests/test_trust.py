@@ -23,7 +23,8 @@ TRUST_COLUMNS = ["experiment", "fold", "class", "patients_shared", "duplicates_a
                  "border_ring_margin", "source_flag", "test_sources", "external_f1", "external_f1_low",
                  "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
                  "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag",
-                 "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged"]  # fmt: skip
+                 "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged",
+                 "external_border_only_f1", "external_shortcut_verdict", "external_shortcut_flag"]  # fmt: skip
 EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
               "checkpoint_every": 1}  # fmt: skip
 

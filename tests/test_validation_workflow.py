@@ -138,6 +138,18 @@ def test_internal_and_external_metrics_side_by_side(run: tuple[Path, dict]) -> N
         "duplicate_pairs_per_fold"]["fold0"]["train_val"]
     assert trust.loc[("plain", 0)][["test_sources", "external_f1", "duplicates_internal_external"]].isna().all()
 
+    # the border-only control on the external set too, masked as it was trained, and its verdict there
+    border = json.loads((exp / "fold0/external/border_only/metrics.json").read_text())
+    assert border["test"] == "external" and border["mask"] == {"fraction": 0.8, "fill": 128}
+    assert set(read(exp / "fold0/external/border_only/predictions.csv")["image_id"]) == set(pred["image_id"])
+    audit = json.loads((exp / "fold0/external/shortcut_audit.json").read_text())
+    assert audit["test"] == "external" and audit["n_test"] == 13
+    assert audit["full"]["f1"][CLASSES[0]] == pytest.approx(external["metrics"]["per_class"][CLASSES[0]]["f1-score"])
+    assert row["external_shortcut_verdict"] == audit["verdict"] and bool(row["external_shortcut_flag"]) == audit["flag"]
+    assert row["external_border_only_f1"] == pytest.approx(audit["border_only"]["f1"][CLASSES[0]], abs=1e-4)
+    assert "external test set" in (exp / "fold0/external/shortcut_audit.txt").read_text()
+    assert trust.loc[("plain", 0)][["external_border_only_f1", "external_shortcut_verdict"]].isna().all()
+
 
 def test_nested_cv_choice_per_outer_fold(run: tuple[Path, dict]) -> None:
     import keras

@@ -228,7 +228,8 @@ TRUST_COLUMNS = ("experiment", "fold", "class", "patients_shared", "duplicates_a
                  "border_ring_margin", "source_flag", "test_sources", "external_f1", "external_f1_low",
                  "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
                  "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag",
-                 "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged")  # fmt: skip
+                 "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged",
+                 "external_border_only_f1", "external_shortcut_verdict", "external_shortcut_flag")  # fmt: skip
 
 
 def external_columns(fold: int, split_audit: Mapping[str, Any], external: Mapping[str, Any] | None,
@@ -269,17 +270,27 @@ def experiment_shortcut_columns(audit: Mapping[str, Any] | None) -> dict[str, An
             "folds_flagged": f"{audit['flagged_folds']}/{audit['folds']}"}  # fmt: skip
 
 
+def external_shortcut_columns(audit: Mapping[str, Any] | None, positive: str) -> dict[str, Any]:
+    """The border-only control on the external test set beside ``external_f1``; empty without one."""
+    if audit is None:
+        return {"external_border_only_f1": None, "external_shortcut_verdict": None, "external_shortcut_flag": None}
+    return {"external_border_only_f1": audit["border_only"]["f1"][positive],
+            "external_shortcut_verdict": audit["verdict"], "external_shortcut_flag": audit["flag"]}  # fmt: skip
+
+
 def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_baselines: Mapping[str, Any],
               data_audit: Mapping[str, Any], positive: str, split_audit: Mapping[str, Any] | None = None,
               external: Mapping[str, Any] | None = None, shortcut: Mapping[str, Any] | None = None,
-              experiment_shortcut: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+              experiment_shortcut: Mapping[str, Any] | None = None,
+              external_shortcut: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The summary row of one model; margins are model F1 - baseline F1 of the positive class.
 
     ``split_audit`` is the JSON whose ``leakage`` covers the model's split (the data
     audit for the shared split, the experiment's splits/audit.json for its own);
     ``external`` its external metrics.json (None without test_sources); ``shortcut``
-    its shortcut_audit.json and ``experiment_shortcut`` its experiment's over all folds
-    (None when audit.border_only is disabled).
+    its shortcut_audit.json, ``experiment_shortcut`` its experiment's over all folds and
+    ``external_shortcut`` the one on the external test set (None when audit.border_only
+    is disabled, the last also without test_sources).
     """
     split_audit = data_audit if split_audit is None else split_audit
     leak = split_audit["leakage"]["folds"][f"fold{fold}"]
@@ -305,6 +316,7 @@ def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_
         **external_columns(fold, split_audit, external, positive),
         **shortcut_columns(shortcut, positive),
         **experiment_shortcut_columns(experiment_shortcut),
+        **external_shortcut_columns(external_shortcut, positive),
     }
 
 
@@ -316,24 +328,27 @@ def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], b
                 audit_path: str, positive: str, split_audit_paths: Sequence[str | None] | None = None,
                 external_paths: Sequence[str | None] | None = None,
                 shortcut_paths: Sequence[str | None] | None = None,
-                experiment_shortcut_paths: Sequence[str | None] | None = None) -> pd.DataFrame:  # fmt: skip
+                experiment_shortcut_paths: Sequence[str | None] | None = None,
+                external_shortcut_paths: Sequence[str | None] | None = None) -> pd.DataFrame:  # fmt: skip
     """``trust_summary.csv``: ``trust_row`` of every (experiment, fold) in ``rows``, the path lists aligned
     with it (None entries, or no list at all: nothing of that kind for the row)."""
     split_audit_paths = split_audit_paths or [None] * len(rows)
     external_paths = external_paths or [None] * len(rows)
     shortcut_paths = shortcut_paths or [None] * len(rows)
     experiment_shortcut_paths = experiment_shortcut_paths or [None] * len(rows)
-    lengths = [len(x) for x in (metrics_paths, baseline_paths, split_audit_paths, external_paths, shortcut_paths,
-                                experiment_shortcut_paths)]  # fmt: skip
-    if any(n != len(rows) for n in lengths):
-        raise ValueError(f"{len(rows)} models but {lengths[0]} metrics, {lengths[1]} baselines, {lengths[2]} split "
-                         f"audits, {lengths[3]} external entries, {lengths[4]} shortcut audits and {lengths[5]} "
-                         "experiment shortcut audits")  # fmt: skip
+    external_shortcut_paths = external_shortcut_paths or [None] * len(rows)
+    lists = {"metrics": metrics_paths, "baselines": baseline_paths, "split audits": split_audit_paths,
+             "external entries": external_paths, "shortcut audits": shortcut_paths,
+             "experiment shortcut audits": experiment_shortcut_paths,
+             "external shortcut audits": external_shortcut_paths}  # fmt: skip
+    if any(len(paths) != len(rows) for paths in lists.values()):
+        counts = ", ".join(f"{len(paths)} {name}" for name, paths in lists.items())
+        raise ValueError(f"{len(rows)} models but {counts}")
     data_audit = _read(audit_path)
     records = [
-        trust_row(e, int(k), _read(m), _read(b), data_audit, positive, _read(s), _read(x), _read(c), _read(a))
-        for (e, k), m, b, s, x, c, a in zip(rows, metrics_paths, baseline_paths, split_audit_paths, external_paths,
-                                            shortcut_paths, experiment_shortcut_paths)  # fmt: skip
+        trust_row(e, int(k), *(_read(p) for p in (m, b)), data_audit, positive,
+                  *(_read(p) for p in (s, x, c, a, z)))  # fmt: skip
+        for (e, k), m, b, s, x, c, a, z in zip(rows, *lists.values())
     ]
     table = pd.DataFrame(records, columns=list(TRUST_COLUMNS))
     table["duplicates_internal_external"] = table["duplicates_internal_external"].astype("Int64")  # a count

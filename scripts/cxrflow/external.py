@@ -178,12 +178,14 @@ def evaluate_external_main(
     model_path: str, external_csv: str, train_csv: str, val_csv: str,
     predictions_path: str, report_path: str, metrics_path: str, confusion_png: str, roc_png: str,
     classes: Sequence[str], experiment: Mapping[str, Any], experiment_name: str, fold: str | int,
-    log_path: str, bootstrap: Mapping[str, Any],
+    log_path: str, bootstrap: Mapping[str, Any], mask: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Entry point of the evaluate_external rule (KERAS_BACKEND already set): the fold's model on the external set.
 
     The same outputs as the internal evaluation (predictions, report with bootstrap
-    CIs, metrics.json, confusion matrix, ROC), so the two read alike.
+    CIs, metrics.json, confusion matrix, ROC), so the two read alike. ``mask``
+    ({fraction, fill}) scores the border-only control on external images masked as
+    it was trained (rule evaluate_border_only_external).
     """
     import json
     from pathlib import Path
@@ -199,7 +201,7 @@ def evaluate_external_main(
     try:
         classes = list(classes)
         model = keras.saving.load_model(model_path)
-        images, _, table = load_split(external_csv, classes, experiment["image_size"])
+        images, _, table = load_split(external_csv, classes, experiment["image_size"], mask)
         if len(images) == 0:
             raise ValueError(f"{external_csv}: the external test set is empty")
         probs = predict(model, images, experiment["arch"], experiment["batch_size"])
@@ -207,7 +209,8 @@ def evaluate_external_main(
         predictions.to_csv(predictions_path, index=False, float_format="%.8g")
         metrics = compute_metrics(predictions, classes)
         ci = confidence_intervals(predictions, classes, bootstrap)
-        Path(report_path).write_text(f"External test on {', '.join(sorted(set(table['source'])))}\n\n"
+        model_name = "" if mask is None else "border-only control, "
+        Path(report_path).write_text(f"External test ({model_name}{', '.join(sorted(set(table['source'])))})\n\n"
                                      + metrics["classification_report_text"] + "\n" + ci_report_text(ci))
         result = {
             "experiment": experiment_name, "fold": fold, "test": "external",
@@ -217,6 +220,8 @@ def evaluate_external_main(
                        for name, path in (("train", train_csv), ("val", val_csv), ("external", external_csv))},
             "metrics": metrics, "ci": ci,
         }
+        if mask is not None:
+            result["mask"] = dict(mask)
         Path(metrics_path).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
         confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)
         roc_plot_with_ci(predictions, classes, metrics, ci, roc_png)

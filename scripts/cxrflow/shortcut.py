@@ -292,7 +292,8 @@ def audit_text(result: Mapping[str, Any]) -> str:
 
     head = f"{'':<26}{'macro F1':<20}{'F1 ' + positive:<20}"
     lines = [
-        f"Shortcut audit: experiment {result.get('experiment', '')}, fold {result.get('fold', '')}",
+        f"Shortcut audit: experiment {result.get('experiment', '')}, fold {result.get('fold', '')}"
+        + (", external test set" if result.get("test") == "external" else ""),
         "",
         textwrap.fill(result["sentence"], 88),
         "",

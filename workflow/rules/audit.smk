@@ -35,6 +35,7 @@ rule trust_summary:
         baselines=fold_files("baselines.json"),
         shortcut=shortcut_files(),
         shortcut_experiment=sorted(set(experiment_shortcut_rows())),
+        shortcut_external=[path for path in external_shortcut_rows() if path],
         data_audit="results/audit/data_audit.json",
         split_audits=sorted(set(split_audits())),
         external=[path for path in external_metrics_rows() if path],
@@ -56,6 +57,7 @@ rule trust_summary:
         split_audits=split_audits(),
         external=external_metrics_rows(),
         shortcut_experiment=experiment_shortcut_rows(),
+        shortcut_external=external_shortcut_rows(),
         positive=config["classes"][0],
     script:
         "../../scripts/audit_trust.py"

@@ -411,6 +411,20 @@ def experiment_shortcut_rows():
     ]
 
 
+def external_shortcut_rows():
+    """Per trust-summary row: its external shortcut_audit.json, or None (no test_sources, control disabled)."""
+    if not config["audit"]["border_only"]["enabled"]:
+        return []
+    return [
+        (
+            str(experiment_dir(e) / f"fold{k}" / "external" / "shortcut_audit.json")
+            if is_external(e)
+            else None
+        )
+        for e, k in experiment_folds()
+    ]
+
+
 def gradcam_files():
     """gradcam.png of every model; none when audit.gradcam.enabled is false."""
     return fold_files("gradcam.png") if config["audit"]["gradcam"]["enabled"] else []

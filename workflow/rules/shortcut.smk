@@ -145,3 +145,60 @@ rule shortcut_summary:
         bootstrap=config["audit"]["bootstrap"],
     script:
         "../../scripts/shortcut_summary.py"
+
+
+# With test_sources: the border-only control on the held-out sources too, so the
+# external score can be read against what the frame alone gives there.
+rule evaluate_border_only_external:
+    input:
+        model=rules.train_border_only.output.model,
+        train=split_input("train"),
+        val=split_input("val"),
+        external="results/experiments/{experiment}/splits/external.csv",
+    output:
+        predictions="results/experiments/{experiment}/fold{fold}/external/border_only/predictions.csv",
+        report="results/experiments/{experiment}/fold{fold}/external/border_only/classification_report.txt",
+        metrics="results/experiments/{experiment}/fold{fold}/external/border_only/metrics.json",
+        confusion="results/experiments/{experiment}/fold{fold}/external/border_only/confusion_matrix.png",
+        roc="results/experiments/{experiment}/fold{fold}/external/border_only/roc.png",
+    log:
+        "results/logs/evaluate_border_only_external/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/evaluate_border_only_external/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        experiment=experiment_params,
+        classes=config["classes"],
+        bootstrap=config["audit"]["bootstrap"],
+        mask=BORDER_MASK,
+    script:
+        "../../scripts/evaluate_external.py"
+
+
+rule shortcut_audit_external:
+    input:
+        full="results/experiments/{experiment}/fold{fold}/external/predictions.csv",
+        border_only=rules.evaluate_border_only_external.output.predictions,
+    output:
+        json="results/experiments/{experiment}/fold{fold}/external/shortcut_audit.json",
+        text=report(
+            "results/experiments/{experiment}/fold{fold}/external/shortcut_audit.txt",
+            caption="../report/shortcut_external.rst",
+            category="2. Experiments",
+            subcategory="{experiment}",
+            labels={"fold": "{fold}", "figure": "external shortcut audit"},
+        ),
+    log:
+        "results/logs/shortcut_audit_external/{experiment}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/shortcut_audit_external/{experiment}/fold{fold}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        classes=config["classes"],
+        settings=config["audit"]["border_only"],
+        bootstrap=config["audit"]["bootstrap"],
+        test="external",
+    script:
+        "../../scripts/shortcut_audit.py"
