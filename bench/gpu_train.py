@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=ORIGINAL_TRAIN_IMAGES * 4)
     parser.add_argument("--epochs", type=int, default=4, help="the first is warm-up (compilation)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--no-augmentation", action="store_true",
+                        help="all augmentation off: does the augmentation limit the training rate?")
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend  # before keras' first import
     sys.path.insert(0, str(REPO / "scripts"))
@@ -82,10 +84,12 @@ def main() -> None:
     experiment = {**original, "weights": "none", "backend": args.backend, "epochs": args.epochs}
     experiment["arch"] = args.arch or original["arch"]
     experiment["image_size"] = args.image_size or original["image_size"]
+    augmentation = None if args.no_augmentation else experiment["augmentation"]  # None: no warp at all
     size, batch_size = experiment["image_size"], experiment["batch_size"]
     print("\n".join(device_lines(args.backend)))
     print(f"keras {keras.__version__} backend={keras.backend.backend()} arch={experiment['arch']} "
-          f"image_size={size} batch={batch_size} images={args.images} workers={args.workers}")
+          f"image_size={size} batch={batch_size} images={args.images} workers={args.workers} "
+          f"augmentation={augmentation}")
 
     keras.utils.set_random_seed(experiment["seed"])
     rng = np.random.default_rng(0)
@@ -96,7 +100,7 @@ def main() -> None:
     def preprocess(x):
         return preprocess_batch(experiment["arch"], x)
 
-    data = AugmentedBatches(images, labels, 2, batch_size, preprocess, experiment["augmentation"],
+    data = AugmentedBatches(images, labels, 2, batch_size, preprocess, augmentation,
                             seed=experiment["seed"], shuffle=True, workers=args.workers)
 
     class PrintLog:
@@ -115,7 +119,7 @@ def main() -> None:
         keras.ops.convert_to_numpy(model.predict_on_batch(x))
     forward_rate = n_batches * batch_size / (time.perf_counter() - start)
 
-    print(f"train images/s (mean of epochs 2..{args.epochs}, augmentation included): "
+    print(f"train images/s (mean of epochs 2..{args.epochs}, {'augmentation on' if augmentation else 'no augmentation'}): "
           + (f"{train_rate:.1f}" if train_rate else "n/a (need --epochs >= 2)"))
     print(f"forward-only images/s (predict_on_batch, preprocessed batch of {batch_size}): {forward_rate:.1f}")
     if train_rate:

@@ -95,7 +95,8 @@ def backend_results() -> dict[str, dict]:
     """Run the child script on every importable backend at once; collect its JSON."""
     procs = {}
     for backend in _available():
-        env = {**os.environ, **ONE_THREAD, "KERAS_BACKEND": backend, "PYTHONPATH": str(SCRIPTS)}
+        env = {**os.environ, **ONE_THREAD, "KERAS_BACKEND": backend, "PYTHONPATH": os.pathsep.join(
+            [str(SCRIPTS), *filter(None, [os.environ.get("PYTHONPATH")])])}  # keep a caller's (GPU check: carried keras)
         procs[backend] = subprocess.Popen(
             [sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
