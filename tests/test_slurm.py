@@ -36,12 +36,22 @@ BIN = Path(sys.executable).parent  # the venv whose snakemake and plugins the te
 SLURM_STATE = Path(os.environ.get("CXR_SLURM_STATE", "/tmp/cxr-slurm"))
 RUN_TIMEOUT_S = 240
 
+
+
+def profile_gpu_rules(profile: Path = SLURM_PROFILE) -> list[str]:
+    """Rules the profile sends to the GPU partition (tests/test_profiles.py: all that ask for a GPU)."""
+    resources = yaml.safe_load((profile / "config.yaml").read_text())["set-resources"]
+    return [rule for rule, values in resources.items() if values.get("gpu")]
+
+
+GPU_RULES = profile_gpu_rules()
+
 # What differs between a site and the test cluster (2 CPUs, ~20 GB, account root, fake GPU).
 TEST_CLUSTER_OVERRIDES: dict[str, Any] = {
     "default-resources": {"slurm_account": "root", "mem_mb": "500 * attempt"},
     "set-resources": {
         "crop_image": {"mem_mb": "200 * attempt"},
-        "train": {"cpus_per_gpu": 1, "mem_mb": "500 * attempt"},
+        **{rule: {"cpus_per_gpu": 1, "mem_mb": "500 * attempt"} for rule in GPU_RULES},
     },
     "cores": 1,  # one CPU per group job so two run side by side on the 2-CPU node
     "group-components": {"crop": 3},
@@ -406,7 +416,7 @@ REAL_OVERRIDES = _deep_merge(
         "default-resources": {"mem_mb": "2000 * attempt"},
         "set-resources": {
             "crop_batch": {"mem_mb": "1000 * attempt"},
-            "train": {"mem_mb": "3000 * attempt"},
+            **{rule: {"mem_mb": "3000 * attempt"} for rule in GPU_RULES},
         },
         "group-components": {"crop": 12},
     },
@@ -510,13 +520,16 @@ def test_real_training_job_got_the_gpu(
     batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]
 ) -> None:
     work, run = batched_run
-    (train_job,) = [j for j, log in run.submissions.items() if rule_of(log) == "rule_train"]
-    record = sacct_jobs([train_job], slurm_env)[train_job]
-    assert record["Partition"] == "gpu"
-    assert "gres/gpu=1" in record["ReqTRES"] and "gres/gpu=1" in record["AllocTRES"], record
+    gpu_jobs = {j: rule_of(log) for j, log in run.submissions.items() if rule_of(log)[len("rule_"):] in GPU_RULES}
+    # the model, its border-only control and the Grad-CAM panel (no grid here: no train_inner)
+    assert sorted(gpu_jobs.values()) == ["rule_gradcam", "rule_train", "rule_train_border_only"], gpu_jobs
+    for job, record in sacct_jobs(gpu_jobs, slurm_env).items():
+        assert record["Partition"] == "gpu", (gpu_jobs[job], record)
+        assert "gres/gpu=1" in record["ReqTRES"] and "gres/gpu=1" in record["AllocTRES"], (gpu_jobs[job], record)
+    (train_job,) = [j for j, rule in gpu_jobs.items() if rule == "rule_train"]
     log = (work / "results/logs/train/tiny/fold0.log").read_text()
     assert f"CUDA_VISIBLE_DEVICES=0 SLURM_JOB_ID={train_job} " in log, log
-    others = [j for j, log in run.submissions.items() if rule_of(log) != "rule_train"]
+    others = [j for j in run.submissions if j not in gpu_jobs]
     assert all("gres/gpu" not in r["AllocTRES"] for r in sacct_jobs(others, slurm_env).values())
 
 
