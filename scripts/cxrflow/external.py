@@ -192,21 +192,16 @@ def evaluate_external_main(
 
     import keras
 
-    from .data import load_split, open_log
-    from .metrics import (ci_report_text, compute_metrics, confidence_intervals, predict, predictions_table,
-                          roc_plot_with_ci, split_counts)
+    from .data import open_log
+    from .metrics import (ci_report_text, compute_metrics, confidence_intervals, predict_split, roc_plot_with_ci,
+                          split_counts)
     from .plots import confusion_matrix_plot
 
     log = open_log(log_path)
     try:
         classes = list(classes)
         model = keras.saving.load_model(model_path)
-        images, _, table = load_split(external_csv, classes, experiment["image_size"], mask)
-        if len(images) == 0:
-            raise ValueError(f"{external_csv}: the external test set is empty")
-        probs = predict(model, images, experiment["arch"], experiment["batch_size"])
-        predictions = predictions_table(table, probs, classes)
-        predictions.to_csv(predictions_path, index=False, float_format="%.8g")
+        predictions, table = predict_split(model, external_csv, classes, experiment, predictions_path, mask)
         metrics = compute_metrics(predictions, classes)
         ci = confidence_intervals(predictions, classes, bootstrap)
         model_name = "" if mask is None else "border-only control, "
@@ -225,7 +220,7 @@ def evaluate_external_main(
         Path(metrics_path).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
         confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)
         roc_plot_with_ci(predictions, classes, metrics, ci, roc_png)
-        log.info("external test of %s fold %s on %d images: accuracy=%.4f\n%s", experiment_name, fold, len(images),
+        log.info("external test of %s fold %s on %d images: accuracy=%.4f\n%s", experiment_name, fold, len(table),
                  metrics["accuracy"], metrics["classification_report_text"])
         return result
     except Exception:

@@ -146,6 +146,22 @@ def predict(model: Any, images: np.ndarray, arch: str, batch_size: int) -> np.nd
     return np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
 
 
+def predict_split(model: Any, split_csv: str, classes: Sequence[str], experiment: Mapping[str, Any],
+                  predictions_path: str, mask: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A split's predictions.csv from a loaded model (``mask``: the border-only control's input).
+
+    Shared by the internal and the external evaluation so both read their images,
+    predict and write predictions the same way. Returns the predictions and the split's table.
+    """
+    images, _, table = load_split(split_csv, classes, experiment["image_size"], mask)
+    if len(images) == 0:
+        raise ValueError(f"{split_csv}: no images to evaluate")
+    probs = predict(model, images, experiment["arch"], experiment["batch_size"])
+    predictions = predictions_table(table, probs, classes)
+    predictions.to_csv(predictions_path, index=False, float_format="%.8g")
+    return predictions, table
+
+
 def predictions_table(table: pd.DataFrame, probs: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
     """predictions.csv: image_id, patient_id, true_label, predicted_label (argmax), prob_<class> in class order."""
     out = pd.DataFrame({
@@ -195,12 +211,7 @@ def evaluate_main(
     try:
         classes = list(classes)
         model = keras.saving.load_model(model_path)
-        images, _, table = load_split(test_csv, classes, experiment["image_size"], mask)
-        if len(images) == 0:
-            raise ValueError(f"{test_csv}: the test split is empty, nothing to evaluate")
-        probs = predict(model, images, experiment["arch"], experiment["batch_size"])
-        predictions = predictions_table(table, probs, classes)
-        predictions.to_csv(predictions_path, index=False, float_format="%.8g")
+        predictions, table = predict_split(model, test_csv, classes, experiment, predictions_path, mask)
         metrics = compute_metrics(predictions, classes)
         ci = None if bootstrap is None else confidence_intervals(predictions, classes, bootstrap)
         report_text = metrics["classification_report_text"]
@@ -224,7 +235,7 @@ def evaluate_main(
         else:
             roc_plot_with_ci(predictions, classes, metrics, ci, roc_png)
         log.info("evaluated %s fold %s on %d test images: accuracy=%.4f roc_auc=%s\n%s", experiment_name, fold,
-                 len(images), metrics["accuracy"], metrics["roc_auc"], metrics["classification_report_text"])
+                 len(table), metrics["accuracy"], metrics["roc_auc"], metrics["classification_report_text"])
         return result
     except Exception:
         log.exception("evaluation failed")

@@ -213,8 +213,8 @@ def train_and_score_main(
     score it on the inner validation part. The model itself is not kept: only its score is needed."""
     import keras
 
-    from .data import load_split, open_log
-    from .metrics import predict, predictions_table
+    from .data import open_log
+    from .metrics import predict_split
     from .train import train
 
     log = open_log(log_path)
@@ -223,12 +223,7 @@ def train_and_score_main(
         log.info("grid point %d %s, inner fold %d", point, dict(params), inner)
         train(settings, classes, train_csv, val_csv, scratch_model, history_path, checkpoint_dir, log, workers)
         model = keras.saving.load_model(scratch_model)
-        images, _, table = load_split(val_csv, list(classes), settings["image_size"])
-        if len(images) == 0:
-            raise ValueError(f"{val_csv}: the inner validation part is empty")
-        predictions = predictions_table(table, predict(model, images, settings["arch"], settings["batch_size"]),
-                                        list(classes))
-        predictions.to_csv(predictions_path, index=False, float_format="%.8g")
+        predictions, _ = predict_split(model, val_csv, list(classes), settings, predictions_path)
         score = {"point": int(point), "inner": int(inner), "params": dict(params), **inner_score(predictions, classes)}
         Path(score_path).write_text(json.dumps(score, indent=2, allow_nan=False) + "\n")
         Path(scratch_model).unlink()
