@@ -332,7 +332,7 @@ def experiment_audit(
     are listed beside it, so a reader sees whether they agree. With one fold this is
     that fold's audit.
     """
-    from .summary import pool_folds  # summary imports metrics; keep this module importable on its own
+    from .summary import pool_folds  # not at the top: summary -> metrics -> data imports this module
 
     if not full_predictions or len(full_predictions) != len(border_predictions):
         raise ValueError(f"{len(full_predictions)} full and {len(border_predictions)} border-only prediction tables")
