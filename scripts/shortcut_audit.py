@@ -9,19 +9,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from cxrflow.audit import json_safe
 from cxrflow.data import open_log
+from cxrflow.metrics import read_predictions
 from cxrflow.shortcut import audit_text, shortcut_audit
 
 
 def main(sm: Any) -> None:
     log = open_log(sm.log[0])
     try:
-        read = lambda path: pd.read_csv(path, dtype={"image_id": str, "patient_id": str})  # noqa: E731
-        result = shortcut_audit(read(sm.input.full), read(sm.input.border_only), sm.params.classes,
-                                sm.params.settings, sm.params.bootstrap)  # fmt: skip
+        result = shortcut_audit(read_predictions(sm.input.full), read_predictions(sm.input.border_only),
+                                sm.params.classes, sm.params.settings, sm.params.bootstrap)  # fmt: skip
         wildcards = dict(sm.wildcards.items())
         result = {"experiment": wildcards.get("experiment", ""), "fold": wildcards.get("fold", ""),
                   "test": sm.params.get("test", "internal"), **result}  # fmt: skip

@@ -9,19 +9,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from cxrflow.audit import json_safe
 from cxrflow.data import open_log
+from cxrflow.metrics import read_predictions
 from cxrflow.shortcut import experiment_audit, experiment_audit_text
 
 
 def main(sm: Any) -> None:
     log = open_log(sm.log[0])
     try:
-        read = lambda path: pd.read_csv(path, dtype={"image_id": str, "patient_id": str})  # noqa: E731
         fold_audits = [json.loads(Path(p).read_text()) for p in sm.input.audits]
-        result = experiment_audit([read(p) for p in sm.input.full], [read(p) for p in sm.input.border_only],
+        result = experiment_audit([read_predictions(p) for p in sm.input.full],
+                                  [read_predictions(p) for p in sm.input.border_only],
                                   fold_audits, sm.params.classes, sm.params.settings, sm.params.bootstrap)  # fmt: skip
         result = {"experiment": sm.wildcards.experiment, **result}
         Path(sm.output.json).write_text(json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxrflow.data import open_log
+from cxrflow.metrics import read_predictions
 from cxrflow.nested import nested_summary
 from cxrflow.summary import experiment_summary, summary_plot, summary_text
 
@@ -17,7 +18,7 @@ log = open_log(sm.log[0])
 try:
     classes = list(sm.params.classes)
     folds = [json.loads(Path(p).read_text()) for p in sm.input.metrics]
-    predictions = [pd.read_csv(p, dtype={"image_id": str, "patient_id": str}) for p in sm.input.predictions]
+    predictions = [read_predictions(p) for p in sm.input.predictions]
     external = [json.loads(Path(p).read_text()) for p in sm.input.get("external", [])]
     comparison = pd.read_csv(sm.input.comparison, dtype={"fold": str}) if "comparison" in sm.input.keys() else None
     choices = [json.loads(Path(p).read_text()) for p in sm.input.get("choices", [])]

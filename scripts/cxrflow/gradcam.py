@@ -316,13 +316,14 @@ def panel_main(
     preprocessed image at full resolution. Returns the rows (titles, image ids).
     """
     from .data import open_log, read_gray, read_split_table
+    from .metrics import read_predictions
     from .model import preprocess_batch
 
     log = open_log(log_path)
     try:
         classes = list(classes)
         model = keras.saving.load_model(model_path)
-        predictions = pd.read_csv(predictions_csv, dtype={"image_id": str, "patient_id": str})
+        predictions = read_predictions(predictions_csv)
         paths = read_split_table(test_csv, classes).set_index("image_id")["path"]
         by_id = predictions.set_index("image_id")
         layer = settings.get("layer")

@@ -162,6 +162,11 @@ def predict_split(model: Any, split_csv: str, classes: Sequence[str], experiment
     return predictions, table
 
 
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A predictions.csv back, ids as strings: ids such as 0001 or 324a must not turn into numbers."""
+    return pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+
+
 def predictions_table(table: pd.DataFrame, probs: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
     """predictions.csv: image_id, patient_id, true_label, predicted_label (argmax), prob_<class> in class order."""
     out = pd.DataFrame({

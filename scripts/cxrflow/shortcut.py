@@ -349,7 +349,8 @@ def experiment_audit(
 def experiment_audit_text(result: Mapping[str, Any]) -> str:
     """shortcut_audit.txt of the experiment: the pooled audit, then each fold's verdict."""
     folds = result["folds"]
-    text = audit_text({**result, "fold": f"all ({folds} folds' test predictions pooled)" if folds > 1 else "all (one fold)"})
+    fold = f"all ({folds} folds' test predictions pooled)" if folds > 1 else "all (one fold)"
+    text = audit_text({**result, "fold": fold})
     lines = [f"Verdicts of the single folds ({result['flagged_folds']} of {folds} flagged):"]
     lines += [f"  fold {f['fold']}: {f['verdict']}" for f in result["per_fold"]]
     return text + "\n" + "\n".join(lines) + "\n"
