@@ -3,42 +3,36 @@
 # Settings: config.yaml, validated and defaulted by workflow/schemas/.
 
 
+import sys
+import time
+from pathlib import Path
+
+import yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from cxrflow import config as cxr_config  # noqa: E402
 
 
 configfile: "config.yaml"
 
 
+# The demo only when the user names no sources (scripts/cxrflow/config.py).
+DEMO_ACTIVE = cxr_config.apply_demo(
+    config, yaml.safe_load((Path(workflow.basedir) / "workflow" / "demo.yaml").read_text())
+)
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
+cxr_config.check_source_mix(config)
+RUN_START = time.time()
 
 
 report: "workflow/report/workflow.rst"
 
-
-# Run by the submitting Snakemake, never as cluster jobs: downloads need the
-# login node's network, and the rest are seconds of bookkeeping that would
-# otherwise wait in a cluster queue.
-localrules:
-    all,
-    preprocess,
-    split,
-    select_source,
-    manifest,
-    summarize,
-    trust_summary,
-    download_ieee8023,
-    download_rsna,
-    experiment_split,
-    experiment_fold_split,
-    inner_split,
-    select_params,
-    external_table,
-    nested_table,
-    shortcut_audit,
-    shortcut_summary,
-    shortcut_audit_external,
 
 
 include: "workflow/rules/common.smk"
@@ -54,6 +48,7 @@ include: "workflow/rules/shortcut.smk"
 
 rule all:
     default_target: True
+    localrule: True
     input:
         rules.preprocess.input,
         rules.split.input,
@@ -64,3 +59,14 @@ rule all:
         sorted(set(experiment_shortcut_rows())),
         [path for path in external_shortcut_rows() if path],
         gradcam_files(),
+
+
+onsuccess:
+    line = cxr_jobs.preprocess_line(
+        "results/preprocessed/summary.json",
+        "results/preprocessed/quarantine.csv",
+        "results/preprocessed/records",
+        RUN_START,
+    )
+    if line:
+        print(line, file=sys.stderr)

@@ -20,11 +20,9 @@ from cxrflow.batch import (
     process_batch,
 )
 from cxrflow.manifest import read_manifest
-from workflow_helpers import planned_jobs, run_snakemake, tiny_config
+from workflow_helpers import crop_defaults, planned_jobs, run_snakemake, tiny_config
 
-SETTINGS: dict[str, Any] = dict(
-    size=16, black_threshold=40, black_fraction=0.5, protect=[0.195, 0.781], interpolation="area"
-)
+SETTINGS: dict[str, Any] = crop_defaults(size=16, min_side=8)
 
 
 def write_image(path: Path, seed: int, bar: int = 6) -> None:

@@ -12,6 +12,7 @@ from cxrflow.manifest import (
     INT_COLUMNS,
     MANIFEST_COLUMNS,
     build_manifest,
+    read_records,
     manifest_summary,
     read_manifest,
     write_manifest,
@@ -26,8 +27,8 @@ def _selection(tmp_path: Path) -> pd.DataFrame:
         ("b1", "src_b", raw / "b1.dcm", "Normal", "No Finding", "p1", "PA", ""),
         ("b2", "src_b", raw / "b2.dcm", "Normal", "No Finding", "p2", "PA", "missing file"),
     ]
-    cols = ["image_id", "source", "raw_path", "label", "finding", "patient_id", "view", "problem"]
-    return pd.DataFrame([(*r[:2], str(r[2]), *r[3:]) for r in rows], columns=cols)
+    cols = ["image_id", "source", "raw_path", "resolved_path", "label", "finding", "patient_id", "view", "problem"]
+    return pd.DataFrame([(*r[:2], str(r[2]), str(r[2]), *r[3:]) for r in rows], columns=cols)
 
 
 def _record(tmp_path: Path, image_id: str, raw_path: str, *, ok: bool = True, **changes) -> dict:
@@ -53,6 +54,7 @@ def _record(tmp_path: Path, image_id: str, raw_path: str, *, ok: bool = True, **
         "output_path": str(output) if ok else "",
         "output_width": 8 if ok else None,
         "output_height": 8 if ok else None,
+        "traceback": None,
     }
     record.update(changes)
     return record
@@ -80,7 +82,7 @@ def _records(tmp_path: Path, sel: pd.DataFrame) -> list[dict]:
 
 def test_build_manifest_joins_and_keeps_types(tmp_path: Path) -> None:
     sel = _selection(tmp_path)
-    df = build_manifest(sel, _write(tmp_path, _records(tmp_path, sel)))
+    df = build_manifest(sel, read_records(_write(tmp_path, _records(tmp_path, sel))))
     assert list(df.columns) == list(MANIFEST_COLUMNS)
     assert df["image_id"].tolist() == ["a1", "a2", "b1", "b2"]
     for col in INT_COLUMNS:
@@ -97,7 +99,7 @@ def test_build_manifest_joins_and_keeps_types(tmp_path: Path) -> None:
 
 def test_roundtrip_and_summary(tmp_path: Path) -> None:
     sel = _selection(tmp_path)
-    df = build_manifest(sel, _write(tmp_path, _records(tmp_path, sel)))
+    df = build_manifest(sel, read_records(_write(tmp_path, _records(tmp_path, sel))))
     path = write_manifest(df, tmp_path / "m" / "manifest.csv")
     assert [p.name for p in path.parent.iterdir()] == ["manifest.csv"]  # no temp file left
     back = read_manifest(path)
@@ -145,7 +147,7 @@ def test_inconsistencies_fail_loudly(tmp_path: Path, mutate, message: str, ids: 
     sel = _selection(tmp_path)
     records = mutate(_records(tmp_path, sel), sel)
     with pytest.raises(ValueError, match=message) as err:
-        build_manifest(sel, _write(tmp_path, records))
+        build_manifest(sel, read_records(_write(tmp_path, records)))
     for image_id in ids:
         assert image_id in str(err.value)
 
@@ -154,16 +156,12 @@ def test_duplicate_selection_ids_and_bad_records(tmp_path: Path) -> None:
     sel = _selection(tmp_path)
     records = _write(tmp_path, _records(tmp_path, sel))
     with pytest.raises(ValueError, match="duplicate image ids in the selection: a1"):
-        build_manifest(pd.concat([sel, sel.iloc[[0]]]), records)
+        build_manifest(pd.concat([sel, sel.iloc[[0]]]), read_records(records))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="unreadable crop record"):
-        build_manifest(sel, [*records, broken])
-    partial = tmp_path / "partial.json"
-    partial.write_text(json.dumps({"image_id": "a1", "status": "ok"}))
+        read_records([*records, broken])
     with pytest.raises(ValueError, match="lacks keys"):
-        build_manifest(sel, [partial])
-    odd = tmp_path / "odd.json"
-    odd.write_text(json.dumps({**_records(tmp_path, sel)[0], "status": "maybe"}))
+        build_manifest(sel, [{"image_id": "a1", "status": "ok"}])
     with pytest.raises(ValueError, match="status 'maybe'"):
-        build_manifest(sel, [odd])
+        build_manifest(sel, [{**_records(tmp_path, sel)[0], "status": "maybe"}])

@@ -12,15 +12,14 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from workflow_helpers import crop_defaults
 from cxrflow.preprocess import RECORD_KEYS, process_image
 
-SETTINGS: dict[str, Any] = dict(
-    size=32, black_threshold=40, black_fraction=0.5, protect=[0.195, 0.781], interpolation="area"
-)
+SETTINGS: dict[str, Any] = crop_defaults(size=32, min_side=8)
 KEYS = {
     "image_id", "raw_path", "status", "reason", "orig_width", "orig_height", "orig_channels",
     "orig_dtype", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "rows_removed", "cols_removed",
-    "output_path", "output_width", "output_height",
+    "output_path", "output_width", "output_height", "traceback",
 }  # fmt: skip
 
 

@@ -1,9 +1,12 @@
-"""Run the real `snakemake` command on a throw-away working directory."""
+"""Run the real `snakemake` as a user does: in a fresh copy of the repository, the
+shipped config.yaml untouched, their settings in `my.yaml` passed with --configfile,
+the command as the README prints it."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,36 +15,63 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# What a fresh clone lacks: never copied into a user's repository.
+_NOT_IN_A_CLONE = (".git", ".venv", "results", ".snakemake", "__pycache__", "*.egg-info", ".pytest_cache",
+                   "bench/out", ".whl", "resources")  # fmt: skip
+
+
+def fresh_repo(dest: Path) -> Path:
+    """A copy of the repository as a fresh clone has it: the files git tracks (and new,
+    not ignored ones), nothing any earlier run left behind."""
+    dest.mkdir(parents=True, exist_ok=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    if listed.returncode == 0:
+        for name in filter(None, listed.stdout.split("\0")):
+            source = REPO / name
+            if source.is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest / name)
+    else:  # not a git checkout (an unpacked archive): copy all but what a clone lacks
+        shutil.copytree(REPO, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_NOT_IN_A_CLONE))
+    return dest
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
-    """The shipped config with a small demo, so a test run takes seconds."""
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["demo"].update(
-        {"raw_size": 256, "covid": {"images": 12, "patients": 9, "bar_fraction": 0.15},
-         "normal": {"images": 12, "bar_fraction": 0.9}}
-    )  # fmt: skip
-    cfg["preprocess"]["size"] = 32
-    cfg["preprocess"]["batch_size"] = 1  # one crop job per image: the tests count them
-    cfg["experiments"] = {}
+    """A user's my.yaml for a small demo (no sources: the demo runs), so a test run takes seconds."""
+    cfg: dict[str, Any] = {
+        "demo": {"raw_size": 256, "covid": {"images": 12, "patients": 9, "bar_fraction": 0.15},
+                 "normal": {"images": 12, "bar_fraction": 0.9}},
+        "preprocess": {"size": 32, "batch_size": 1},  # one crop job per image: the tests count them
+        "experiments": {},
+    }  # fmt: skip
     cfg.update(overrides)
     return cfg
 
 
+def snakemake_command(*args: str, configfile: str | None = "my.yaml") -> list[str]:
+    """The README's command: `snakemake --cores 2 [target...] --configfile my.yaml` (the
+    configfile last: --configfile takes every word after it as a file)."""
+    tail = ["--configfile", configfile] if configfile else []
+    return [sys.executable, "-m", "snakemake", "--cores", "2", *args, *tail]
+
+
 def run_snakemake(
-    workdir: Path, config: dict[str, Any], *args: str, check: bool = True, timeout: int = 900
+    workdir: Path, config: dict[str, Any] | None, *args: str, check: bool = True, timeout: int = 900,
+    configfile: str = "my.yaml",
 ) -> subprocess.CompletedProcess[str]:
-    """`snakemake -s REPO/Snakefile -d workdir` with the repo's workflow profile."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg_path = workdir / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-        "--configfile", str(cfg_path), "--workflow-profile", str(REPO / "profiles" / "default"),
-        "--cores", "2", *args,
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    """Run snakemake in ``workdir``, a fresh copy of the repository made on first use.
+
+    ``config`` is written to ``workdir/<configfile>`` and passed with --configfile;
+    None runs with the shipped config.yaml alone.
+    """
+    if not (workdir / "Snakefile").is_file():
+        fresh_repo(workdir)
+    if config is not None:
+        (workdir / configfile).write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = snakemake_command(*args, configfile=configfile if config is not None else None)
+    env = {**os.environ, "PYTHONPATH": str(workdir / "scripts")}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
@@ -52,3 +82,12 @@ def planned_jobs(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
     text = proc.stdout + proc.stderr
     stats = text[text.rfind("Job stats:") :]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"}
+
+
+def crop_defaults(**overrides: Any) -> dict[str, Any]:
+    """process_image's settings at the schema's defaults (the one source of truth), with overrides."""
+    from cxrflow.config import with_defaults
+    from cxrflow.preprocess import crop_settings
+
+    preprocess = with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["preprocess"]
+    return {**crop_settings(preprocess), **overrides}

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .preprocess import process_image, write_json
+from .preprocess import INTERNAL_ERROR, process_image
 
 # Stored in each record written by a batch; bump when records of an older code
 # version must not be reused.
@@ -107,19 +110,21 @@ def cached_record(record_path: str | Path, key: str) -> dict[str, Any] | None:
 def process_item(item: BatchItem, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Write the item's PNG + record JSON unless its cached record still matches; summarise.
 
-    The key is written after the record, so a crash mid-way leaves a record that the
-    next run redoes rather than trusts. Top-level so that worker processes can run it.
+    The record, key included, is written once, after the PNG: a crash mid-way leaves an
+    old record whose key no longer matches, which the next run redoes rather than trusts.
+    Top-level so that worker processes can run it.
     """
     key = input_key(item.raw_path, item.problem, settings)
     record = cached_record(item.record, key)
     reused = record is not None
     if record is None:
         record = process_image(
-            item.image_id, item.raw_path, item.png, item.record, problem=item.problem, **settings
-        )
-        write_json(Path(item.record), {**record, KEY_FIELD: key})
+            item.image_id, item.raw_path, item.png, item.record, problem=item.problem,
+            extra={KEY_FIELD: key}, **settings,
+        )  # fmt: skip
     return {"image_id": item.image_id, "status": record["status"], "reason": record["reason"],
-            "reused": reused, KEY_FIELD: key}  # fmt: skip
+            "reused": reused, "known_problem": bool(item.problem), KEY_FIELD: key,
+            "traceback": "" if reused else (record.get("traceback") or ""), "record": record}  # fmt: skip
 
 
 def process_batch(
@@ -132,3 +137,72 @@ def process_batch(
     map_fn lets the caller spread the items over worker processes (an executor's map).
     """
     return list(map_fn(process_item, items, [settings] * len(items)))
+
+
+def is_internal_error(summary: Mapping[str, Any]) -> bool:
+    return str(summary.get("reason", "")).startswith(INTERNAL_ERROR)
+
+
+def check_systemic(summaries: Sequence[Mapping[str, Any]], where: str) -> None:
+    """Fail when every image that was tried hit an internal error: a bug, not bad images.
+
+    One image's internal error is that image's quarantine; the same failure on every
+    image of a batch (two at least) says the code or the machine is broken, and
+    quarantining a whole dataset for it would hide the bug.
+    """
+    tried = [s for s in summaries if not s.get("known_problem")]
+    failed = [s for s in tried if is_internal_error(s)]
+    if len(tried) >= 2 and len(failed) == len(tried):
+        raise SystemicError(
+            f"{where}: all {len(tried)} images failed with an internal error, which is a bug or "
+            f"a broken installation rather than bad images (first: {failed[0]['reason']}); see the "
+            "tracebacks in the log"
+        )
+
+
+class SystemicError(RuntimeError):
+    """A failure that is not about one image."""
+
+
+def run_batch(
+    items: Sequence[BatchItem],
+    settings: Mapping[str, Any],
+    map_fn: Callable[..., Iterable[dict[str, Any]]],
+    log: logging.Logger,
+    where: str,
+    progress_every: float = 5.0,
+) -> list[dict[str, Any]]:
+    """process_item over ``items`` through ``map_fn`` (an ordered, lazy map over workers).
+
+    Logs a progress line (done/total, rate, ETA) at most every ``progress_every``
+    seconds, to the log and to stderr (the terminal of a local run), each internal
+    error's traceback, and a final count line. A failure that is not about one image
+    (``OutputError`` from a worker, or ``check_systemic``) propagates.
+    """
+    start = last = time.monotonic()
+    summaries: list[dict[str, Any]] = []
+    for summary in map_fn(process_item, items, [settings] * len(items)):
+        summaries.append(summary)
+        if summary["traceback"]:
+            log.error("%s %s\n%s", summary["image_id"], summary["reason"], summary["traceback"].rstrip())
+        now = time.monotonic()
+        if now - last >= progress_every and len(summaries) < len(items):
+            last = now
+            progress(log, where, len(summaries), len(items), now - start)
+    check_systemic(summaries, where)
+    fresh = [s for s in summaries if not s["reused"]]
+    log.info(
+        "%s: %d images in %.1f s: %d cropped, %d quarantined, %d reused from cache",
+        where, len(summaries), time.monotonic() - start, sum(s["status"] == "ok" for s in fresh),
+        sum(s["status"] != "ok" for s in fresh), len(summaries) - len(fresh),
+    )  # fmt: skip
+    return summaries
+
+
+def progress(log: logging.Logger, where: str, done: int, total: int, elapsed: float) -> None:
+    """One line a person can watch: done/total, rate and time left."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else float("inf")
+    line = f"{where}: {done}/{total} images ({100 * done / max(total, 1):.0f}%), {rate:.0f} img/s, ETA {eta:.0f} s"
+    log.info(line)
+    print(line, file=sys.stderr, flush=True)

@@ -40,6 +40,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id",
     "source",
     "raw_path",
+    "resolved_path",
     "label",
     "finding",
     "patient_id",
@@ -73,7 +74,7 @@ def _same_path(a: str, b: str) -> bool:
 
 
 def read_records(record_paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Load crop-job records, failing on a file that is not a complete record."""
+    """Load crop-job records, failing on a file that is not a JSON object."""
     records = []
     for path in record_paths:
         try:
@@ -82,15 +83,19 @@ def read_records(record_paths: Sequence[Path]) -> list[dict[str, Any]]:
             raise ValueError(f"unreadable crop record {path}: {err}") from err
         if not isinstance(record, dict):
             raise ValueError(f"crop record {path} is not a JSON object")
-        missing = [k for k in RECORD_KEYS if k not in record]
-        if missing:
-            raise ValueError(f"crop record {path} lacks keys: {', '.join(missing)}")
-        if record["status"] not in STATUSES:
-            raise ValueError(
-                f"crop record {path} has status {record['status']!r}, expected one of {STATUSES}"
-            )
         records.append(record)
     return records
+
+
+def check_record(record: Mapping[str, Any]) -> None:
+    """A complete record with a known status, or ValueError naming the image."""
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"crop record of {record.get('image_id')!r} lacks keys: {', '.join(missing)}")
+    if record["status"] not in STATUSES:
+        raise ValueError(
+            f"crop record of {record['image_id']!r} has status {record['status']!r}, expected one of {STATUSES}"
+        )
 
 
 def _check_selection(selection: pd.DataFrame) -> None:
@@ -135,7 +140,7 @@ def _record_row(sel: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, 
     return row
 
 
-def build_manifest(selection: pd.DataFrame, record_paths: Sequence[Path]) -> pd.DataFrame:
+def build_manifest(selection: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per selected image, in selection order, with its crop outcome.
 
     Raises ValueError (naming the image ids) on: duplicate ids, a selected image
@@ -146,7 +151,9 @@ def build_manifest(selection: pd.DataFrame, record_paths: Sequence[Path]) -> pd.
     the working directory, as the workflow writes them.
     """
     _check_selection(selection)
-    by_id = _index_records(read_records(record_paths))
+    for record in records:
+        check_record(record)
+    by_id = _index_records(records)
     selected = set(selection["image_id"].astype(str))
 
     unselected = sorted(set(by_id) - selected)
@@ -253,4 +260,48 @@ def manifest_summary(df: pd.DataFrame) -> dict[str, Any]:
         "by_status": _counts(df["status"]),
         "by_source_label_status": nested,
         "quarantine_reasons": _counts(quarantined["reason"].replace("", "(no reason given)")),
+        "by_source_reason_kind": {
+            str(source): _counts(group["reason"].map(reason_kind))
+            for source, group in quarantined.groupby("source", sort=True)
+        },
     }
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a quarantine reason, its text before the first colon: `unsafe path: ../x` -> `unsafe path`."""
+    return str(reason).split(":", 1)[0].strip() or "(no reason given)"
+
+
+# Kinds of reason shown in a quarantine-share message: enough to see the cause at once.
+_TOP_REASONS = 5
+
+
+def quarantine_check(summary: Mapping[str, Any], max_share: float) -> dict[str, Any]:
+    """Per source: images, quarantined, share; and the sources over ``max_share`` or wholly quarantined.
+
+    A source mostly quarantined means a wrong path, format or filter far more often
+    than a bad collection, and splitting what is left would hide it.
+    """
+    per_source = {}
+    for source, labels in summary["by_source_label_status"].items():
+        total = sum(sum(statuses.values()) for statuses in labels.values())
+        bad = sum(statuses.get("quarantined", 0) for statuses in labels.values())
+        kinds = summary.get("by_source_reason_kind", {}).get(source, {})
+        top = sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))[:_TOP_REASONS]
+        per_source[source] = {"images": total, "quarantined": bad, "share": bad / total if total else 0.0,
+                              "top_reasons": dict(top)}  # fmt: skip
+    over = [s for s, v in per_source.items() if v["share"] > max_share]
+    everything = [s for s, v in per_source.items() if v["images"] and v["quarantined"] == v["images"]]
+    return {"max_quarantined_share": max_share, "sources": per_source, "over_share": over,
+            "all_quarantined": everything}  # fmt: skip
+
+
+def quarantine_message(check: Mapping[str, Any], sources: Sequence[str]) -> str:
+    """Human lines for ``sources``: counts, share and the top reasons of each."""
+    lines = []
+    for source in sources:
+        v = check["sources"][source]
+        reasons = "; ".join(f"{n} x {kind}" for kind, n in v["top_reasons"].items())
+        lines.append(f"source {source!r}: {v['quarantined']} of {v['images']} images quarantined "
+                     f"({100 * v['share']:.0f}%): {reasons}")  # fmt: skip
+    return "\n".join(lines)

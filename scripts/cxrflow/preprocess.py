@@ -1,15 +1,21 @@
 """One image end to end: decode -> black-bar crop -> resize -> gray PNG + record JSON.
 
-Called once per image (in a thread) by the preprocessing rule. A bad image never
-vanishes: it yields a "quarantined" record with its reason and no PNG. Anything
-that is not an ``ImageError`` is a bug and propagates.
+Called once per image (in a worker process or a thread) by the preprocessing rules.
+A bad image never vanishes and never stops a run: whatever goes wrong while reading,
+decoding, cropping, resizing or encoding one image quarantines that image with its
+reason (``ImageError``: a known kind of bad input; anything else: ``internal error:
+<type>: <message>``, with the traceback kept in the record). Only a failure to write
+into results/ (disk full, permissions) is not about the image: it raises
+``OutputError`` and fails the job.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import traceback
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,29 @@ RECORD_KEYS: tuple[str, ...] = (
     "output_path",
     "output_width",
     "output_height",
+    "traceback",
 )
+INTERNAL_ERROR = "internal error"
+# The `preprocess` config keys that decide an image's output: process_image's settings
+# and the batch cache key. Others (batch_size, max_quarantined_share) only say how jobs
+# are cut or when to stop, and must not re-crop anything when they change.
+CROP_KEYS: tuple[str, ...] = (
+    "size",
+    "black_threshold",
+    "black_fraction",
+    "protect",
+    "interpolation",
+    "min_side",
+)
+
+
+def crop_settings(preprocess: Mapping[str, Any]) -> dict[str, Any]:
+    """The crop settings of a validated `preprocess` config section."""
+    return {key: preprocess[key] for key in CROP_KEYS}
+
+
+class OutputError(OSError):
+    """Writing into results/ failed: not a problem of the image, so the job must fail."""
 
 
 def process_image(
@@ -54,17 +82,21 @@ def process_image(
     black_fraction: float,
     protect: tuple[float, float] | list[float],
     interpolation: str,
+    min_side: int,
     problem: str = "",
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the cropped gray PNG (if the image is good) and its record JSON; return the record.
+    """Write the cropped gray PNG (if the image is good) and its record JSON, once; return the record.
 
     ``problem`` non-empty means the caller already knows the image is bad (missing file,
     unsafe path): it is recorded as the quarantine reason without touching the file.
+    ``extra`` fields (the batch cache key) go into the same JSON, written after the PNG.
+    Raises only ``OutputError``.
     """
     out_png, out_json = Path(out_png), Path(out_json)
     record = empty_record(image_id, raw_path)
     if problem:
-        return quarantine(record, problem, out_png, out_json)
+        return quarantine(record, problem, out_png, out_json, extra)
     try:
         decoded = decode_image(Path(raw_path))
         record.update(
@@ -73,14 +105,20 @@ def process_image(
             orig_channels=decoded.orig_channels,
             orig_dtype=decoded.orig_dtype,
         )
+        check_size(decoded.orig_width, decoded.orig_height, min_side, "image")
         crop = crop_black_bars(
             decoded.pixels, black_threshold, black_fraction, (protect[0], protect[1])
         )
+        check_size(crop.image.shape[1], crop.image.shape[0], min_side, "crop")
+        out = resize_square(to_gray(crop.image), size, interpolation)
+        png = encode_png(out)
     except ImageError as exc:
-        return quarantine(record, exc.reason, out_png, out_json)
-    gray = to_gray(crop.image)
-    out = resize_square(gray, size, interpolation)
-    write_png(out_png, out)
+        return quarantine(record, exc.reason, out_png, out_json, extra)
+    except Exception as exc:  # noqa: BLE001 - any other failure is this image's, not the run's
+        record["traceback"] = traceback.format_exc()
+        reason = f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
+        return quarantine(record, reason, out_png, out_json, extra)
+    write_output(out_png, png)
     x0, y0, x1, y1 = crop.box
     record.update(
         status="ok",
@@ -94,8 +132,14 @@ def process_image(
         output_width=int(out.shape[1]),
         output_height=int(out.shape[0]),
     )
-    write_json(out_json, record)
+    write_record(out_json, record, extra)
     return record
+
+
+def check_size(width: int, height: int, min_side: int, what: str) -> None:
+    """A side under ``min_side`` cannot give a meaningful ``size`` x ``size`` image."""
+    if min(width, height) < min_side:
+        raise ImageError(f"too small: {what} {width}x{height} px, under preprocess.min_side {min_side}")
 
 
 def empty_record(image_id: str, raw_path: str | Path) -> dict[str, Any]:
@@ -106,13 +150,34 @@ def empty_record(image_id: str, raw_path: str | Path) -> dict[str, Any]:
 
 
 def quarantine(
-    record: dict[str, Any], reason: str, out_png: Path, out_json: Path
+    record: dict[str, Any],
+    reason: str,
+    out_png: Path,
+    out_json: Path,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record the reason and make sure no stale PNG from an earlier run survives."""
     record.update(status="quarantined", reason=reason, output_path="")
-    out_png.unlink(missing_ok=True)
-    write_json(out_json, record)
+    try:
+        out_png.unlink(missing_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot remove the stale output {out_png}: {err}") from err
+    write_record(out_json, record, extra)
     return record
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """atomic_write_bytes into results/; its failure is the job's, not the image's."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err}") from err
+
+
+def write_record(path: Path, record: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> None:
+    """The record JSON, with the caller's extra fields, in one atomic write."""
+    payload = {**record, **(extra or {})}
+    write_output(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
 
 
 def to_gray(img: np.ndarray) -> np.ndarray:
@@ -139,12 +204,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_png(path: Path, img: np.ndarray) -> None:
+def encode_png(img: np.ndarray) -> bytes:
     """Encode in memory (cv2.imwrite picks the format from the temp name, so it cannot be used)."""
     ok, buf = cv2.imencode(".png", img)
     if not ok:
-        raise RuntimeError(f"cv2.imencode failed for {path}")
-    atomic_write_bytes(path, buf.tobytes())
+        raise RuntimeError(f"cv2.imencode failed on a {img.shape} {img.dtype} image")
+    return buf.tobytes()
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:

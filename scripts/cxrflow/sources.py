@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-COLUMNS = ["image_id", "source", "raw_path", "label", "finding", "patient_id", "view", "problem"]
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+COLUMNS = ["image_id", "source", "raw_path", "resolved_path", "label", "finding", "patient_id", "view", "problem"]
+# What a folder listing takes as an image (by extension, any case; the decoder goes by content).
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp")
 RSNA_CSV = "stage_2_detailed_class_info.csv"
 RSNA_IMAGE_DIRS = ("stage_2_train_images_jpg", "stage_2_train_images", ".")
 RSNA_EXTENSIONS = ("jpg", "jpeg", "png", "dcm")
@@ -73,14 +74,18 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
 
 
 def _list_folders(root: Path) -> pd.DataFrame:
-    """Kaggle chest-xray-pneumonia tree: `[train|val|test/]<LABEL>/*.jpeg`, sorted for determinism."""
+    """Kaggle chest-xray-pneumonia tree: `[train|val|test/]<LABEL>/*.jpeg`, sorted for determinism.
+
+    Symlinked files and folders are followed (cluster data stores, DataLad and git-annex
+    trees are symlinks); a broken link is listed too, so that it is quarantined, not lost.
+    """
     subsets = [s for s in FOLDER_SUBSETS if (root / s).is_dir()]
     bases = [(s, root / s) for s in subsets] if subsets else [("", root)]
     rows = []
     for subset, base in bases:
         for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
             for image in sorted(label_dir.iterdir()):
-                if not image.is_file() or image.suffix.lower() not in IMAGE_EXTENSIONS:
+                if image.suffix.lower() not in IMAGE_EXTENSIONS or image.is_dir():
                     continue
                 person = _PERSON.match(image.name)
                 rows.append(
@@ -190,11 +195,13 @@ def map_label(finding: str, labels: Mapping[str, str]) -> str | None:
     return table.get(last_component(raw))
 
 
-def unsafe_reason(relative: str, root: Path) -> str | None:
-    """Why a metadata path may not be used, or None.
+def unsafe_reason(relative: str) -> str | None:
+    """Why a path written in metadata may not be used, or None.
 
-    Metadata comes from third parties: an absolute path or one that climbs out of the
-    dataset folder (also through a symlink) must never be read or reported as data.
+    Metadata comes from third parties: an absolute path, or one that climbs out of the
+    dataset folder with `..`, must never be read or reported as data. The check is
+    lexical on purpose: a file inside the dataset folder may be a symlink into a data
+    store elsewhere (clusters, DataLad, git-annex), and is read through it.
     """
     text = relative.strip()
     if not text:
@@ -204,10 +211,16 @@ def unsafe_reason(relative: str, root: Path) -> str | None:
     norm = posixpath.normpath(text.replace("\\", "/"))
     if norm in (".", "..") or norm.startswith("../"):
         return f"unsafe path: {relative}"
-    base = Path(root).resolve()
-    if not (base / norm).resolve().is_relative_to(base):
-        return f"unsafe path: {relative}"
     return None
+
+
+def file_problem(path: str) -> str:
+    """Why an image file cannot be read at selection time ("" when it can be tried)."""
+    if os.path.isfile(path):
+        return ""
+    if os.path.islink(path):
+        return f"broken symlink: {path} -> {os.readlink(path)}"
+    return "missing file"
 
 
 def sanitise_stem(name: str) -> str:
@@ -316,11 +329,12 @@ def select_images(
     for image_id, rel, label, finding, patient, view in zip(
         ids, relpaths, table["_label"], column("finding"), column("patient"), column("view")
     ):
-        problem = unsafe_reason(rel, root) or ""
+        problem = unsafe_reason(rel) or ""
         raw_path = "" if problem else str(root / rel)
-        if not problem and check_files and not os.path.isfile(raw_path):
-            problem = "missing file"
-        rows.append([image_id, name, raw_path, label, finding, patient or image_id, view, problem])
+        if not problem and check_files:
+            problem = file_problem(raw_path)
+        resolved = os.path.realpath(raw_path) if raw_path else ""
+        rows.append([image_id, name, raw_path, resolved, label, finding, patient or image_id, view, problem])
     return pd.DataFrame(rows, columns=COLUMNS, dtype=str)
 
 

@@ -49,6 +49,7 @@ rule trust_summary:
         "results/logs/trust_summary.log",
     benchmark:
         "results/benchmarks/trust_summary.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:

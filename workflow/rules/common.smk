@@ -3,23 +3,13 @@
 # sources' metadata, so that adding images to a source schedules exactly their
 # crop jobs (a dry run shows them) and nothing else.
 
-import functools
-import json
-import multiprocessing
-import sys
-import threading
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-import pandas as pd
-
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxrflow import sources as cxr_sources  # noqa: E402
 from cxrflow import synth as cxr_synth  # noqa: E402
-from cxrflow import preprocess as cxr_preprocess  # noqa: E402
 from cxrflow import batch as cxr_batch  # noqa: E402
-from cxrflow import manifest as cxr_manifest  # noqa: E402
+from cxrflow import jobs as cxr_jobs  # noqa: E402
+from cxrflow import preprocess as cxr_preprocess  # noqa: E402
 from cxrflow import nested as cxr_nested  # noqa: E402
 
 RESULTS = Path("results")
@@ -65,6 +55,7 @@ def select_source(name):
 
 
 SELECTIONS = {name: select_source(name) for name in config["sources"]}
+DEMO_SOURCES = set(cxr_config.synthetic_sources(config))
 IMAGES = {
     (row.source, row.image_id): row
     for table in SELECTIONS.values()
@@ -75,7 +66,7 @@ IMAGES = {
 # Crop settings are what process_image takes; batch_size only says how jobs are cut,
 # so changing it must not change (or re-run) any image's crop.
 BATCH_SIZE = config["preprocess"]["batch_size"]
-CROP_SETTINGS = {k: v for k, v in config["preprocess"].items() if k != "batch_size"}
+CROP_SETTINGS = cxr_preprocess.crop_settings(config["preprocess"])
 # source -> batch name -> image ids; empty with batch_size 1 (one job per image).
 BATCHES = {
     source: cxr_batch.assign_batches(list(table["image_id"]), BATCH_SIZE)
@@ -130,13 +121,47 @@ def batch_rows(wildcards):
 
 
 def batch_inputs(wildcards):
-    """The batch's raw images, less the known bad ones (as raw_input)."""
-    return [row.raw_path for row in batch_rows(wildcards) if not row.problem]
+    """Only a demo source's metadata (written by demo_data): real raw images are no inputs.
+
+    Declaring hundreds of raw images per job cost Snakemake ~2.5 ms each; their
+    (size, mtime) in the params below tell it instead when a batch is stale.
+    """
+    return source_inputs(wildcards) if is_demo_source(wildcards.source) else []
 
 
 def batch_images(wildcards):
-    """id, raw path and known problem per image: a change of any re-runs the batch."""
-    return [[row.image_id, row.raw_path, row.problem] for row in batch_rows(wildcards)]
+    """id, raw path, known problem and (size, mtime_ns) per image: a change of any re-runs the batch.
+
+    Demo images do not exist at parse time; their content follows from demo_data's
+    metadata input, so no stat is taken for them.
+    """
+    demo = is_demo_source(wildcards.source)
+    return [
+        [
+            row.image_id,
+            row.raw_path,
+            row.problem,
+            None if demo or row.problem else cxr_jobs.file_stat(row.raw_path),
+        ]
+        for row in batch_rows(wildcards)
+    ]
+
+
+def batch_items(wildcards, params):
+    return [
+        cxr_batch.BatchItem(
+            image_id,
+            raw,
+            problem,
+            png_path(wildcards.source, image_id),
+            record_path(wildcards.source, image_id),
+        )
+        for image_id, raw, problem, _ in params.images
+    ]
+
+
+def is_demo_source(source):
+    return source in DEMO_SOURCES
 
 
 def source_inputs(wildcards):
@@ -160,76 +185,11 @@ def experiment_summaries():
     return [str(experiment_dir(e) / "metrics.json") for e in config["experiments"]]
 
 
-def crop_one(wildcards, output, params, log):
-    """Body of crop_image, kept here so the run directive stays one call."""
+def crop_item(wildcards, params):
     row = image_row(wildcards)
-    record = cxr_preprocess.process_image(
-        row.image_id,
-        row.raw_path,
-        params.png,
-        output[0],
-        problem=row.problem,
-        **params.settings,
+    return cxr_batch.BatchItem(
+        row.image_id, row.raw_path, row.problem, params.png, record_path(row.source, row.image_id)
     )
-    Path(log[0]).write_text(f"{record['status']} {record['reason']}\n")
-
-
-# One pool of worker processes for every batch job of this Snakemake run, started
-# on first use (never in a dry run). `run:` jobs are threads of the Snakemake
-# process; cropping in them directly was slower at 27,000 images (bench/README.md).
-_CROP_POOL = {}
-_CROP_POOL_LOCK = threading.Lock()
-
-
-def crop_pool(workers):
-    """spawn, not fork: forking a process with running threads can deadlock."""
-    with _CROP_POOL_LOCK:
-        if workers not in _CROP_POOL:
-            context = multiprocessing.get_context("spawn")
-            _CROP_POOL[workers] = ProcessPoolExecutor(workers, mp_context=context)
-        return _CROP_POOL[workers]
-
-
-def crop_batch_job(wildcards, output, params, log, threads):
-    """Body of crop_batch: images whose cached record still matches are not redone."""
-    items = [
-        cxr_batch.BatchItem(
-            image_id,
-            raw,
-            problem,
-            png_path(wildcards.source, image_id),
-            record_path(wildcards.source, image_id),
-        )
-        for image_id, raw, problem in params.images
-    ]
-    pool = crop_pool(threads)
-    chunk = max(1, len(items) // (8 * threads))
-    map_fn = functools.partial(pool.map, chunksize=chunk)
-    summaries = cxr_batch.process_batch(items, params.settings, map_fn)
-    cxr_preprocess.write_json(Path(output[0]), {"images": summaries})
-    reused = sum(s["reused"] for s in summaries)
-    Path(log[0]).write_text(f"{len(summaries)} images, {reused} reused from cache\n")
-
-
-def manifest_job(input, output, log):
-    """Body of manifest: reads the per-image records in both job layouts."""
-    selection = pd.concat(
-        [pd.read_csv(p, dtype=str, keep_default_na=False) for p in input.selections],
-        ignore_index=True,
-    )
-    table = cxr_manifest.build_manifest(selection, [Path(p) for p in record_files()])
-    cxr_manifest.write_manifest(table, Path(output.manifest))
-    summary = cxr_manifest.manifest_summary(table)
-    Path(output.summary).write_text(json.dumps(summary, indent=2) + "\n")
-    Path(log[0]).write_text(f"manifest: {json.dumps(summary)}\n")
-
-
-def write_selection(wildcards, output, log):
-    """Body of select_source: the parse-time selection, written for the manifest."""
-    table = SELECTIONS[wildcards.source]
-    table.to_csv(output[0], index=False)
-    problems = int((table["problem"] != "").sum())
-    Path(log[0]).write_text(f"{len(table)} images selected, {problems} with problems\n")
 
 
 def experiment_params(wildcards):

@@ -26,12 +26,13 @@ rule select_source:
         "results/logs/select_source/{source}.log",
     benchmark:
         "results/benchmarks/select_source/{source}.tsv"
+    localrule: True
     params:
         # The selection itself: a change of filters, labels or listed files
         # re-runs this job and, through it, the manifest.
         table=lambda wildcards: SELECTIONS[wildcards.source].to_csv(index=False),
     run:
-        write_selection(wildcards, output, log)
+        cxr_jobs.write_selection(SELECTIONS[wildcards.source], output[0], log[0])
 
 
 rule download_ieee8023:
@@ -41,6 +42,7 @@ rule download_ieee8023:
         "results/logs/download/ieee8023.log",
     benchmark:
         "results/benchmarks/download/ieee8023.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -57,6 +59,7 @@ rule download_rsna:
         "results/logs/download/rsna.log",
     benchmark:
         "results/benchmarks/download/rsna.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:

@@ -23,6 +23,7 @@ rule experiment_split:
         "results/logs/experiment_split/{experiment}.log",
     benchmark:
         "results/benchmarks/experiment_split/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -47,6 +48,7 @@ rule experiment_fold_split:
         "results/logs/experiment_fold_split/{experiment}/fold{fold}.log",
     benchmark:
         "results/benchmarks/experiment_fold_split/{experiment}/fold{fold}.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     script:
@@ -119,6 +121,7 @@ rule external_table:
         "results/logs/external_table/{experiment}.log",
     benchmark:
         "results/benchmarks/external_table/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:

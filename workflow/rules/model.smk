@@ -138,6 +138,7 @@ rule summarize:
         "results/logs/summarize/{experiment}.log",
     benchmark:
         "results/benchmarks/summarize/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/train.yaml"
     params:

@@ -16,6 +16,7 @@ rule inner_split:
         "results/logs/inner_split/{experiment}/fold{fold}/split{inner}.log",
     benchmark:
         "results/benchmarks/inner_split/{experiment}/fold{fold}/split{inner}.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -68,6 +69,7 @@ rule select_params:
         "results/logs/select_params/{experiment}/fold{fold}.log",
     benchmark:
         "results/benchmarks/select_params/{experiment}/fold{fold}.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -92,6 +94,7 @@ rule nested_table:
         "results/logs/nested_table/{experiment}.log",
     benchmark:
         "results/benchmarks/nested_table/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/preprocess.yaml"
     params:

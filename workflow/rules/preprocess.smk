@@ -21,7 +21,7 @@ rule crop_image:
         settings=CROP_SETTINGS,
         problem=lambda wildcards: image_row(wildcards).problem,
     run:
-        crop_one(wildcards, output, params, log)
+        cxr_jobs.crop_image_job(crop_item(wildcards, params), params.settings, log[0])
 
 
 rule crop_batch:
@@ -35,13 +35,22 @@ rule crop_batch:
         "results/benchmarks/crop_batch/{source}/{batch}.tsv"
     wildcard_constraints:
         batch="[0-9]+-[0-9]+",
-    # One batch at a time, spread over all cores by a process pool (common.smk).
-    threads: workflow.cores
+    # Batches side by side feed one process pool of --cores workers (cxrflow.jobs), so
+    # the pool never waits for Snakemake between jobs. On a cluster each batch is a job
+    # of its own: the profile's set-threads gives it its CPUs.
+    threads: 1
     params:
         images=batch_images,
         settings=CROP_SETTINGS,
     run:
-        crop_batch_job(wildcards, output, params, log, threads)
+        cxr_jobs.crop_batch_job(
+            batch_items(wildcards, params),
+            params.settings,
+            workflow.cores,
+            output[0],
+            log[0],
+            f"{wildcards.source} batch {wildcards.batch}",
+        )
 
 
 rule manifest:
@@ -55,14 +64,44 @@ rule manifest:
             caption="../report/manifest.rst",
             category="1. Data",
         ),
+        quarantine="results/preprocessed/quarantine.csv",
     log:
         "results/logs/manifest.log",
     benchmark:
         "results/benchmarks/manifest.tsv"
+    localrule: True
     run:
-        manifest_job(input, output, log)
+        cxr_jobs.manifest_job(
+            input.selections,
+            input.records if BATCH_SIZE == 1 else [],
+            input.records if BATCH_SIZE > 1 else [],
+            output.manifest,
+            output.summary,
+            output.quarantine,
+            log[0],
+        )
+
+
+# A source mostly quarantined is a wrong path or format, not bad luck: stop before
+# splitting, with the reasons (preprocess.max_quarantined_share lets a user go on).
+rule check_quarantine:
+    input:
+        summary="results/preprocessed/summary.json",
+    output:
+        "results/preprocessed/quarantine_check.json",
+    log:
+        "results/logs/check_quarantine.log",
+    benchmark:
+        "results/benchmarks/check_quarantine.tsv"
+    localrule: True
+    params:
+        max_share=config["preprocess"]["max_quarantined_share"],
+    run:
+        cxr_jobs.check_quarantine_job(input.summary, params.max_share, output[0], log[0])
 
 
 rule preprocess:
     input:
         "results/preprocessed/manifest.csv",
+        "results/preprocessed/quarantine_check.json",
+    localrule: True

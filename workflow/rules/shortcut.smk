@@ -80,6 +80,7 @@ rule shortcut_audit:
         "results/logs/shortcut_audit/{experiment}/fold{fold}.log",
     benchmark:
         "results/benchmarks/shortcut_audit/{experiment}/fold{fold}.tsv"
+    localrule: True
     conda:
         "../../envs/train.yaml"
     params:
@@ -137,6 +138,7 @@ rule shortcut_summary:
         "results/logs/shortcut_summary/{experiment}.log",
     benchmark:
         "results/benchmarks/shortcut_summary/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/train.yaml"
     params:
@@ -193,6 +195,7 @@ rule shortcut_audit_external:
         "results/logs/shortcut_audit_external/{experiment}/fold{fold}.log",
     benchmark:
         "results/benchmarks/shortcut_audit_external/{experiment}/fold{fold}.tsv"
+    localrule: True
     conda:
         "../../envs/train.yaml"
     params:

@@ -7,6 +7,7 @@
 rule make_splits:
     input:
         manifest="results/preprocessed/manifest.csv",
+        quarantine_check="results/preprocessed/quarantine_check.json",
     output:
         files=split_files(),
         assignments="results/splits/assignments.csv",
@@ -39,3 +40,4 @@ rule make_splits:
 rule split:
     input:
         "results/splits/summary.json",
+    localrule: True

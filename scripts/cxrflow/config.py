@@ -1,0 +1,116 @@
+"""Which settings a run uses: the user's configuration, or the embedded demo's.
+
+Snakemake merges every ``--configfile`` into the ``configfile:`` directive's file
+key by key, so a demo written into the shipped ``config.yaml`` would leak its
+sources, experiments and demo-tuned settings into a user's run. The demo therefore
+lives in a file of its own (``workflow/demo.yaml``) and is laid under the user's
+settings only when the user names no sources. Synthetic and real sources never
+meet by accident: ``check_source_mix`` stops such a run before any work.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+# Keys the user's configuration replaces whole instead of merging into the demo's:
+# `experiments: {}` means "no experiments", not "the demo's experiments".
+REPLACED_KEYS = ("sources", "experiments")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot run as written; the message says what to change."""
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, mappings merged key by key (as Snakemake merges config files)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def uses_demo(config: Mapping[str, Any]) -> bool:
+    """The demo runs exactly when the user names no sources of their own."""
+    return not config.get("sources")
+
+
+def apply_demo(config: MutableMapping[str, Any], demo: Mapping[str, Any]) -> bool:
+    """Lay the demo configuration under ``config`` in place when it names no sources.
+
+    Returns whether the demo was applied. The user's keys win; ``sources`` and
+    ``experiments`` given by the user replace the demo's whole.
+    """
+    if not uses_demo(config):
+        return False
+    user = {k: v for k, v in config.items() if k != "sources"}
+    merged = deep_merge(demo, user)
+    for key in REPLACED_KEYS:
+        if key in user:
+            merged[key] = copy.deepcopy(user[key])
+    config.clear()
+    config.update(merged)
+    return True
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Lexical: is ``path`` the folder or below it (both relative to the working directory)?"""
+    p, f = posixpath.normpath(str(path)), posixpath.normpath(str(folder))
+    return p == f or p.startswith(f.rstrip("/") + "/")
+
+
+def synthetic_sources(config: Mapping[str, Any]) -> list[str]:
+    """Sources whose dataset folder lies in the demo's folder (written by the demo rule)."""
+    demo_path = config["demo"]["path"]
+    return [name for name, spec in config["sources"].items() if _inside(spec["path"], demo_path)]
+
+
+def check_source_mix(config: Mapping[str, Any]) -> None:
+    """Refuse synthetic demo sources beside real ones unless ``demo.mix_with_real`` says so."""
+    synthetic = synthetic_sources(config)
+    real = [name for name in config["sources"] if name not in synthetic]
+    if synthetic and real and not config["demo"]["mix_with_real"]:
+        raise ConfigError(
+            f"sources {synthetic} are the synthetic demo (their path lies in demo.path "
+            f"{config['demo']['path']!r}) and {real} are real data: this run would mix "
+            "synthetic images into a real experiment. To run only your data, list only your "
+            "sources under `sources:` in your --configfile (the demo is then off). To mix "
+            "them on purpose, set `demo: {mix_with_real: true}`."
+        )
+
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def with_defaults(config: Mapping[str, Any], path: Path = SCHEMA) -> dict[str, Any]:
+    """``config`` validated against the schema with every default filled in.
+
+    What the workflow does with snakemake.utils.validate, for code outside a workflow
+    (tests, benchmarks, the docs generator), so that none of them repeats a default.
+    """
+    schema = load_schema(path)
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema_):  # jsonschema's documented recipe
+        for name, sub in properties.items():
+            if isinstance(instance, dict) and "default" in sub:
+                instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema_)
+
+    filling = jsonschema.validators.extend(base, {"properties": set_defaults})
+    out = copy.deepcopy(dict(config))
+    filling(schema).validate(out)
+    return out

@@ -1,0 +1,178 @@
+"""Bodies of the preprocessing jobs that run inside the Snakemake process (`run:`).
+
+Kept here, not in the .smk files, so that tests reach them and a rule stays one
+call. Each opens its log first (cxrflow.joblog), so a failed job leaves its log
+with the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import batch as cxr_batch
+from . import manifest as cxr_manifest
+from .joblog import job_log
+from .preprocess import write_output
+
+# One pool of worker processes per Snakemake run, shared by every batch job, started
+# on first use (never in a dry run): batch jobs running side by side feed one pool,
+# so it never idles between jobs. spawn, not fork: forking a process with running
+# threads can deadlock.
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(workers: int) -> ProcessPoolExecutor:
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            context = multiprocessing.get_context("spawn")
+            _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=context)
+        return _POOLS[workers]
+
+
+def file_stat(path: str) -> list[int] | None:
+    """(size, mtime_ns) of a raw image, through symlinks: what tells Snakemake it changed.
+
+    Like make's and rsync's quick check: cheap at 27,000 images, and copies that keep
+    mtimes (cp -a, rsync -a) stay up to date. A job that does run still checks each
+    image's bytes (cxrflow.batch.input_key) before reusing its record.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def crop_image_job(item: cxr_batch.BatchItem, settings: Mapping[str, Any], log_path: str) -> None:
+    """One image, one job (`preprocess.batch_size: 1`)."""
+    with job_log(log_path) as log:
+        summary = cxr_batch.process_item(item, settings)
+        if summary["traceback"]:
+            log.error("%s %s\n%s", item.image_id, summary["reason"], summary["traceback"].rstrip())
+        log.info("%s %s %s", item.image_id, summary["status"], summary["reason"])
+
+
+def crop_batch_job(
+    items: Sequence[cxr_batch.BatchItem],
+    settings: Mapping[str, Any],
+    workers: int,
+    output: str,
+    log_path: str,
+    where: str,
+) -> None:
+    """One batch over the shared pool; writes the batch file with every image's record."""
+    with job_log(log_path) as log:
+        pool = shared_pool(workers)
+        chunk = max(1, min(64, len(items) // (8 * workers)))
+        summaries = cxr_batch.run_batch(
+            items, settings, functools.partial(pool.map, chunksize=chunk), log, where
+        )
+        for summary in summaries:
+            summary.pop("traceback")
+        write_output(Path(output), (json.dumps({"images": summaries}) + "\n").encode("utf-8"))
+
+
+def batch_records(batch_files: Sequence[str]) -> list[dict[str, Any]]:
+    """The per-image records a batch job wrote into its batch file."""
+    records = []
+    for path in batch_files:
+        records.extend(s["record"] for s in json.loads(Path(path).read_text(encoding="utf-8"))["images"])
+    return records
+
+
+def manifest_job(
+    selections: Sequence[str],
+    record_paths: Sequence[str],
+    batch_files: Sequence[str],
+    manifest_path: str,
+    summary_path: str,
+    quarantine_path: str,
+    log_path: str,
+) -> None:
+    """The manifest from the selections and the records (per-image files or batch files)."""
+    with job_log(log_path) as log:
+        selection = pd.concat(
+            [pd.read_csv(p, dtype=str, keep_default_na=False) for p in selections], ignore_index=True
+        )
+        records = cxr_manifest.read_records([Path(p) for p in record_paths]) + batch_records(batch_files)
+        flagged = set(selection.loc[selection["problem"] != "", "image_id"])
+        cxr_batch.check_systemic(
+            [{**r, "known_problem": r["image_id"] in flagged} for r in records], "preprocessing"
+        )
+        table = cxr_manifest.build_manifest(selection, records)
+        cxr_manifest.write_manifest(table, Path(manifest_path))
+        quarantined = table[table["status"] != "ok"]
+        cxr_manifest.write_csv_atomic(
+            quarantined[["image_id", "source", "raw_path", "resolved_path", "reason"]], Path(quarantine_path)
+        )
+        summary = cxr_manifest.manifest_summary(table)
+        write_output(Path(summary_path), (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+        log.info("manifest: %s", json.dumps(summary))
+
+
+def write_selection(table: pd.DataFrame, output: str, log_path: str) -> None:
+    """The parse-time selection of one source, written for the manifest."""
+    with job_log(log_path) as log:
+        cxr_manifest.write_csv_atomic(table, Path(output))
+        problems = table.loc[table["problem"] != "", "problem"]
+        log.info("%d images selected, %d with problems", len(table), len(problems))
+        for reason, n in problems.value_counts().items():
+            log.info("  %d x %s", n, reason)
+
+
+class QuarantineError(RuntimeError):
+    """Too much of a source was quarantined to go on without the user saying so."""
+
+
+def check_quarantine_job(summary_path: str, max_share: float, output: str, log_path: str) -> None:
+    """Stop before splitting when a source is mostly quarantined; never stay silent when one is whole."""
+    with job_log(log_path) as log:
+        summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
+        check = cxr_manifest.quarantine_check(summary, max_share)
+        if check["over_share"]:
+            raise QuarantineError(
+                f"more than {100 * max_share:.0f}% of a source was quarantined (list: "
+                "results/preprocessed/quarantine.csv):\n"
+                + cxr_manifest.quarantine_message(check, check["over_share"])
+                + "\nCheck the source's path, format and filters. To go on with what is left, "
+                "raise preprocess.max_quarantined_share (e.g. --config "
+                "preprocess='{max_quarantined_share: 1.0}' or in your config file)."
+            )
+        for source in check["all_quarantined"]:
+            message = "WARNING: " + cxr_manifest.quarantine_message(check, [source]) + (
+                ": it contributes no image (allowed by preprocess.max_quarantined_share)"
+            )
+            log.warning(message)
+            print(message, file=sys.stderr, flush=True)
+        write_output(Path(output), (json.dumps(check, indent=2) + "\n").encode("utf-8"))
+        log.info("quarantine check passed: %s", json.dumps(check["sources"]))
+
+
+def preprocess_line(summary_path: str, quarantine_path: str, records_dir: str, since: float) -> str | None:
+    """The last line of a run that rebuilt the manifest: cropped, reused, quarantined, and where the list is.
+
+    A record written since the run began was made by it; any other was reused.
+    None when this run did not rebuild the manifest.
+    """
+    summary_file = Path(summary_path)
+    if not summary_file.is_file() or summary_file.stat().st_mtime < since:
+        return None
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    made = sum(1 for p in Path(records_dir).rglob("*.json") if p.stat().st_mtime >= since)
+    return (
+        f"preprocess: {summary['images']} images: {summary['ok']} ok, {summary['quarantined']} "
+        f"quarantined (list: {quarantine_path}); {made} cropped or quarantined by this run, "
+        f"{summary['images'] - made} reused"
+    )
