@@ -44,6 +44,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/nested.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/shortcut.smk"
+include: "workflow/rules/cluster.smk"
 
 
 rule all:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +115,13 @@ def test_batches_rerun_only_what_changed(tmp_path: Path) -> None:
     # New content in one image: its batch only, then the aggregate.
     write_image(data / "img" / "a3.png", 99, bar=12)
     dry = run_snakemake(work, cfg, "preprocess", "-n")
-    assert planned_jobs(dry) == {"crop_batch": 1, "manifest": 1, "preprocess": 1}
+    assert planned_jobs(dry) == {"crop_batch": 1, "manifest": 1, "check_quarantine": 1, "preprocess": 1}
     run_snakemake(work, cfg, "preprocess")
     batch = next(b for b, members in batches.items() if "mine-a3" in members)
     log = (work / f"results/logs/crop_batch/mine/{batch}.log").read_text()
-    assert log == f"{len(batches[batch])} images, {len(batches[batch]) - 1} reused from cache\n"
+    n = len(batches[batch])
+    assert re.search(rf"batch {batch}: {n} images in [\d.]+ s: 1 cropped, 0 quarantined, {n - 1} reused from cache$",
+                     log, re.M), log  # fmt: skip
 
     # Two new images (still 4 buckets): only the batches they land in.
     for i in (12, 13):
@@ -127,6 +130,7 @@ def test_batches_rerun_only_what_changed(tmp_path: Path) -> None:
     grown = assign_batches([f"mine-a{i}" for i in range(14)], 4)
     touched = {b for b, members in grown.items() if {"mine-a12", "mine-a13"} & set(members)}
     dry = run_snakemake(work, cfg, "preprocess", "-n")
-    assert planned_jobs(dry) == {"crop_batch": len(touched), "select_source": 1, "manifest": 1, "preprocess": 1}
+    assert planned_jobs(dry) == {"crop_batch": len(touched), "select_source": 1, "manifest": 1,
+                                 "check_quarantine": 1, "preprocess": 1}  # fmt: skip
     run_snakemake(work, cfg, "preprocess")
     assert len(read_manifest(work / "results/preprocessed/manifest.csv")) == 14

@@ -90,11 +90,23 @@ def _available() -> list[str]:
     return [b for b, module in BACKENDS.items() if importlib.util.find_spec(module) is not None]
 
 
+def _wanted(request: pytest.FixtureRequest) -> list[str]:
+    """Installed backends a selected test of this module reads: a lane that selects only the
+    jax and torch cases starts no tensorflow child."""
+    wanted = set()
+    for item in request.session.items:
+        if item.module is request.module and item.originalname == "test_heat_map_finds_the_corner":
+            wanted.add(item.callspec.params["backend"])
+        elif item.module is request.module and item.originalname == "test_backends_agree":
+            wanted.update(BACKENDS)
+    return [b for b in _available() if b in wanted]
+
+
 @pytest.fixture(scope="module")
-def backend_results() -> dict[str, dict]:
-    """Run the child script on every importable backend at once; collect its JSON."""
+def backend_results(request: pytest.FixtureRequest) -> dict[str, dict]:
+    """Run the child script on every wanted, importable backend at once; collect its JSON."""
     procs = {}
-    for backend in _available():
+    for backend in _wanted(request):
         env = {**os.environ, **ONE_THREAD, "KERAS_BACKEND": backend, "PYTHONPATH": os.pathsep.join(
             [str(SCRIPTS), *filter(None, [os.environ.get("PYTHONPATH")])])}  # keep a caller's (GPU check: carried keras)
         procs[backend] = subprocess.Popen(
@@ -109,10 +121,13 @@ def backend_results() -> dict[str, dict]:
     return results
 
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", [pytest.param(b, marks=getattr(pytest.mark, b)) if b != "tensorflow" else b for b in BACKENDS]
+)
 def test_heat_map_finds_the_corner(backend: str, backend_results: dict[str, dict]) -> None:
     if backend not in backend_results:
-        pytest.skip(f"{backend} is not installed")
+        pytest.skip(f"Keras backend {backend} is not installed (README Tests: the extra lanes)")
     res = backend_results[backend]
     assert res["layer"] == "base/c2" and res["fixed_layer"] == "base/c2"
     assert res["accuracy"] > 0.9
@@ -122,9 +137,12 @@ def test_heat_map_finds_the_corner(backend: str, backend_results: dict[str, dict
     assert res["bare_name_equal"]
 
 
+@pytest.mark.slow
+@pytest.mark.jax
+@pytest.mark.torch
 def test_backends_agree(backend_results: dict[str, dict]) -> None:
     if len(backend_results) < 2:
-        pytest.skip("fewer than two Keras backends installed")
+        pytest.skip("fewer than two Keras backends installed (README Tests: the extra lanes)")
     maps = {b: np.array(r["fixed_maps"]) for b, r in backend_results.items()}
     ref_name, ref = next(iter(maps.items()))
     assert ref.shape == (6, 16, 16) and ref.max() > 0 and ref.std() > 0

@@ -10,9 +10,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
-from workflow_helpers import run_snakemake, tiny_config
+import yaml
+
+from workflow_helpers import REPO, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
+
+CLASSES = yaml.safe_load((REPO / "config.yaml").read_text())["classes"]  # the shipped file's, which every run reads
 
 TINY_EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8,
                    "checkpoint_every": 1}  # fmt: skip
@@ -52,7 +56,7 @@ def test_demo_to_report_and_metrics_equal_sklearn(tmp_path: Path) -> None:
     for name in ("model.keras", "history.csv", "predictions.csv", "classification_report.txt", "metrics.json",
                  "history.png", "confusion_matrix.png", "roc.png"):  # fmt: skip
         assert (fold / name).stat().st_size > 0, name
-    assert_metrics_match_predictions(fold, cfg["classes"])
+    assert_metrics_match_predictions(fold, CLASSES)
     summary = json.loads((exp / "metrics.json").read_text())
     assert summary["metrics"] == json.loads((fold / "metrics.json").read_text())["metrics"]
     counts = json.loads((fold / "metrics.json").read_text())["counts"]
@@ -62,13 +66,12 @@ def test_demo_to_report_and_metrics_equal_sklearn(tmp_path: Path) -> None:
 
 def test_kfold_summary_mean_and_sd(tmp_path: Path) -> None:
     cfg = tiny_config(experiments={"tiny": {**TINY_EXPERIMENT, "epochs": 1}})
-    cfg["split"]["folds"] = 3
-    cfg["split"]["val_size"] = 0.0
+    cfg["split"] = {"folds": 3, "val_size": 0.0}
     run_snakemake(tmp_path, cfg, "results/experiments/tiny/metrics.json")
     exp = tmp_path / "results/experiments/tiny"
     accs = []
     for k in range(3):
-        assert_metrics_match_predictions(exp / f"fold{k}", cfg["classes"])
+        assert_metrics_match_predictions(exp / f"fold{k}", CLASSES)
         accs.append(json.loads((exp / f"fold{k}/metrics.json").read_text())["metrics"]["accuracy"])
     summary = json.loads((exp / "metrics.json").read_text())
     acc = summary["metrics"]["accuracy"]
@@ -91,7 +94,7 @@ def test_original_experiment_data_end_to_end(tmp_path: Path, shared_data: Path) 
     cfg["preprocess"]["batch_size"] = 1000  # the default batch mode, on real images
     run_snakemake(tmp_path, cfg, "--report", "results/report.html", "--report-after-run", timeout=1800)
     fold = tmp_path / "results/experiments/seed/fold0"
-    assert_metrics_match_predictions(fold, cfg["classes"])
+    assert_metrics_match_predictions(fold, CLASSES)
     counts = json.loads((fold / "metrics.json").read_text())["counts"]
     assert sum(c["images"] for c in counts.values()) == 191
     assert (tmp_path / "results/report.html").exists()

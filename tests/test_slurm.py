@@ -25,7 +25,7 @@ import yaml
 
 from workflow_helpers import planned_jobs, tiny_config
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "tests" / "slurm"
@@ -54,6 +54,7 @@ TEST_CLUSTER_OVERRIDES: dict[str, Any] = {
         **{rule: {"cpus_per_gpu": 1, "mem_mb": "500 * attempt"} for rule in GPU_RULES},
     },
     "cores": 1,  # one CPU per group job so two run side by side on the 2-CPU node
+    "set-threads": {"crop_batch": 1},
     "group-components": {"crop": 3},
     "latency-wait": 5,
     # A trivial job takes 5-8 s (it starts `python -m snakemake`); each status check that
@@ -425,6 +426,16 @@ TINY_EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs
                    "checkpoint_every": 1}  # fmt: skip
 
 
+def local_rules() -> set[str]:
+    """Rules marked `localrule: True` (run by the submitting Snakemake, never queued)."""
+    names = set()
+    for path in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
+        for name, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", path.read_text(), re.M):
+            if re.search(r"^    localrule: True$", body, re.M):
+                names.add(name)
+    return names
+
+
 def rule_of(log: Path) -> str:
     """The plugin's log folder below logs/slurm: rule_<name> or group_<group>_<rules>."""
     parts = log.parts
@@ -459,8 +470,9 @@ def write_site_b(root: Path, n: int) -> dict[str, Any]:
 def real_config(workdir: Path, site_b: dict[str, Any], **preprocess: Any) -> Path:
     """tests/workflow_helpers.tiny_config (small demo) plus site_b and one tiny experiment."""
 
-    cfg = tiny_config(experiments={"tiny": TINY_EXPERIMENT})
-    cfg["sources"]["site_b"] = site_b
+    demo = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+    cfg = tiny_config(experiments={"tiny": TINY_EXPERIMENT}, sources={**demo["sources"], "site_b": site_b})
+    cfg["demo"]["mix_with_real"] = True  # the synthetic demo beside site_b, on purpose
     cfg["preprocess"].update(preprocess)
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yaml"
@@ -548,13 +560,13 @@ def test_real_rerun_after_update_submits_only_stale_jobs(
     rerun = run_snakemake(REPO / "Snakefile", work, real_profile, slurm_env, **common)
     assert rerun.returncode == 0, rerun.output[-6000:]
     rules = submitted_rules(rerun)
-    local = set(re.search(r"^localrules:\n((?:    \w+,\n)+)", (REPO / "Snakefile").read_text(), re.M)[1].split())
-    local = {name.rstrip(",") for name in local}
+    local = local_rules()
     assert {"select_source", "manifest", "summarize"} <= local
     assert rules == {f"rule_{r}": n for r, n in planned.items() if r not in local}, (rules, planned)
     # The one resubmitted batch re-cropped only the new image.
     (log,) = (work / "results/logs/crop_batch/site_b").glob("*.log")
-    assert log.read_text().startswith("6 images, 5 reused"), log.read_text()
+    assert re.search(r": 6 images in [\d.]+ s: 1 cropped, 0 quarantined, 5 reused from cache$", log.read_text(),
+                     re.M), log.read_text()  # fmt: skip
 
 
 def test_real_per_image_mode_goes_in_group_jobs(
@@ -578,3 +590,47 @@ def test_real_per_image_mode_goes_in_group_jobs(
                            capture_output=True, text=True, check=True, env={**os.environ, **slurm_env}).stdout
     total_s = sum(int(line.split("|")[1]) for line in steps.splitlines() if line and "." not in line.split("|")[0])
     print(f"per-image group jobs: {total_s} s of group-job time for 29 images ({total_s / 29:.1f} s/image)")
+
+
+# ---- jobs that can never start (profile asks more than the cluster has) ------------------------
+
+
+def test_request_over_any_node_fails_before_submitting(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The shipped profile's widest job on a site with smaller nodes: checked against sinfo at start."""
+    profile = layered_profile(SLURM_PROFILE, tmp_path / "profile",
+                              _deep_merge(REAL_OVERRIDES, {"set-threads": {"crop_batch": 8}}))  # fmt: skip
+    work = tmp_path / "work"
+    cfg = real_config(work, write_site_b(tmp_path / "site_b", 3), batch_size=6)
+    run = run_snakemake(REPO / "Snakefile", work, profile, slurm_env, targets=["preprocess"],
+                        extra_args=["--configfile", str(cfg)], timeout_s=120)  # fmt: skip
+    assert run.returncode != 0
+    assert "rule crop_batch: asks 8 CPUs but the largest node of partition 'cpu' has 2" in run.output, run.output
+    assert "set-threads: crop_batch" in run.output
+    assert not run.submissions and run.seconds < 60
+
+
+def test_never_starting_job_fails_within_a_minute(
+    slurm_env: dict[str, str], real_profile: Path, tmp_path: Path
+) -> None:
+    """A job pending for a reason waiting does not cure (here ReqNodeNotAvail: the node is
+    reserved for maintenance) stops the run with the reason and the keys to change."""
+    env = {**os.environ, **slurm_env}
+    subprocess.run(["scontrol", "create", "reservation", "ReservationName=cxr_test_maint", "StartTime=now",
+                    "Duration=10", "Nodes=localhost", "Users=root", "Flags=maint,ignore_jobs"],
+                   check=True, env=env, capture_output=True)  # fmt: skip
+    try:
+        work = tmp_path / "work"
+        cfg = real_config(work, write_site_b(tmp_path / "site_b", 3), batch_size=6)
+        run = run_snakemake(REPO / "Snakefile", work, real_profile, slurm_env, targets=["preprocess"],
+                            extra_args=["--configfile", str(cfg)], timeout_s=180)  # fmt: skip
+    finally:
+        subprocess.run(["scontrol", "delete", "ReservationName=cxr_test_maint"], env=env, check=False)
+    assert run.returncode != 0
+    assert re.search(r"SLURM job \d+ \(rule \w+\) can never start: pending, reason ReqNodeNotAvail", run.output), \
+        run.output[-4000:]
+    assert "in the profile" in run.output
+    assert run.seconds < 90, run.seconds
+    queued = subprocess.run(["squeue", "-h", "-o", "%i", "-u", "root"], env=env, capture_output=True, text=True)
+    assert queued.stdout.strip() == ""  # the pending jobs were cancelled

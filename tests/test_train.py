@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow
+
 CLASSES = ["COVID-19", "Normal"]
 BACKENDS = ["tensorflow", "jax", "torch"]
 RUNNER = """
@@ -95,47 +97,79 @@ def kill_after_checkpoint(proc: subprocess.Popen, state: Path, epochs_done: int)
     return proc.returncode, output, json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
 
 
+# The checks of resuming, stale checkpoints and empty validation splits run on the
+# backend the README's set-up installs (tensorflow); jax and torch, where installed,
+# each train and evaluate end to end.
+ROLE_TESTS = {
+    "test_killed_training_resumes_from_last_checkpoint": "resume",
+    "test_stale_checkpoint_is_discarded": "stale",
+    "test_empty_validation_split_is_logged": "empty_val",
+}
+DEFAULT_BACKEND = "tensorflow"
+
+
+def installed(backend: str) -> bool:
+    return importlib.util.find_spec(backend) is not None
+
+
+def wanted_runs(request: pytest.FixtureRequest) -> set[tuple[str, str]]:
+    """(role, backend) of every run a selected test of this module reads, and only those:
+    a lane that selects the jax and torch cases starts no tensorflow run."""
+    wanted = set()
+    for item in request.session.items:
+        if item.module is not request.module:
+            continue
+        if item.originalname == "test_train_and_evaluate_end_to_end":
+            backend = item.callspec.params["backend"]
+            wanted.add(("resume" if backend == DEFAULT_BACKEND else "plain", backend))
+        elif item.originalname in ROLE_TESTS:
+            wanted.add((ROLE_TESTS[item.originalname], DEFAULT_BACKEND))
+    return {(role, backend) for role, backend in wanted if installed(backend)}
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """All subprocess runs at once (2 cores stay busy), each backend with one extra role.
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], dict]:
+    """The wanted subprocess runs at once (2 cores stay busy).
 
     - resume: 6 epochs, checkpoint every epoch, SIGKILLed after epoch 2's checkpoint, rerun;
     - stale: starts beside a checkpoint of other settings, which must be discarded;
-    - empty_val: an empty validation split.
+    - empty_val: an empty validation split;
+    - plain: 2 epochs on another backend.
     Every final run also evaluates, so each backend is checked end to end.
     """
     root = tmp_path_factory.mktemp("runs")
     splits = write_splits(root / "data", {"train": 16, "val": 4, "test": 6})
     no_val = write_splits(root / "data_noval", {"train": 16, "val": 0, "test": 6})
-    installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
-    roles = dict(zip(["resume", "stale", "empty_val"], installed))
-    records: dict[str, dict] = {}
-    for role, backend in roles.items():
+    records: dict[tuple[str, str], dict] = {}
+    for role, backend in sorted(wanted_runs(request)):
         exp = experiment(backend, epochs=6) if role == "resume" else experiment(backend)
-        args = run_args(root / role, no_val if role == "empty_val" else splits, exp, evaluate=True)
+        args = run_args(root / f"{role}-{backend}", no_val if role == "empty_val" else splits, exp, evaluate=True)
         if role == "stale":
             ckpt = Path(args["checkpoints"])
             ckpt.mkdir()
             (ckpt / "state.json").write_text(json.dumps({"epochs_done": 1, "fingerprint": "other settings"}))
             (ckpt / "checkpoint.keras").write_bytes(b"stale")
-        records[role] = {"backend": backend, "args": args, "proc": launch(args)}
-    if "resume" in records:
-        record = records["resume"]
-        state = Path(record["args"]["checkpoints"]) / "state.json"
-        record["killed"] = kill_after_checkpoint(record["proc"], state, epochs_done=2)
-        record["proc"] = launch(record["args"])
+        records[(role, backend)] = {"role": role, "backend": backend, "args": args, "proc": launch(args)}
+    for record in records.values():
+        if record["role"] == "resume":
+            state = Path(record["args"]["checkpoints"]) / "state.json"
+            record["killed"] = kill_after_checkpoint(record["proc"], state, epochs_done=2)
+            record["proc"] = launch(record["args"])
     for record in records.values():
         output, _ = record["proc"].communicate(timeout=300)
         record.update(returncode=record["proc"].returncode, output=output,
                       log=Path(record["args"]["log"]).read_text())
-    return {record["backend"]: {**record, "role": role} for role, record in records.items()}
+    return records
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+BACKEND_PARAMS = [pytest.param(b, marks=getattr(pytest.mark, b)) if b != DEFAULT_BACKEND else b for b in BACKENDS]
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_train_and_evaluate_end_to_end(backend: str, runs: dict) -> None:
-    if backend not in runs:
-        pytest.skip(f"Keras backend {backend!r}: its package is not installed in this environment")
-    run = runs[backend]
+    if not installed(backend):
+        pytest.skip(f"Keras backend {backend!r} is not installed (pip install -e '.[{backend}]', README Tests)")
+    run = runs[("resume" if backend == DEFAULT_BACKEND else "plain", backend)]
     args, log = run["args"], run["log"]
     assert run["returncode"] == 0, run["output"][-3000:] + log
     out = Path(args["out"])
@@ -159,10 +193,7 @@ def test_train_and_evaluate_end_to_end(backend: str, runs: dict) -> None:
 
 
 def role(runs: dict, name: str) -> dict:
-    found = [run for run in runs.values() if run["role"] == name]
-    if not found:
-        pytest.skip(f"too few Keras backends installed to run the {name!r} check")
-    return found[0]
+    return runs[(name, DEFAULT_BACKEND)]
 
 
 def test_killed_training_resumes_from_last_checkpoint(runs: dict) -> None:

@@ -41,6 +41,18 @@ def shared_pool(workers: int) -> ProcessPoolExecutor:
         return _POOLS[workers]
 
 
+def pool_workers(cores: int | None) -> int:
+    """Worker processes for the crop pool: the run's --cores, but never more CPUs than this
+    process may use (its affinity; on SLURM the job's allocation)."""
+    limits = [len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1]
+    if isinstance(cores, int) and cores > 0:
+        limits.append(cores)
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        limits.append(int(slurm))
+    return max(1, min(limits))
+
+
 def file_stat(path: str) -> list[int] | None:
     """(size, mtime_ns) of a raw image, through symlinks: what tells Snakemake it changed.
 
@@ -67,13 +79,14 @@ def crop_image_job(item: cxr_batch.BatchItem, settings: Mapping[str, Any], log_p
 def crop_batch_job(
     items: Sequence[cxr_batch.BatchItem],
     settings: Mapping[str, Any],
-    workers: int,
+    cores: int | None,
     output: str,
     log_path: str,
     where: str,
 ) -> None:
-    """One batch over the shared pool; writes the batch file with every image's record."""
+    """One batch over the shared pool (see pool_workers); writes the batch file with every image's record."""
     with job_log(log_path) as log:
+        workers = pool_workers(cores)
         pool = shared_pool(workers)
         chunk = max(1, min(64, len(items) // (8 * workers)))
         summaries = cxr_batch.run_batch(
