@@ -268,14 +268,33 @@ def test_unsafe_paths_are_kept_with_a_problem(tmp_path: Path) -> None:
     assert images["raw_path"].tolist()[1:] == ["", "", "", ""]
 
 
-def test_symlink_escaping_root_is_unsafe(tmp_path: Path) -> None:
+def test_symlinks_into_a_data_store_are_read_through(tmp_path: Path) -> None:
+    """Cluster stores, DataLad and git-annex trees: a listed or named file may be a symlink
+    anywhere; only a path *written* with `..` or as absolute is refused (lexically)."""
+    store = tmp_path / "store"
+    for name in ("a.jpg", "b.png"):
+        touch(store / name)
+    tree = tmp_path / "tree"
+    (tree / "Normal").mkdir(parents=True)
+    (tree / "Normal" / "a.jpg").symlink_to(store / "a.jpg")
+    (tree / "Normal" / "b.png").symlink_to(store / "b.png")
+    (tree / "Normal" / "gone.jpg").symlink_to(store / "gone.jpg")  # broken: listed, not lost
+    (tree / "Normal" / "notes.txt").symlink_to(store / "a.jpg")  # not an image by name
+    images = load_source("t", spec_for("folders", tree), LABELS)
+    assert [Path(p).name for p in images["raw_path"]] == ["a.jpg", "b.png", "gone.jpg"]
+    assert images["resolved_path"].tolist() == [str(store / "a.jpg"), str(store / "b.png"), str(store / "gone.jpg")]
+    assert images["problem"].tolist()[:2] == ["", ""]
+    assert images["problem"].iloc[2] == f"broken symlink: {tree / 'Normal' / 'gone.jpg'} -> {store / 'gone.jpg'}"
+    # The same through metadata: a symlink in the dataset folder is fine, `..` is not.
     root = tmp_path / "ds"
     (root / "images").mkdir(parents=True)
-    touch(tmp_path / "secret.jpg")
-    (root / "images" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
-    (root / "metadata.csv").write_text(OLD_HEADER + "\n1,0,M,1,COVID-19,,PA,X-ray,,,link.jpg,,,,,,\n")
-    images = load_source("s", spec_for("ieee8023", root), LABELS)
-    assert images["problem"].tolist() == ["unsafe path: images/link.jpg"]
+    (root / "images" / "link.jpg").symlink_to(store / "a.jpg")
+    (root / "metadata.csv").write_text(
+        OLD_HEADER + "\n1,0,M,1,COVID-19,,PA,X-ray,,,link.jpg,,,,,,\n2,0,M,1,COVID-19,,PA,X-ray,,,../../store/b.png,,,,,,\n"
+    )
+    named = load_source("s", spec_for("ieee8023", root), LABELS)
+    assert named["problem"].tolist() == ["", "unsafe path: images/../../store/b.png"]
+    assert named["resolved_path"].tolist() == [str(store / "a.jpg"), ""]
 
 
 def test_missing_file_reported_and_check_files_off(tmp_path: Path) -> None:

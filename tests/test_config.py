@@ -1,0 +1,55 @@
+"""Which settings a run uses: the user's alone when they name sources, else the demo's beneath."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cxrflow.config import ConfigError, apply_demo, check_source_mix, synthetic_sources, with_defaults
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+
+
+def test_shipped_config_names_no_sources_so_the_demo_runs() -> None:
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert "sources" not in shipped and "experiments" not in shipped and "demo" not in shipped
+    config = dict(shipped)
+    assert apply_demo(config, DEMO)
+    assert set(config["sources"]) == {"demo_covid", "demo_normal"} and set(config["experiments"]) == {"demo_vgg19"}
+    assert config["preprocess"]["batch_size"] == shipped["preprocess"]["batch_size"]
+
+
+def test_user_sources_leave_no_demo_setting_behind() -> None:
+    """Snakemake merged my.yaml into config.yaml: what the workflow then sees."""
+    config = {**yaml.safe_load((REPO / "config.yaml").read_text()),
+              "sources": {"mine": {"format": "folders", "path": "/data/mine"}},
+              "experiments": {"r50": {"arch": "resnet50"}}}  # fmt: skip
+    assert not apply_demo(config, DEMO)
+    full = with_defaults(config)
+    assert list(full["sources"]) == ["mine"] and list(full["experiments"]) == ["r50"]
+    assert full["audit"]["gradcam"]["layer"] is None  # not the demo's block4_conv4
+    assert full["experiments"]["r50"]["learning_rate"] == 0.001 and full["experiments"]["r50"]["image_size"] == 224
+    assert synthetic_sources(full) == []
+
+
+def test_user_overrides_win_and_experiments_replace_whole() -> None:
+    config = {"demo": {"covid": {"images": 5}}, "experiments": {}, "preprocess": {"size": 32}}
+    apply_demo(config, DEMO)
+    assert config["demo"]["covid"]["images"] == 5 and config["demo"]["covid"]["patients"] == 70
+    assert config["experiments"] == {} and config["preprocess"] == {"size": 32}
+
+
+def test_demo_beside_real_sources_needs_the_switch() -> None:
+    config = with_defaults({"sources": {**DEMO["sources"], "mine": {"format": "folders", "path": "data"}}})
+    assert synthetic_sources(config) == ["demo_covid", "demo_normal"]
+    with pytest.raises(ConfigError, match="mix synthetic images into a real experiment") as err:
+        check_source_mix(config)
+    assert "mix_with_real: true" in str(err.value)
+    config["demo"]["mix_with_real"] = True
+    check_source_mix(config)
+    # a path that only starts like the demo folder is not in it
+    check_source_mix(with_defaults({"sources": {"a": {"format": "folders", "path": "results/demo2"},
+                                                "b": {"format": "folders", "path": "data"}}}))  # fmt: skip
