@@ -40,7 +40,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from cxrflow.preprocess import process_image  # noqa: E402
+from cxrflow.config import with_defaults  # noqa: E402
+from cxrflow.preprocess import crop_settings, process_image  # noqa: E402
 
 SIDE = 1024
 JPEG_QUALITY = 90
@@ -106,11 +107,9 @@ def change_content(root: Path, n: int, count: int) -> list[str]:
 
 # ------------------------------------------------------------------ runs
 def workflow_config(data: Path, batch_size: int) -> dict[str, Any]:
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["sources"] = {"rsna": {"format": "rsna", "path": str(data), "filters": {"class": "Normal"}}}
-    cfg["experiments"] = {}
-    cfg["preprocess"]["batch_size"] = batch_size
-    return cfg
+    """The user's my.yaml: their one source, no experiment, the batch size of the mode."""
+    return {"sources": {"rsna": {"format": "rsna", "path": str(data), "filters": {"class": "Normal"}}},
+            "experiments": {}, "preprocess": {"batch_size": batch_size}}  # fmt: skip
 
 
 def parse_mode(mode: str) -> tuple[int, list[str]]:
@@ -168,7 +167,8 @@ def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
     work = work_root / f"{n}-{mode}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cfg_path = work / "config.yaml"
+    shutil.copy(REPO / "config.yaml", work / "config.yaml")  # the shipped file, as in a user's clone
+    cfg_path = work / "my.yaml"
     cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     run = lambda name, *args: timed(snakemake_cmd(work, cfg_path, extra, *args), work / f"{name}.log", env)  # noqa: E731
@@ -184,9 +184,12 @@ def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
             "peak_mib": max(peak, noop_peak, stale_peak)}  # fmt: skip
 
 
+# The workflow's crop settings at the schema's defaults: the pool does the same work.
+CROP = crop_settings(with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["preprocess"])
+
+
 def _pool_one(args: tuple[str, str, str, str]) -> None:
-    process_image(*args, size=224, black_threshold=40, black_fraction=0.5, protect=(0.195, 0.781),
-                  interpolation="area")  # fmt: skip
+    process_image(*args, **CROP)
 
 
 def run_pool(data: Path, n: int, work_root: Path) -> float:
@@ -201,6 +204,61 @@ def run_pool(data: Path, n: int, work_root: Path) -> float:
         for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
             pass
     return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------ real images, replicated
+SEED = REPO.parent / "shared" / "data" / "seed-covid19-detection"
+
+
+def make_seed_replica(root: Path, n: int) -> Path:
+    """A `folders` collection of ~n symlinks to the real seed-covid19-detection JPEGs (the
+    original experiment's published 224x224 images), as people lay out data on clusters."""
+    if (root / ".complete").is_file():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    files = {"COVID-19": sorted((SEED / "covid_adjusted").glob("*.jpg")),
+             "Normal": sorted((SEED / "normal_dataset").glob("*.jpg"))}  # fmt: skip
+    total = sum(len(v) for v in files.values())
+    copies = max(1, -(-n // total))
+    for label, paths in files.items():
+        (root / label).mkdir(parents=True)
+        for k in range(copies):
+            for path in paths:
+                (root / label / f"r{k:03d} {path.name}").symlink_to(path)
+    (root / ".complete").write_text(f"{copies * total}\n")
+    return root
+
+
+def run_seed(n: int, work_root: Path, data_dir: Path) -> dict[str, Any]:
+    """snakemake preprocess, then split and the data audit, on ~n real images; the pool on the same."""
+    data = make_seed_replica(data_dir / f"seed-{n}", n)
+    links = sorted(p for p in data.rglob("*.jpg"))
+    out = work_root / f"seed-{n}-pool"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    jobs = [(f"i{i}", str(p), str(out / f"{i}.png"), str(out / f"{i}.json")) for i, p in enumerate(links)]
+    start = time.perf_counter()
+    with multiprocessing.Pool(WORKERS) as pool:
+        for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
+            pass
+    pool_s = time.perf_counter() - start
+    work = work_root / f"seed-{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(REPO / "config.yaml", work / "config.yaml")
+    cfg_path = work / "my.yaml"
+    cfg_path.write_text(yaml.safe_dump({"sources": {"seed": {"format": "folders", "path": str(data)}},
+                                        "experiments": {}}, sort_keys=False))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    base = snakemake_cmd(work, cfg_path, [])[:-1]  # without the preprocess target
+    pre, peak = timed([*base, "preprocess"], work / "preprocess.log", env)
+    rest, peak2 = timed([*base, "split", "results/audit/data_audit.json"], work / "split_audit.log", env)
+    manifest = pd.read_csv(work / "results/preprocessed/manifest.csv")
+    if len(manifest) != len(links) or (manifest["status"] != "ok").any():
+        raise RuntimeError(f"seed replica: {len(manifest)} rows for {len(links)} links, "
+                           f"{(manifest['status'] != 'ok').sum()} not ok")  # fmt: skip
+    return {"n": len(links), "mode": "seed-symlinks", "pool_s": pool_s, "preprocess_s": pre,
+            "split_audit_s": rest, "peak_mib": max(peak, peak2), "load1": os.getloadavg()[0]}  # fmt: skip
 
 
 # ------------------------------------------------------------------ report
@@ -218,15 +276,25 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000,5000", help="comma-separated image counts")
-    parser.add_argument("--modes", default="image,image-drop,batch50,batch250,batch1000",
+    parser.add_argument("--sizes", default="1000,9000,27000", help="comma-separated image counts ('' for none)")
+    parser.add_argument("--modes", default="batch1000",
                         help="image | image-drop | batchB | batchB-drop, comma-separated")  # fmt: skip
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--no-pool", action="store_true", help="skip the pool (ratio left blank)")
+    parser.add_argument("--seed-replicas", type=int, default=0,
+                        help="also run preprocess + split + data audit on ~N symlinks to the real "
+                             "../shared/data/seed-covid19-detection images (0: skip)")  # fmt: skip
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
+    if args.seed_replicas:
+        row = run_seed(args.seed_replicas, data_dir / "work", data_dir)
+        with open(data_dir / "results.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(f"| {row['n']} real (symlinks) | preprocess {row['preprocess_s']:.1f} s | pool {row['pool_s']:.1f} s "
+              f"| ratio {row['preprocess_s'] / row['pool_s']:.2f} | split + data audit {row['split_audit_s']:.1f} s "
+              f"| peak {row['peak_mib']:.0f} MiB | load {row['load1']:.1f} |", flush=True)  # fmt: skip
     rows = []
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in (int(s) for s in args.sizes.split(",") if s):
         t0 = time.perf_counter()
         data = make_rsna_like(data_dir / f"rsna-{n}", n)
         print(f"# {n} images ready in {time.perf_counter() - t0:.0f} s ({data})", flush=True)

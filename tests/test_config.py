@@ -53,3 +53,12 @@ def test_demo_beside_real_sources_needs_the_switch() -> None:
     # a path that only starts like the demo folder is not in it
     check_source_mix(with_defaults({"sources": {"a": {"format": "folders", "path": "results/demo2"},
                                                 "b": {"format": "folders", "path": "data"}}}))  # fmt: skip
+
+
+def test_configuration_docs_are_generated_from_the_schema() -> None:
+    """docs/configuration.md is the schema's own table: CI fails when it is stale."""
+    from cxrflow.config import config_markdown
+
+    doc = REPO / "docs" / "configuration.md"
+    assert doc.read_text(encoding="utf-8") == config_markdown(), "run: python scripts/config_docs.py"
+    assert "| `preprocess.min_side` | integer | `32` |" in doc.read_text()

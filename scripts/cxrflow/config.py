@@ -114,3 +114,74 @@ def with_defaults(config: Mapping[str, Any], path: Path = SCHEMA) -> dict[str, A
     out = copy.deepcopy(dict(config))
     filling(schema).validate(out)
     return out
+
+
+def _resolve(node: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow a local `$ref` (#/definitions/...), keeping the referring node's own keys on top."""
+    if "$ref" not in node:
+        return node
+    target: Any = schema
+    for part in str(node["$ref"]).lstrip("#/").split("/"):
+        target = target[part]
+    return {**_resolve(target, schema), **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "`null`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, (dict, list)) and not value:
+        return "`{}`" if isinstance(value, dict) else "`[]`"
+    return f"`{json_compact(value)}`"
+
+
+def json_compact(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(", ", ": ")) if not isinstance(value, str) else value
+
+
+def config_rows(schema: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(key path, type, default, description) of every documented key, depth first, in schema order.
+
+    Free-form mappings (sources, experiments, labels) appear once with `<name>` in the path.
+    """
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(node: Mapping[str, Any], path: str) -> None:
+        node = _resolve(node, schema)
+        kind = node.get("type", "")
+        kind_text = "/".join(kind) if isinstance(kind, list) else str(kind)
+        if "enum" in node:
+            kind_text = " \\| ".join(f"`{v}`" for v in node["enum"])
+        if path:
+            default = _default_text(node["default"]) if "default" in node else "–"
+            description = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
+            rows.append((f"`{path}`", kind_text, default, description))
+        for name, sub in (node.get("properties") or {}).items():
+            walk(sub, f"{path}.{name}" if path else name)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, Mapping) and (_resolve(extra, schema).get("properties")):
+            walk(extra, f"{path}.<name>")
+
+    walk(schema, "")
+    return rows
+
+
+def config_markdown(path: Path = SCHEMA) -> str:
+    """docs/configuration.md's key table, generated from the schema (its one source)."""
+    schema = load_schema(path)
+    lines = [
+        "# Configuration, key by key",
+        "",
+        "<!-- Generated from workflow/schemas/config.schema.yaml by `python scripts/config_docs.py`;",
+        "     tests/test_config.py fails when this file is stale. Edit the schema, not this file. -->",
+        "",
+        " ".join(str(schema.get("description", "")).split()),
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {k} | {t} | {d} | {m} |" for k, t, d, m in config_rows(schema)]
+    return "\n".join(lines) + "\n"
