@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from cxrflow import synth
+from cxrflow.config import apply_demo
 from cxrflow.sources import load_source, select_images
 
 SMALL = {
@@ -23,7 +24,10 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def config(repo_root: Path) -> dict:
-    return yaml.safe_load((repo_root / "config.yaml").read_text())
+    """The settings a demo run uses: the shipped config.yaml with workflow/demo.yaml laid under it."""
+    settings = yaml.safe_load((repo_root / "config.yaml").read_text())
+    assert apply_demo(settings, yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text()))
+    return settings
 
 
 def demo_sources(config: dict, out: Path) -> dict:
