@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,16 +62,19 @@ def kill_group(proc: subprocess.Popen) -> bool:
     return alive
 
 
-def run(work: Path, *args: str) -> None:
-    """The README's command with the user's my.yaml, as it is on disk."""
+def run(work: Path, *args: str, cores: bool = True) -> str:
+    """The README's command with the user's my.yaml, as it is on disk (``cores=False``: no
+    --cores at all, as Snakemake's own LockException message suggests `--unlock`)."""
     env = {**os.environ, "PYTHONPATH": str(work / "scripts")}
-    proc = subprocess.run(snakemake_command(*args), cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    cmd = snakemake_command(*args) if cores else [sys.executable, "-m", "snakemake", *args, "--configfile", "my.yaml"]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout + proc.stderr
 
 
 def recover(work: Path, *target: str) -> None:
     """README "When something goes wrong": unlock, then the same command with --rerun-incomplete."""
-    run(work, "--unlock")
+    run(work, "--unlock", cores=False)
     run(work, *target, "--rerun-incomplete")
 
 
@@ -146,3 +150,12 @@ def test_killed_training_resumes_once_per_epoch(workdir: Path, kill_after_epoch:
     assert "resumed from epoch" in log, log[-2000:]
     assert pd.read_csv(fold / "history.csv")["epoch"].tolist() == list(range(1, EPOCHS + 1))
     assert (fold / "model.keras").stat().st_size > 0
+
+
+def test_bookkeeping_commands_need_no_cores(workdir: Path) -> None:
+    """`--unlock`, `-n`, `--lint` and `--report` work without --cores (README)."""
+    assert "Unlocked working directory" in run(workdir, "--unlock", cores=False)
+    run(workdir, "preprocess", "-n", cores=False)
+    run(workdir, "--lint", cores=False)
+    run(workdir, "preprocess", "--report", "results/preprocess-report.html", cores=False)
+    assert (workdir / "results/preprocess-report.html").stat().st_size > 10_000
