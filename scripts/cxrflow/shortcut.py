@@ -15,7 +15,6 @@ without Keras.
 
 from __future__ import annotations
 
-import math
 import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
@@ -25,41 +24,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from .summary import pool_folds
 from .uncertainty import _check, _metrics_from_confusion
-
-
-def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of the central ``fraction`` of each side; at least one pixel of border stays.
-
-    Rounded outwards so the masked share is never smaller than asked at small sizes.
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"mask fraction must be in (0, 1), got {fraction}")
-    border_y = math.floor(height * (1 - fraction) / 2 + 1e-9)  # 1e-9: 10 * (1 - 0.6) / 2 is 1.999...
-    border_x = math.floor(width * (1 - fraction) / 2 + 1e-9)
-    if border_y < 1 or border_x < 1:
-        raise ValueError(
-            f"masking the central {fraction:.0%} of {height}x{width} images leaves no border: "
-            "lower the fraction or raise the image size"
-        )
-    return border_y, height - border_y, border_x, width - border_x
-
-
-def mask_centre(images: np.ndarray, fraction: float, fill: int) -> np.ndarray:
-    """A copy of ``images`` [N,H,W] or [N,H,W,C] with the central ``fraction`` of height and width set to ``fill``.
-
-    The fill is one constant for every image: anything computed from the image
-    itself (its mean, say) would carry the hidden lungs' brightness back in.
-    Applied after resizing to the model input, so the fraction is of what the
-    model sees, and before augmentation, which then moves frame and mask together.
-    """
-    arr = np.asarray(images)
-    if arr.ndim not in (3, 4):
-        raise ValueError(f"expected images [N,H,W] or [N,H,W,C], got shape {arr.shape}")
-    y0, y1, x0, x1 = centre_box(arr.shape[1], arr.shape[2], fraction)
-    out = arr.copy()
-    out[:, y0:y1, x0:x1] = fill
-    return out
 
 
 def chance_f1(y_true: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
@@ -332,8 +298,6 @@ def experiment_audit(
     are listed beside it, so a reader sees whether they agree. With one fold this is
     that fold's audit.
     """
-    from .summary import pool_folds  # not at the top: summary -> metrics -> data imports this module
-
     if not full_predictions or len(full_predictions) != len(border_predictions):
         raise ValueError(f"{len(full_predictions)} full and {len(border_predictions)} border-only prediction tables")
     if len(fold_audits) != len(full_predictions):
