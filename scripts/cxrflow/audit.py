@@ -30,6 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import baselines
+from .split import fold_columns_of
 
 SPLITS = ("train", "val", "test")
 # lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
@@ -97,15 +98,6 @@ def source_predictability(
     return out
 
 
-def _fold_columns(assignments: pd.DataFrame) -> list[str]:
-    cols = sorted(
-        (c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()), key=lambda c: int(c[4:])
-    )
-    if not cols or cols != [f"fold{k}" for k in range(len(cols))]:
-        raise ValueError(f"assignments need columns fold0..fold{{k-1}}, got {cols}")
-    return cols
-
-
 def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
     """Patients and groups shared between train/val/test, per fold; ``ok`` only when all counts are 0.
 
@@ -120,7 +112,7 @@ def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None)
     if assignments["image_id"].duplicated().any():
         dup = assignments.loc[assignments["image_id"].duplicated(), "image_id"].head(5).tolist()
         raise ValueError(f"image ids occur more than once in assignments: {dup}")
-    fold_cols = _fold_columns(assignments)
+    fold_cols = fold_columns_of(assignments)
     pid = assignments["patient_id"].fillna("").astype(str).str.strip()
     patient = np.where(
         pid != "",

@@ -105,7 +105,7 @@ def external_report(assignments: pd.DataFrame, external: pd.DataFrame, pairs: pd
     check_disjoint(assignments, external)
     cross = cross_duplicates(pairs, assignments, external)
     per_fold: dict[str, dict[str, int]] = {}
-    for col in cxr_split._fold_columns_of(assignments):
+    for col in cxr_split.fold_columns_of(assignments):
         where = cross["internal_id"].map(dict(zip(assignments["image_id"], assignments[col])))
         counts = {s: int((where == s).sum()) for s in cxr_split.SPLITS}
         per_fold[col] = {**counts, "train_val": counts["train"] + counts["val"]}

@@ -272,7 +272,8 @@ def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
     return _nan_to_none(ci)
 
 
-def _fmt(value: float | None, digits: int = REPORT_DIGITS) -> str:
+def format_value(value: float | None, digits: int = REPORT_DIGITS) -> str:
+    """A number as the reports print it; "n/a" for an undefined (None or NaN) one."""
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
@@ -284,8 +285,8 @@ def ci_report_text(ci: Mapping[str, Any]) -> str:
     head = (f"{ci['level']:.0%} bootstrap confidence intervals ({ci['n_boot']} resamples of "
             f"{ci['n_patients']} test patients, seed {ci['seed']}; n_used = resamples where defined)\n\n")
     lines = [f"{'class':>14} {'metric':>10} {'estimate':>9} {'low':>6} {'high':>6} {'n_used':>7}"]
-    lines += [f"{row['class']:>14} {row['metric']:>10} {_fmt(row['estimate']):>9} {_fmt(row['low']):>6} "
-              f"{_fmt(row['high']):>6} {int(row['n_used']):>7}"
+    lines += [f"{row['class']:>14} {row['metric']:>10} {format_value(row['estimate']):>9} "
+              f"{format_value(row['low']):>6} {format_value(row['high']):>6} {int(row['n_used']):>7}"
               for row in table.to_dict("records")]
     return head + "\n".join(lines) + "\n"
 
@@ -310,7 +311,8 @@ def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics:
             continue
         bounds = ci["per_class"][name]["roc_auc"]
         fpr, tpr, _ = roc_curve(predictions["true_label"] == name, predictions[f"prob_{name}"])
-        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{_fmt(bounds['low'], 3)}, {_fmt(bounds['high'], 3)}])")
+        low, high = format_value(bounds["low"], 3), format_value(bounds["high"], 3)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{low}, {high}])")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate",
            title=f"ROC ({ci['level']:.0%} patient-bootstrap CI)", xlim=(0, 1), ylim=(0, 1.01))

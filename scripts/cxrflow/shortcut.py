@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from .summary import pool_folds
-from .uncertainty import _check, _metrics_from_confusion
+from .uncertainty import check_predictions, metrics_from_confusion, percentile_interval
 
 
 def chance_f1(y_true: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
@@ -58,14 +58,14 @@ def _resampled_f1(
     A class absent from a resample (neither true nor predicted) is left out of that
     resample's macro mean rather than counted as 0; the positive F1 is NaN there.
     """
-    _check(predictions, classes)
+    check_predictions(predictions, classes)
     index = {c: k for k, c in enumerate(classes)}
     y = predictions["true_label"].astype(str).map(index).to_numpy()
     p = predictions["predicted_label"].astype(str).map(index).to_numpy()
     patient = np.searchsorted(patients, predictions["patient_id"].astype(str).to_numpy())
     per_patient = np.zeros((len(patients), len(classes), len(classes)))
     np.add.at(per_patient, (patient, y, p), 1)
-    f1 = _metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))["f1"]
+    f1 = metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))["f1"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows cannot occur: a resample has images
         return {"macro_f1": np.nanmean(f1, axis=1), "positive_f1": f1[:, 0]}
@@ -75,13 +75,6 @@ def _point_f1(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, fl
     per_class = f1_score(predictions["true_label"].astype(str), predictions["predicted_label"].astype(str),
                          labels=list(classes), average=None, zero_division=0)  # fmt: skip
     return {"macro_f1": float(per_class.mean()), "positive_f1": float(per_class[0])}
-
-
-def _interval(values: np.ndarray, estimate: float, level: float) -> dict[str, Any]:
-    used = values[np.isfinite(values)]
-    alpha = (1 - level) / 2
-    low, high = np.quantile(used, [alpha, 1 - alpha]) if len(used) else (np.nan, np.nan)
-    return {"estimate": estimate, "low": float(low), "high": float(high), "n_used": int(len(used))}
 
 
 def paired_bootstrap(
@@ -108,11 +101,12 @@ def paired_bootstrap(
                                                     size=n_boot)  # fmt: skip
     boot = {name: _resampled_f1(t, classes, patients, draws) for name, t in tables.items()}
     point = {name: _point_f1(t, classes) for name, t in tables.items()}
-    out = {name: {m: _interval(boot[name][m], point[name][m], level) for m in METRICS} for name in tables}
+    out = {name: {m: percentile_interval(boot[name][m], point[name][m], level) for m in METRICS} for name in tables}
     first, *others = list(tables)
     for other in others:
         out[f"{first} - {other}"] = {
-            m: _interval(boot[first][m] - boot[other][m], point[first][m] - point[other][m], level) for m in METRICS
+            m: percentile_interval(boot[first][m] - boot[other][m], point[first][m] - point[other][m], level)
+            for m in METRICS
         }
     return out
 

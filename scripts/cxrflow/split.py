@@ -74,11 +74,14 @@ def fold_columns(folds: int) -> list[str]:
     return [f"fold{k}" for k in range(folds)]
 
 
-def _fold_columns_of(assignments: pd.DataFrame) -> list[str]:
-    cols = [c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()]
-    if not cols:
-        raise ValueError("assignments have no fold0.. columns")
-    return sorted(cols, key=lambda c: int(c[4:]))
+def fold_columns_of(assignments: pd.DataFrame) -> list[str]:
+    """The fold0..fold{k-1} columns of an assignments table, in fold order; gaps or none raise."""
+    cols = sorted(
+        (c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()), key=lambda c: int(c[4:])
+    )
+    if not cols or cols != [f"fold{k}" for k in range(len(cols))]:
+        raise ValueError(f"assignments need columns fold0..fold{{k-1}}, got {cols}")
+    return cols
 
 
 def group_uniform(seed: int, group: str) -> float:
@@ -233,7 +236,7 @@ def write_split_files(assignments: pd.DataFrame, out_dir: Path) -> list[Path]:
     check_no_leakage(assignments)
     out_dir = Path(out_dir)
     written = [write_csv_atomic(assignments, out_dir / "assignments.csv")]
-    for col in _fold_columns_of(assignments):
+    for col in fold_columns_of(assignments):
         for split in SPLITS:
             rows = assignments.loc[assignments[col] == split, list(SPLIT_FILE_COLUMNS)]
             written.append(write_csv_atomic(rows, out_dir / col / f"{split}.csv"))
@@ -260,7 +263,7 @@ def _shared(assignments: pd.DataFrame, col: str, key: pd.Series) -> int:
 def check_no_leakage(assignments: pd.DataFrame) -> None:
     """Raise ValueError if any group or patient is in two splits of one fold."""
     patient = _patient_keys(assignments)
-    for col in _fold_columns_of(assignments):
+    for col in fold_columns_of(assignments):
         for name, key in (("group", assignments["group"]), ("patient", patient)):
             spread = assignments.assign(_key=key).groupby("_key")[col].nunique()
             leaked = sorted(spread[spread > 1].index.astype(str))
@@ -277,7 +280,7 @@ def split_summary(assignments: pd.DataFrame, classes: Sequence[str]) -> dict[str
     if no_pid:
         warnings.append(f"{no_pid} images have no patient id: each is treated as its own patient")
     folds = []
-    for col in _fold_columns_of(assignments):
+    for col in fold_columns_of(assignments):
         splits = {}
         for split in SPLITS:
             part = assignments[assignments[col] == split]

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import _fmt, confidence_intervals, summarize_folds
+from .metrics import confidence_intervals, summarize_folds
+from .metrics import format_value as _fmt
 
 HEAD_KEYS = ("experiment", "backend", "arch", "weights")
 
