@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cxrflow.audit import json_safe
+from cxrflow.metrics import json_safe
 from cxrflow.data import open_log
 from cxrflow.metrics import read_predictions
 from cxrflow.shortcut import experiment_audit, experiment_audit_text

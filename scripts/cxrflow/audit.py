@@ -30,6 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import baselines
+from .metrics import json_safe
 from .split import fold_columns_of
 
 SPLITS = ("train", "val", "test")
@@ -188,19 +189,6 @@ def source_check(
     sentence = (f"Sources coincide with labels: {facts}; a model can score by recognising the collection."
                 if flag else f"No source shortcut flagged: {facts}.")  # fmt: skip
     return {**result, "flag": flag, "sentence": sentence}
-
-
-def json_safe(tree: Any) -> Any:
-    """NumPy scalars to Python, non-finite floats to None: strict JSON (allow_nan=False) accepts the result."""
-    if isinstance(tree, Mapping):
-        return {str(k): json_safe(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [json_safe(v) for v in tree]
-    if isinstance(tree, (float, np.floating)):
-        return float(tree) if np.isfinite(tree) else None
-    if isinstance(tree, np.integer):
-        return int(tree)
-    return tree
 
 
 def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.DataFrame, thumbnail_size: int,

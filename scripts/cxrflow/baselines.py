@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .data import load_split
+from .data import load_split, read_gray
 
 # lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
 _MAX_ITER = 5000
@@ -44,9 +44,7 @@ def load_gray_images(paths: Iterable[str | Path]) -> np.ndarray:
     """Read image files as one uint8 [N,H,W] grayscale stack; unreadable or mismatched sizes raise."""
     images = []
     for path in paths:
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"cannot read image: {path}")
+        img = read_gray(path)
         if images and img.shape != images[0].shape:
             raise ValueError(f"{path} is {img.shape}, the first image is {images[0].shape}: preprocess first")
         images.append(img)

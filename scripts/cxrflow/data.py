@@ -30,12 +30,17 @@ def read_split_table(csv_path: str | Path, classes: Sequence[str]) -> pd.DataFra
     return table
 
 
-def read_gray(path: str | Path, image_size: int) -> np.ndarray:
-    """One image as uint8 [S,S]; INTER_AREA because it is the alias-free choice for shrinking."""
+def read_gray(path: str | Path, image_size: int | None = None) -> np.ndarray:
+    """One image file as uint8 [H,W], resized to [S,S] when ``image_size`` is given.
+
+    The one place an image file is read back after preprocessing (training, audits,
+    duplicate search): a missing or undecodable file raises ValueError naming it.
+    INTER_AREA because it is the alias-free choice for shrinking.
+    """
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
-        raise FileNotFoundError(f"cannot read image {path} (missing or not an image)")
-    if image.shape != (image_size, image_size):
+        raise ValueError(f"cannot read image {path} (missing or not an image)")
+    if image_size is not None and image.shape != (image_size, image_size):
         image = cv2.resize(image, (image_size, image_size), interpolation=cv2.INTER_AREA)
     return image
 

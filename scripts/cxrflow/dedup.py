@@ -26,6 +26,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .data import read_gray
+
 HASH_BITS = 64
 _DCT_SIZE = 32  # pHash: DCT of a 32x32 thumbnail ...
 _LOW = 8  # ... keeping the 8x8 lowest frequencies = 64 bits
@@ -50,10 +52,7 @@ def perceptual_hashes(paths: Iterable[str | Path]) -> np.ndarray:
     """pHash of each image file (read as grayscale), one at a time so 30k images fit in memory."""
     out = []
     for path in paths:
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"cannot read image for hashing: {path}")
-        out.append(phash(img))
+        out.append(phash(read_gray(path)))
     return np.asarray(out, dtype=np.uint64)
 
 
