@@ -55,21 +55,19 @@ def internal_split(
     manifest: pd.DataFrame,
     test_sources: Sequence[str],
     *,
-    seed: int,
-    test_size: float,
-    val_size: float,
-    folds: int,
-    classes: Sequence[str],
     extra_groups: Mapping[str, str] | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
-    """``split.assign_splits`` on the sources not held out (duplicate clusters restricted to them)."""
+    """``split.assign_splits`` (same ``settings``: seed, sizes, folds, classes) on the sources not held out.
+
+    Duplicate clusters (``extra_groups``) are restricted to the internal images.
+    """
     internal = manifest[~manifest["source"].isin(list(test_sources))]
     if not (internal["status"] == "ok").any():
         raise ValueError(f"no ok image outside the test_sources {list(test_sources)}: nothing to train on")
     ids = set(internal.loc[internal["status"] == "ok", "image_id"].astype(str))
     groups = {i: g for i, g in (extra_groups or {}).items() if i in ids}
-    return cxr_split.assign_splits(internal, seed=seed, test_size=test_size, val_size=val_size, folds=folds,
-                                   classes=classes, extra_groups=groups)
+    return cxr_split.assign_splits(internal, extra_groups=groups, **settings)
 
 
 def check_disjoint(assignments: pd.DataFrame, external: pd.DataFrame) -> None:
