@@ -6,15 +6,11 @@ import os
 # Keras reads the backend once, at its first import: choose it before anything imports keras.
 os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
 
+from cxrflow.joblog import run_rule  # noqa: E402
 from cxrflow.metrics import EvaluationSettings, evaluate_main  # noqa: E402
 
 sm = snakemake  # noqa: F821
-evaluate_main(
-    sm.input.model,
-    {name: sm.input[name] for name in ("train", "val", "test", "external") if name in sm.input.keys()},
-    dict(sm.output.items()),
-    EvaluationSettings.from_params(sm.params),
-    dict(sm.wildcards.items()),
-    sm.log[0],
-    history_csv=sm.input.get("history"),
-)
+splits = {name: sm.input[name] for name in ("train", "val", "test", "external") if name in sm.input.keys()}
+run_rule(sm.log[0], evaluate_main, sm.input.model, splits, dict(sm.output.items()),
+         EvaluationSettings.from_params(sm.params), dict(sm.wildcards.items()), sm.log[0],
+         history_csv=sm.input.get("history"))  # fmt: skip

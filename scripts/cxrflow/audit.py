@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
@@ -30,9 +31,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import baselines
-from .metrics import json_safe
+from .manifest import read_manifest
+from .metrics import json_safe, write_json
 from .split import fold_columns_of
 
+LOG = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 # lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
 _MAX_ITER = 5000
@@ -332,4 +335,24 @@ def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], b
     ]
     table = pd.DataFrame(records, columns=list(TRUST_COLUMNS))
     table["duplicates_internal_external"] = table["duplicates_internal_external"].astype("Int64")  # a count
+    return table
+
+
+def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str, output: str, thumbnail_size: int,
+                    settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Rule audit_data: :func:`data_audit` of the manifest and the shared split, to data_audit.json."""
+    assignments = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False)
+    pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
+    result = data_audit(read_manifest(manifest_csv), assignments, pairs, thumbnail_size, settings)
+    write_json(result, output)
+    leakage, source = result["leakage"], result["source_predictability"]
+    LOG.info("leakage ok=%s (total shared %d); %s", leakage["ok"], leakage["total_shared"], source["sentence"])
+    return result
+
+
+def trust_summary_main(output: str, *args: Any) -> pd.DataFrame:
+    """Rule trust_summary: :func:`trust_table` (same arguments) written to trust_summary.csv."""
+    table = trust_table(*args)
+    table.to_csv(output, index=False, float_format="%.4f")
+    LOG.info("trust summary of %d model(s) written to %s", len(table), output)
     return table

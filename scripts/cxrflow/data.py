@@ -6,7 +6,6 @@ columns in :data:`SPLIT_COLUMNS`; ``path`` is an 8-bit grayscale PNG.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -98,18 +97,3 @@ def mask_centre(images: np.ndarray, fraction: float, fill: int) -> np.ndarray:
     out = arr.copy()
     out[:, y0:y1, x0:x1] = fill
     return out
-
-
-def open_log(log_path: str | Path, name: str = "cxrflow") -> logging.Logger:
-    """A logger writing to the rule's log file (appending: a resumed job keeps the first run's lines)."""
-    logger = logging.getLogger(name)
-    logger.setLevel(logging.INFO)
-    target = str(Path(log_path).resolve())
-    if any(getattr(h, "baseFilename", None) == target for h in logger.handlers):
-        return logger  # already attached (train and evaluate in one process): no doubled lines
-    handler = logging.FileHandler(log_path, mode="a")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addHandler(handler)
-    return logger

@@ -123,3 +123,22 @@ def duplicate_groups(pairs: pd.DataFrame) -> dict[str, str]:
     for node, lab in zip(nodes, labels):
         first.setdefault(int(lab), str(node))
     return {str(node): f"dup:{first[int(lab)]}" for node, lab in zip(nodes, labels)}
+
+
+PAIR_COLUMNS = ("image_id_a", "image_id_b", "distance", "source_a", "source_b", "patient_id_a", "patient_id_b",
+                "label_a", "label_b")  # fmt: skip
+
+
+def find_duplicates(table: pd.DataFrame, max_distance: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Pairs of the manifest's ok images whose pHashes differ in <= max_distance bits (with source, patient
+    and label of each side, so cross-source copies show at a glance) and image_id -> cluster key for
+    ``split.assign_splits``' extra_groups."""
+    ok = table[table["status"] == "ok"].reset_index(drop=True)
+    hashes = perceptual_hashes(ok["output_path"])
+    pairs = near_duplicate_pairs(ok["image_id"].tolist(), hashes, max_distance)
+    info = ok.set_index("image_id")[["source", "patient_id", "label"]]
+    for side in ("a", "b"):
+        rows = info.loc[pairs[f"image_id_{side}"]]
+        for col in ("source", "patient_id", "label"):
+            pairs[f"{col}_{side}"] = rows[col].to_numpy()
+    return pairs[list(PAIR_COLUMNS)], duplicate_groups(pairs)

@@ -22,13 +22,21 @@ is what the duplicate count catches.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import split as cxr_split
+from .audit import leakage_report
+from .manifest import read_manifest, write_csv_atomic
+from .metrics import write_json
+
+LOG = logging.getLogger(__name__)
 
 EXTERNAL_COLUMNS: tuple[str, ...] = cxr_split.SPLIT_FILE_COLUMNS
 
@@ -169,4 +177,54 @@ def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mappi
                           "external": part["external"].mean(), "external_sd": part["external"].std(ddof=1),
                           "external_minus_internal": part["external_minus_internal"].mean()})
         table = pd.concat([table, pd.DataFrame(means, columns=list(SIDE_BY_SIDE_COLUMNS))], ignore_index=True)
+    return table
+
+
+def experiment_split_main(manifest_csv: str, duplicates_csv: str, groups_json: str, outputs: Mapping[str, str],
+                          split: Mapping[str, Any], folds: int, test_sources: Sequence[str],
+                          classes: Sequence[str]) -> dict[str, Any]:
+    """Rule experiment_split: an experiment's own split of the internal sources (``split``: the config's
+    split section; ``folds`` the experiment's), its external test set, and their audit.json.
+
+    The near-duplicate clusters of make_splits are kept whole inside the internal
+    split, and pairs reaching across to the external set are counted.
+    """
+    classes, test_sources = list(classes), list(test_sources)
+    table = read_manifest(manifest_csv)
+    groups = json.loads(Path(groups_json).read_text())
+    pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
+    assignments = internal_split(table, test_sources, seed=split["seed"], test_size=split["test_size"],
+                                 val_size=split["val_size"], folds=folds, classes=classes, extra_groups=groups)
+    cxr_split.check_no_leakage(assignments)
+    held_out = (external_table(table, test_sources) if test_sources
+                else pd.DataFrame(columns=list(EXTERNAL_COLUMNS)))  # fmt: skip
+    ids = set(assignments["image_id"])
+    internal_pairs = pairs[pairs["image_id_a"].isin(ids) & pairs["image_id_b"].isin(ids)]
+    result = {
+        "test_sources": test_sources,
+        "internal_sources": sorted(set(assignments["source"])),
+        "folds": int(folds),
+        "leakage": leakage_report(assignments, internal_pairs),
+        "split": cxr_split.split_summary(assignments, classes),
+        "external": external_report(assignments, held_out, pairs, classes) if test_sources else None,
+    }
+    write_csv_atomic(assignments, Path(outputs["assignments"]))
+    write_csv_atomic(held_out, Path(outputs["external"]))
+    write_json(result, outputs["audit"])
+    LOG.info("internal split of %s (%d images, %d folds), external %s: %d images; leakage ok=%s",
+             result["internal_sources"], len(assignments), folds, test_sources, len(held_out),
+             result["leakage"]["ok"])  # fmt: skip
+    for warning in result["split"]["warnings"]:
+        LOG.warning(warning)
+    return result
+
+
+def side_by_side_main(internal_paths: Sequence[str], external_paths: Sequence[str], classes: Sequence[str],
+                      output: str) -> pd.DataFrame:
+    """Rule external_table: :func:`side_by_side` of the folds' internal and external metrics.json."""
+    internal = [json.loads(Path(p).read_text()) for p in internal_paths]
+    external = [json.loads(Path(p).read_text()) for p in external_paths]
+    table = side_by_side(internal, external, list(classes))
+    table.to_csv(output, index=False, float_format="%.4f")
+    LOG.info("internal vs external over %d fold(s) written to %s", len(internal), output)
     return table

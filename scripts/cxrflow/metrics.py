@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
 
-from .data import load_split, open_log, read_split_table
+from .data import load_split, read_split_table
+from .joblog import open_log
 
 REPORT_DIGITS = 2  # the original article's table
 # Sections of compute_metrics' dict averaged over folds (numeric leaves only).
@@ -191,7 +192,8 @@ def split_counts(csv_path: str | Path, classes: Sequence[str]) -> dict[str, Any]
     }
 
 
-def _write_json(data: Any, path: str | Path) -> None:
+def write_json(data: Any, path: str | Path) -> None:
+    """Strict JSON (NaN refused: run it through :func:`json_safe` first), indented, newline-terminated."""
     Path(path).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
@@ -267,7 +269,7 @@ def evaluate_main(
         result["ci"] = ci
     if settings.mask is not None:
         result["mask"] = dict(settings.mask)
-    _write_json(result, outputs["metrics"])
+    write_json(result, outputs["metrics"])
     if history_csv is not None and "history_plot" in outputs:
         history_plot(pd.read_csv(history_csv), outputs["history_plot"])
     confusion_matrix_plot(metrics["confusion_matrix"], classes, outputs["confusion"])

@@ -15,17 +15,23 @@ without Keras.
 
 from __future__ import annotations
 
+import json
+import logging
 import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from .metrics import json_safe, read_predictions, write_json
 from .summary import pool_folds
 from .uncertainty import check_predictions, metrics_from_confusion, percentile_interval
+
+LOG = logging.getLogger(__name__)
 
 
 def chance_f1(y_true: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
@@ -312,3 +318,31 @@ def experiment_audit_text(result: Mapping[str, Any]) -> str:
     lines = [f"Verdicts of the single folds ({result['flagged_folds']} of {folds} flagged):"]
     lines += [f"  fold {f['fold']}: {f['verdict']}" for f in result["per_fold"]]
     return text + "\n" + "\n".join(lines) + "\n"
+
+
+def shortcut_audit_main(full_csv: str, border_csv: str, outputs: Mapping[str, str], classes: Sequence[str],
+                        settings: Mapping[str, Any], bootstrap: Mapping[str, Any], run: Mapping[str, Any],
+                        test: str = "internal") -> dict[str, Any]:
+    """Rules shortcut_audit and shortcut_audit_external: :func:`shortcut_audit` of one fold's predictions,
+    to shortcut_audit.json and .txt (``run``: {experiment, fold}; ``test``: internal or external)."""
+    result = shortcut_audit(read_predictions(full_csv), read_predictions(border_csv), classes, settings, bootstrap)
+    result = {"experiment": run.get("experiment", ""), "fold": run.get("fold", ""), "test": test, **result}
+    write_json(json_safe(result), outputs["json"])
+    Path(outputs["text"]).write_text(audit_text(result))
+    LOG.info("%s", result["sentence"])
+    return result
+
+
+def experiment_audit_main(full_paths: Sequence[str], border_paths: Sequence[str], audit_paths: Sequence[str],
+                          outputs: Mapping[str, str], classes: Sequence[str], settings: Mapping[str, Any],
+                          bootstrap: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+    """Rule shortcut_summary: :func:`experiment_audit` over all folds, to the experiment's shortcut_audit.json
+    and .txt beside its metrics.json."""
+    fold_audits = [json.loads(Path(p).read_text()) for p in audit_paths]
+    result = experiment_audit([read_predictions(p) for p in full_paths], [read_predictions(p) for p in border_paths],
+                              fold_audits, classes, settings, bootstrap)  # fmt: skip
+    result = {"experiment": experiment, **result}
+    write_json(json_safe(result), outputs["json"])
+    Path(outputs["text"]).write_text(experiment_audit_text(result))
+    LOG.info("%s (%d of %d folds flagged)", result["sentence"], result["flagged_folds"], result["folds"])
+    return result

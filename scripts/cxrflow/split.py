@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,10 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cxrflow.manifest import write_csv_atomic
+from .dedup import find_duplicates
+from .manifest import read_manifest, write_csv_atomic
+
+LOG = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 ASSIGNMENT_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "source", "group", "path")
@@ -313,3 +318,37 @@ def split_summary(assignments: pd.DataFrame, classes: Sequence[str]) -> dict[str
         "folds": folds,
         "warnings": warnings,
     }
+
+
+def make_splits_main(manifest_csv: str, outputs: Mapping[str, str], out_dir: str, split: Mapping[str, Any],
+                     classes: Sequence[str], max_distance: int) -> dict[str, Any]:
+    """Rule make_splits: near-duplicate search, then the shared split (``split``: the config's split section).
+
+    The duplicates are found here because they decide the split: a copy of one
+    radiograph under two ids must land where its twin does, as two images of one
+    patient do (``extra_groups``). Writes ``outputs`` duplicates, duplicate_groups
+    and summary, and the split files under ``out_dir``.
+    """
+    table = read_manifest(manifest_csv)
+    pairs, groups = find_duplicates(table, max_distance)
+    pairs.to_csv(outputs["duplicates"], index=False)
+    Path(outputs["duplicate_groups"]).write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n")
+    LOG.info("%d near-duplicate pairs in %d clusters", len(pairs), len(set(groups.values())))
+    assignments = assign_splits(table, seed=split["seed"], test_size=split["test_size"], val_size=split["val_size"],
+                                folds=split["folds"], classes=classes, extra_groups=groups)  # fmt: skip
+    write_split_files(assignments, Path(out_dir))
+    summary = split_summary(assignments, classes)
+    Path(outputs["summary"]).write_text(json.dumps(summary, indent=2) + "\n")
+    for warning in summary.get("warnings", []):
+        LOG.warning(warning)
+    return summary
+
+
+def fold_split_main(assignments_csv: str, fold: int, outputs: Mapping[str, str]) -> dict[str, int]:
+    """Rule experiment_fold_split: one fold's train/val/test files of an experiment's own split."""
+    tables = fold_tables(read_split_file(Path(assignments_csv)), int(fold))
+    for name, rows in tables.items():
+        write_csv_atomic(rows, Path(outputs[name]))
+    counts = {name: len(rows) for name, rows in tables.items()}
+    LOG.info("fold %s: %s", fold, counts)
+    return counts

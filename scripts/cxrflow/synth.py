@@ -12,6 +12,7 @@ images at parse time.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+LOG = logging.getLogger(__name__)
 IEEE_CSV = "ieee8023/metadata.csv"
 RSNA_CSV = "rsna/stage_2_detailed_class_info.csv"
 # format -> planned metadata table, for sources pointing at the demo folders.
@@ -301,3 +303,4 @@ def write_demo(demo: Mapping[str, Any], out_root: Path) -> None:
         target = out_root / image.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_encode(render(image), image.path))
+    LOG.info("wrote %d demo images and %d tables under %s", len(images), len(tables), out_root)

@@ -25,7 +25,8 @@ import keras
 import pandas as pd
 
 from .augment import AugmentedBatches
-from .data import load_split, open_log
+from .data import load_split
+from .joblog import open_log
 from .model import build_model, preprocess_batch
 
 _OPTIMIZERS = {
@@ -240,8 +241,4 @@ def main(
 ) -> None:
     """Entry point for scripts/train.py: KERAS_BACKEND must already be set by the caller."""
     log = open_log(log_path)
-    try:
-        train(experiment, classes, train_csv, val_csv, model_path, history_path, checkpoint_dir, log, workers, mask)
-    except Exception:
-        log.exception("training failed")
-        raise
+    train(experiment, classes, train_csv, val_csv, model_path, history_path, checkpoint_dir, log, workers, mask)
