@@ -114,3 +114,51 @@ def test_no_private_name_crosses_a_module() -> None:
 def test_the_loader_does_not_depend_on_an_audit() -> None:
     """data loading sits at the bottom: it imports no other cxrflow module."""
     assert import_graph()["data"] == set()
+
+
+# Import name -> the distribution pyproject.toml declares for it.
+DISTRIBUTIONS = {"cv2": "opencv-python-headless", "sklearn": "scikit-learn", "yaml": "pyyaml"}
+# Installed with a declared package and imported only where that package needs it.
+INDIRECT = {
+    "h5py": "keras (its legacy .h5 format)",
+    "torch": "the torch Keras backend, installed by hand from PyTorch's CPU index (tests skip without it)",
+}
+
+
+def third_party_imports() -> dict[str, str]:
+    """Top-level module -> first file importing it, over the package (imports inside functions included)."""
+    import sys
+
+    found: dict[str, str] = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])  # fmt: skip
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("cxrflow", "__future__"):
+                    found.setdefault(top, path.name)
+    return found
+
+
+def test_every_imported_package_is_declared() -> None:
+    """pyproject's dependencies name what the package imports; the conda envs list no package it does not."""
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {
+        dep.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower()
+        for dep in [*project["dependencies"], *project["optional-dependencies"]["jax"]]
+    }
+    imports = third_party_imports()
+    assert {"scipy", "sklearn", "cv2"} <= set(imports)  # the walk sees the package's imports
+    missing = sorted(f"{m} ({f})" for m, f in imports.items()
+                     if m not in INDIRECT and DISTRIBUTIONS.get(m, m).lower() not in declared)  # fmt: skip
+    assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        listed = {str(d).split()[0] for d in yaml.safe_load(env.read_text())["dependencies"] if isinstance(d, str)}
+        assert "imagehash" not in listed, f"{env.name} lists imagehash, which the code does not use (dedup.py)"
+        assert "scipy" in listed, f"{env.name} lacks scipy, which split, dedup, audit and uncertainty import"

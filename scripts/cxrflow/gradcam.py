@@ -214,7 +214,7 @@ def gradcam(
     return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
 
 
-def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+def overlay(gray: np.ndarray, heatmap: np.ndarray, *, alpha: float) -> np.ndarray:
     """BGR uint8: the radiograph with the heat map (JET colours, resized to it) blended on top."""
     img = np.asarray(gray)
     if img.ndim == 3 and img.shape[2] == 1:

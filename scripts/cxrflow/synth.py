@@ -50,9 +50,6 @@ IEEE_HEADER = [
 JPEG_QUALITY = 90
 PNG_COMPRESSION = 1  # noise makes PNG barely compressible: favour speed
 _CANVAS = 256  # anatomy is drawn at this size, then resized: fast at any raw size
-# demo.covid.size_range when a caller passes no such key (the schema's default is the same):
-# mixed sizes and aspect ratios, as in the real ieee8023 collection.
-SIZE_RANGE = (0.6, 1.4)
 # Rows the default filters (COVID-19 / X-ray / PA; class Normal) must exclude.
 _IEEE_EXTRAS = [("SARS", "PA", "X-ray")] * 2 + [("COVID-19", "AP", "X-ray")] * 2 + [("COVID-19", "Axial", "CT")]
 _RSNA_EXTRAS = [("Lung Opacity", 2)] * 3 + [("No Lung Opacity / Not Normal", 1)]
@@ -80,7 +77,7 @@ def _plan(demo: Mapping[str, Any]) -> tuple[dict[str, pd.DataFrame], list[_Image
     # Width and height of each COVID-19 image: raw_size times a factor drawn from this range.
     # [1, 1] frames them exactly like the square Normal images; the draw happens either way,
     # so every other random choice (and so every other file) stays the same.
-    low, high = covid.get("size_range", SIZE_RANGE)
+    low, high = covid["size_range"]  # the schema's default: mixed sizes, as in the real ieee8023 collection
 
     def size() -> tuple[int, int]:
         return tuple(int(round(demo["raw_size"] * f)) for f in rng.uniform(low, high, 2))
