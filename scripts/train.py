@@ -12,9 +12,8 @@ os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F8
 
 from cxrflow.joblog import run_rule  # noqa: E402
 from cxrflow.nested import train_main  # noqa: E402
+from cxrflow.train import TrainingSettings  # noqa: E402
 
 sm = snakemake  # noqa: F821
-run_rule(sm.log[0], train_main, sm.input.get("choice"), sm.params.experiment, classes=list(sm.params.classes),
-         train_csv=sm.input.train, val_csv=sm.input.val, model_path=sm.output.model,
-         history_path=sm.output.history, checkpoint_dir=sm.params.checkpoint_dir, log_path=sm.log[0],
-         workers=sm.threads, mask=sm.params.get("mask"))  # fmt: skip
+run_rule(sm.log[0], train_main, sm.input.get("choice"), TrainingSettings.from_params(sm.params), sm.input.train,
+         sm.input.val, sm.output.model, sm.output.history, sm.log[0], workers=sm.threads)  # fmt: skip

@@ -28,9 +28,9 @@ RUNNER = """
 import json, os, sys
 args = json.loads(sys.argv[1])
 os.environ["KERAS_BACKEND"] = args["experiment"]["backend"]
-from cxrflow.train import main
-main(args["experiment"], args["classes"], args["train"], args["val"], args["model"], args["history"],
-     args["checkpoints"], args["log"], workers=1)
+from cxrflow.train import TrainingSettings, main
+main(TrainingSettings(args["experiment"], tuple(args["classes"]), args["checkpoints"]), args["train"], args["val"],
+     args["model"], args["history"], args["log"], workers=1)
 if args.get("evaluate"):
     from cxrflow.metrics import EvaluationSettings, evaluate_main
     o = args["out"]

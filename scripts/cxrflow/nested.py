@@ -34,7 +34,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ from sklearn.model_selection import ParameterGrid, StratifiedGroupKFold
 
 from .manifest import write_csv_atomic
 from .split import SPLIT_FILE_COLUMNS
+
+if TYPE_CHECKING:  # train imports keras: not at parse time, where common.smk imports this module
+    from .train import TrainingSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -209,12 +212,15 @@ def nested_summary(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[
 
 
 def train_and_score_main(
-    experiment: Mapping[str, Any], params: Mapping[str, Any], point: int, inner: int, classes: Sequence[str],
-    train_csv: str, val_csv: str, score_path: str, predictions_path: str, history_path: str,
-    checkpoint_dir: str, scratch_model: str, log_path: str, workers: int = 1,
+    settings: TrainingSettings, grid_point: Mapping[str, Any], splits: Mapping[str, str], outputs: Mapping[str, str],
+    run: Mapping[str, Any], scratch_model: str, log_path: str, workers: int = 1,
 ) -> dict[str, Any]:
     """Entry point of train_inner (KERAS_BACKEND already set): train one grid point on one inner fold,
-    score it on the inner validation part. The model itself is not kept: only its score is needed."""
+    score it on the inner validation part. The model itself is not kept: only its score is needed.
+
+    ``settings`` is the rule's ``train.TrainingSettings``; ``splits`` its train and val
+    inputs, ``outputs`` its score, predictions and history; ``run`` {point, inner}.
+    """
     import keras
 
     from .joblog import open_log
@@ -222,13 +228,15 @@ def train_and_score_main(
     from .train import train
 
     log = open_log(log_path)
-    settings = training_settings(experiment, params)
-    log.info("grid point %d %s, inner fold %d", point, dict(params), inner)
-    train(settings, classes, train_csv, val_csv, scratch_model, history_path, checkpoint_dir, log, workers)
+    point, inner, classes = int(run["point"]), int(run["inner"]), list(settings.classes)
+    experiment = training_settings(settings.experiment, grid_point)
+    log.info("grid point %d %s, inner fold %d", point, dict(grid_point), inner)
+    train(experiment, classes, splits["train"], splits["val"], scratch_model, outputs["history"],
+          settings.checkpoint_dir, log, workers)  # fmt: skip
     model = keras.saving.load_model(scratch_model)
-    predictions, _ = predict_split(model, val_csv, list(classes), settings, predictions_path)
-    score = {"point": int(point), "inner": int(inner), "params": dict(params), **inner_score(predictions, classes)}
-    Path(score_path).write_text(json.dumps(score, indent=2, allow_nan=False) + "\n")
+    predictions, _ = predict_split(model, splits["val"], classes, experiment, outputs["predictions"])
+    score = {"point": point, "inner": inner, "params": dict(grid_point), **inner_score(predictions, classes)}
+    Path(outputs["score"]).write_text(json.dumps(score, indent=2, allow_nan=False) + "\n")
     Path(scratch_model).unlink()
     log.info("inner macro F1 %.4f on %d images", score["macro_f1"], score["n_images"])
     return score
@@ -256,11 +264,13 @@ def nested_table_main(choice_paths: Sequence[str], metrics_paths: Sequence[str],
     return table
 
 
-def train_main(choice_path: str | None, experiment: Mapping[str, Any], **train_args: Any) -> None:
+def train_main(choice_path: str | None, settings: TrainingSettings, *train_args: Any, **train_kwargs: Any) -> None:
     """Rules train and train_border_only (KERAS_BACKEND already set): ``train.main`` with, for a nested
-    experiment, its outer fold's chosen grid point (``choice_path``) put into the experiment's settings."""
+    experiment, its outer fold's chosen grid point (``choice_path``) put into the ``settings``' experiment."""
+    from dataclasses import replace
+
     from .train import main
 
     if choice_path is not None:
-        experiment = apply_choice(experiment, read_choice(choice_path))
-    main(experiment=experiment, **train_args)
+        settings = replace(settings, experiment=apply_choice(settings.experiment, read_choice(choice_path)))
+    main(settings, *train_args, **train_kwargs)
