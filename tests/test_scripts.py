@@ -63,10 +63,45 @@ def test_find_duplicates_pairs_copies_and_groups_them(tmp_path: Path) -> None:
     for image_id, image in images.items():
         cv2.imwrite(str(tmp_path / f"{image_id}.png"), image)
         rows.append({"image_id": image_id, "source": "s1" if image_id == "a" else "s2", "patient_id": image_id,
-                     "label": "COVID-19" if image_id == "a" else "Normal", "output_path": str(tmp_path / f"{image_id}.png"),
+                     "label": "COVID-19" if image_id == "a" else "Normal",
+                     "output_path": str(tmp_path / f"{image_id}.png"),
                      "status": "quarantined" if image_id == "q" else "ok"})  # fmt: skip
     pairs, groups = find_duplicates(pd.DataFrame(rows), max_distance=4)
     assert list(pairs.columns) == list(PAIR_COLUMNS)
     assert pairs[["image_id_a", "image_id_b"]].values.tolist() == [["a", "b"]]  # the quarantined copy is no image
     assert pairs.iloc[0][["source_a", "source_b", "label_a", "label_b"]].tolist() == ["s1", "s2", "COVID-19", "Normal"]
     assert groups["a"] == groups["b"] and "c" not in groups
+
+
+def test_fold_split_main_writes_what_the_shared_split_writes(tmp_path: Path) -> None:
+    from cxrflow.split import assign_splits, fold_split_main, read_split_file, write_split_files
+
+    rows = [{"image_id": f"i{k}", "source": "s", "label": ["COVID-19", "Normal"][k % 2], "patient_id": f"p{k // 2}",
+             "output_path": f"out/i{k}.png", "status": "ok", "reason": ""} for k in range(40)]  # fmt: skip
+    assignments = assign_splits(pd.DataFrame(rows), seed=1, test_size=0.2, val_size=0.1, folds=2,
+                                classes=["COVID-19", "Normal"])  # fmt: skip
+    write_split_files(assignments, tmp_path / "shared")
+    outputs = {name: str(tmp_path / "own" / f"{name}.csv") for name in ("train", "val", "test")}
+    (tmp_path / "own").mkdir()
+    counts = fold_split_main(str(tmp_path / "shared" / "assignments.csv"), 1, outputs)
+    assert sum(counts.values()) == 40
+    for name, path in outputs.items():
+        shared = read_split_file(tmp_path / "shared" / "fold1" / f"{name}.csv")
+        pd.testing.assert_frame_equal(read_split_file(Path(path)), shared)
+
+
+def test_select_main_writes_the_choice(tmp_path: Path) -> None:
+    import json
+
+    from cxrflow.nested import select_main
+
+    points = [{"learning_rate": 0.01}, {"learning_rate": 0.001}]
+    paths = []
+    for inner in range(2):
+        for point, f1 in enumerate((0.5, 0.7)):
+            paths.append(tmp_path / f"s{inner}{point}.json")
+            score = {"point": point, "inner": inner, "params": points[point], "macro_f1": f1}
+            paths[-1].write_text(json.dumps(score))
+    choice = select_main(points, [str(p) for p in paths], 3, str(tmp_path / "choice.json"))
+    assert json.loads((tmp_path / "choice.json").read_text()) == choice
+    assert choice["outer_fold"] == 3 and choice["chosen"]["params"] == points[1]

@@ -241,14 +241,14 @@ def evaluate_main(
 
     log = open_log(log_path)
     external = "external" in splits
+    if external and settings.bootstrap is None:
+        raise ValueError("an external test needs the bootstrap settings (audit.bootstrap)")
     test_csv = splits["external" if external else "test"]
     classes = list(settings.classes)
     model = keras.saving.load_model(model_path)
     predictions, table = predict_split(model, test_csv, classes, settings.experiment, outputs["predictions"],
                                        settings.mask)  # fmt: skip
     metrics = compute_metrics(predictions, classes)
-    if external and settings.bootstrap is None:
-        raise ValueError("an external test needs the bootstrap settings (audit.bootstrap)")
     ci = None if settings.bootstrap is None else confidence_intervals(predictions, classes, settings.bootstrap)
     report_text = metrics["classification_report_text"] + ("" if ci is None else "\n" + ci_report_text(ci))
     sources = sorted(set(table["source"]))
