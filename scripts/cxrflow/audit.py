@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from . import baselines
 from .manifest import read_manifest
 from .metrics import json_safe, write_json
-from .split import fold_columns_of
+from .split import fold_columns_of, patient_keys
 
 LOG = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -117,12 +117,7 @@ def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None)
         dup = assignments.loc[assignments["image_id"].duplicated(), "image_id"].head(5).tolist()
         raise ValueError(f"image ids occur more than once in assignments: {dup}")
     fold_cols = fold_columns_of(assignments)
-    pid = assignments["patient_id"].fillna("").astype(str).str.strip()
-    patient = np.where(
-        pid != "",
-        assignments["source"].astype(str) + ":" + pid,
-        assignments["source"].astype(str) + ":image:" + assignments["image_id"].astype(str),
-    )
+    patient = patient_keys(assignments).to_numpy()
     if pairs is not None:
         unknown = (set(pairs["image_id_a"].astype(str)) | set(pairs["image_id_b"].astype(str))) - set(
             assignments["image_id"].astype(str)

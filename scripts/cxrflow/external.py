@@ -41,12 +41,6 @@ LOG = logging.getLogger(__name__)
 EXTERNAL_COLUMNS: tuple[str, ...] = cxr_split.SPLIT_FILE_COLUMNS
 
 
-def _patient_keys(table: pd.DataFrame) -> pd.Series:
-    pid = table["patient_id"].fillna("").astype(str).str.strip()
-    own = table["source"].astype(str) + ":image:" + table["image_id"].astype(str)
-    return (table["source"].astype(str) + ":" + pid).where(pid != "", own)
-
-
 def external_table(manifest: pd.DataFrame, test_sources: Sequence[str]) -> pd.DataFrame:
     """The external test set: every ok image of the test sources, in split-file columns."""
     ok = manifest[(manifest["status"] == "ok") & manifest["source"].isin(list(test_sources))]
@@ -81,7 +75,7 @@ def internal_split(
 def check_disjoint(assignments: pd.DataFrame, external: pd.DataFrame) -> None:
     """Raise ValueError if an image or a patient is both internal and external."""
     images = sorted(set(assignments["image_id"]) & set(external["image_id"]))
-    patients = sorted(set(_patient_keys(assignments)) & set(_patient_keys(external)))
+    patients = sorted(set(cxr_split.patient_keys(assignments)) & set(cxr_split.patient_keys(external)))
     sources = sorted(set(assignments["source"]) & set(external["source"]))
     for what, shared in (("images", images), ("patients", patients), ("sources", sources)):
         if shared:
@@ -118,7 +112,7 @@ def external_report(assignments: pd.DataFrame, external: pd.DataFrame, pairs: pd
     return {
         "sources": sorted(set(external["source"])),
         "images": int(len(external)),
-        "patients": int(_patient_keys(external).nunique()),
+        "patients": int(cxr_split.patient_keys(external).nunique()),
         "images_per_label": {c: int((external["label"] == c).sum()) for c in classes},
         "shared_images_with_internal": 0,
         "shared_patients_with_internal": 0,

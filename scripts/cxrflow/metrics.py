@@ -296,6 +296,12 @@ def json_safe(tree: Any) -> Any:
     return tree
 
 
+def resampling_units(predictions: pd.DataFrame) -> pd.Series:
+    """Each prediction's patient for the bootstrap: its patient_id, or ``image:<image_id>`` without one."""
+    pid = predictions["patient_id"].fillna("").astype(str).str.strip()
+    return pid.where(pid != "", "image:" + predictions["image_id"].astype(str))
+
+
 def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
                          settings: Mapping[str, Any]) -> dict[str, Any]:
     """Patient-resampled bootstrap CIs (uncertainty.bootstrap_ci), NaN -> None for JSON.
@@ -305,9 +311,7 @@ def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
     """
     from .uncertainty import bootstrap_ci
 
-    table = predictions.copy()
-    pid = table["patient_id"].fillna("").astype(str).str.strip()
-    table["patient_id"] = pid.where(pid != "", "image:" + table["image_id"].astype(str))
+    table = predictions.assign(patient_id=resampling_units(predictions))
     ci = bootstrap_ci(table, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"])
     return json_safe(ci)
 

@@ -123,7 +123,7 @@ def _check_settings(seed: int, test_size: float, val_size: float, folds: int) ->
         raise ValueError(f"{what} + val_size {val_size} leaves no training patients")
 
 
-def _patient_keys(df: pd.DataFrame) -> pd.Series:
+def patient_keys(df: pd.DataFrame) -> pd.Series:
     """source:patient_id; images without a patient id become their own patient."""
     pid = df["patient_id"].fillna("").astype(str).str.strip()
     own = df["source"].astype(str) + ":image:" + df["image_id"].astype(str)
@@ -220,7 +220,7 @@ def assign_splits(
             "source": ok["source"].astype(str).to_numpy(),
         }
     )
-    out["group"] = merge_groups(out["image_id"].tolist(), _patient_keys(out).tolist(), extra_groups)
+    out["group"] = merge_groups(out["image_id"].tolist(), patient_keys(out).tolist(), extra_groups)
     out["path"] = ok["output_path"].astype(str).to_numpy()
     u = {g: group_uniform(int(seed), g) for g in out["group"].unique()}
     for fold, col in enumerate(fold_columns(int(folds))):
@@ -267,7 +267,7 @@ def _shared(assignments: pd.DataFrame, col: str, key: pd.Series) -> int:
 
 def check_no_leakage(assignments: pd.DataFrame) -> None:
     """Raise ValueError if any group or patient is in two splits of one fold."""
-    patient = _patient_keys(assignments)
+    patient = patient_keys(assignments)
     for col in fold_columns_of(assignments):
         for name, key in (("group", assignments["group"]), ("patient", patient)):
             spread = assignments.assign(_key=key).groupby("_key")[col].nunique()
@@ -279,7 +279,7 @@ def check_no_leakage(assignments: pd.DataFrame) -> None:
 def split_summary(assignments: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
     """JSON-ready per-fold, per-split counts, leakage counts (must be 0) and warnings."""
     strata = group_strata(assignments, classes)
-    patient = _patient_keys(assignments)
+    patient = patient_keys(assignments)
     no_pid = int((assignments["patient_id"].fillna("").astype(str).str.strip() == "").sum())
     warnings: list[str] = []
     if no_pid:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import confidence_intervals, read_predictions, summarize_folds, write_json
+from .metrics import confidence_intervals, read_predictions, resampling_units, summarize_folds, write_json
 from .metrics import format_value as _fmt
 from .nested import nested_summary
 
@@ -55,9 +55,7 @@ def pool_folds(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """
     frames = []
     for k, table in enumerate(predictions):
-        pid = table["patient_id"].fillna("").astype(str).str.strip()
-        pid = pid.where(pid != "", "image:" + table["image_id"].astype(str))
-        frames.append(table.assign(patient_id=f"{k}:" + pid, image_id=f"{k}:" + table["image_id"].astype(str)))
+        frames.append(table.assign(patient_id=f"{k}:" + resampling_units(table), image_id=f"{k}:" + table["image_id"].astype(str)))
     return pd.concat(frames, ignore_index=True)
 
 
