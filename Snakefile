@@ -22,17 +22,18 @@ configfile: "config.yaml"
 
 # The demo only when the user names no sources (scripts/cxrflow/config.py).
 DEMO_ACTIVE = cxr_config.apply_demo(
-    config, yaml.safe_load((Path(workflow.basedir) / "workflow" / "demo.yaml").read_text())
+    config,
+    yaml.safe_load((Path(workflow.basedir) / "workflow" / "demo.yaml").read_text()),
 )
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
 cxr_config.check_source_mix(config)
+cxr_config.check_experiments(config)
 RUN_START = time.time()
 
 
 report: "workflow/report/workflow.rst"
-
 
 
 include: "workflow/rules/common.smk"
@@ -49,17 +50,9 @@ include: "workflow/rules/cluster.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
-        rules.preprocess.input,
-        rules.split.input,
-        experiment_summaries(),
-        "results/audit/data_audit.json",
-        "results/trust_summary.csv",
-        shortcut_files(),
-        sorted(set(experiment_shortcut_rows())),
-        [path for path in external_shortcut_rows() if path],
-        gradcam_files(),
+        get_final_output(),
+    localrule: True
 
 
 onsuccess:

@@ -6,29 +6,9 @@ coincide with labels while being recognisable from the pixels (the model then
 learns the collection). Both are measured by cxrflow.audit.data_audit.
 """
 
-import json
-from pathlib import Path
-from typing import Any
+from cxrflow.audit import data_audit_main
+from cxrflow.joblog import run_rule
 
-import pandas as pd
-
-from cxrflow import audit, manifest
-from cxrflow.data import open_log
-
-
-def main(sm: Any) -> None:
-    log = open_log(sm.log[0])
-    try:
-        table = manifest.read_manifest(sm.input.manifest)
-        assignments = pd.read_csv(sm.input.assignments, dtype=str, keep_default_na=False)
-        pairs = pd.read_csv(sm.input.duplicates, dtype={"image_id_a": str, "image_id_b": str})
-        result = audit.data_audit(table, assignments, pairs, sm.params.thumbnail_size, sm.params.source)
-        Path(sm.output[0]).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-        leakage, source = result["leakage"], result["source_predictability"]
-        log.info("leakage ok=%s (total shared %d); %s", leakage["ok"], leakage["total_shared"], source["sentence"])
-    except Exception:
-        log.exception("data audit failed")
-        raise
-
-
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_rule(sm.log[0], data_audit_main, sm.input.manifest, sm.input.assignments, sm.input.duplicates, sm.output[0],
+         sm.params.thumbnail_size, sm.params.source)  # fmt: skip

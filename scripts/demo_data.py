@@ -1,11 +1,9 @@
-"""Rule demo_data: write the embedded synthetic dataset (thin wrapper)."""
+"""Rule demo_data: write the embedded synthetic dataset (cxrflow.synth)."""
 
-import logging
 from pathlib import Path
 
 from cxrflow import synth
+from cxrflow.joblog import run_rule
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
-demo = snakemake.params.demo  # noqa: F821
-synth.write_demo(demo, Path(demo["path"]))
-logging.info("wrote %d demo files under %s", len(snakemake.output), demo["path"])  # noqa: F821
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_rule(sm.log[0], synth.write_demo, sm.params.demo, Path(sm.params.demo["path"]))

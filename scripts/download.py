@@ -1,15 +1,12 @@
-"""Rules download_ieee8023 / download_rsna: fetch a public collection (thin wrapper)."""
+"""Rules download_ieee8023 / download_rsna: fetch a public collection (cxrflow.download)."""
 
-import logging
 from pathlib import Path
 
 from cxrflow import download
+from cxrflow.joblog import run_rule
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
-dest = Path(snakemake.output[0])  # noqa: F821
-params = snakemake.params  # noqa: F821
-if snakemake.rule == "download_ieee8023":  # noqa: F821
-    download.fetch_ieee8023(dest, params.url, params.ref)
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+if sm.rule == "download_ieee8023":
+    run_rule(sm.log[0], download.fetch_ieee8023, Path(sm.output[0]), sm.params.url, sm.params.ref)
 else:
-    download.fetch_rsna(dest, params.competition, cli=params.cli)
-logging.info("downloaded into %s", dest)
+    run_rule(sm.log[0], download.fetch_rsna, Path(sm.output[0]), sm.params.competition, cli=sm.params.cli)

@@ -1,15 +1,8 @@
-"""Rule external_table: internal vs external test scores per fold, side by side (thin wrapper)."""
+"""Rule external_table: internal vs external test scores per fold, side by side (cxrflow.external)."""
 
-import json
-from pathlib import Path
-
-from cxrflow.data import open_log
-from cxrflow.external import side_by_side
+from cxrflow.external import side_by_side_main
+from cxrflow.joblog import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-log = open_log(sm.log[0])
-internal = [json.loads(Path(p).read_text()) for p in sm.input.internal]
-external = [json.loads(Path(p).read_text()) for p in sm.input.external]
-table = side_by_side(internal, external, list(sm.params.classes))
-table.to_csv(sm.output[0], index=False, float_format="%.4f")
-log.info("internal vs external over %d fold(s) written to %s", len(internal), sm.output[0])
+run_rule(sm.log[0], side_by_side_main, list(sm.input.internal), list(sm.input.external), list(sm.params.classes),
+         sm.output[0])  # fmt: skip

@@ -7,10 +7,8 @@ import os
 os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
 
 from cxrflow.gradcam import panel_main  # noqa: E402
+from cxrflow.joblog import run_rule  # noqa: E402
 
 sm = snakemake  # noqa: F821
-panel_main(
-    model_path=sm.input.model, test_csv=sm.input.test, predictions_csv=sm.input.predictions,
-    output_png=sm.output[0], classes=list(sm.params.classes), experiment=sm.params.experiment,
-    settings=sm.params.settings, log_path=sm.log[0],
-)
+run_rule(sm.log[0], panel_main, sm.input.model, sm.input.test, sm.input.predictions, sm.output[0],
+         list(sm.params.classes), sm.params.experiment, sm.params.settings, sm.log[0])  # fmt: skip

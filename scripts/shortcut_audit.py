@@ -5,30 +5,10 @@ Writes shortcut_audit.json (both models' F1 with bootstrap CIs, chance, verdict,
 and shortcut_audit.txt (the verdict in words, for the report): cxrflow.shortcut.
 """
 
-import json
-from pathlib import Path
-from typing import Any
+from cxrflow.joblog import run_rule
+from cxrflow.shortcut import shortcut_audit_main
 
-from cxrflow.audit import json_safe
-from cxrflow.data import open_log
-from cxrflow.metrics import read_predictions
-from cxrflow.shortcut import audit_text, shortcut_audit
-
-
-def main(sm: Any) -> None:
-    log = open_log(sm.log[0])
-    try:
-        result = shortcut_audit(read_predictions(sm.input.full), read_predictions(sm.input.border_only),
-                                sm.params.classes, sm.params.settings, sm.params.bootstrap)  # fmt: skip
-        wildcards = dict(sm.wildcards.items())
-        result = {"experiment": wildcards.get("experiment", ""), "fold": wildcards.get("fold", ""),
-                  "test": sm.params.get("test", "internal"), **result}  # fmt: skip
-        Path(sm.output.json).write_text(json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
-        Path(sm.output.text).write_text(audit_text(result))
-        log.info("%s", result["sentence"])
-    except Exception:
-        log.exception("shortcut audit failed")
-        raise
-
-
-main(snakemake)  # noqa: F821 (injected by Snakemake)
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_rule(sm.log[0], shortcut_audit_main, sm.input.full, sm.input.border_only, dict(sm.output.items()),
+         list(sm.params.classes), sm.params.settings, sm.params.bootstrap, dict(sm.wildcards.items()),
+         sm.params.get("test", "internal"))  # fmt: skip

@@ -62,3 +62,14 @@ def test_configuration_docs_are_generated_from_the_schema() -> None:
     doc = REPO / "docs" / "configuration.md"
     assert doc.read_text(encoding="utf-8") == config_markdown(), "run: python scripts/config_docs.py"
     assert "| `preprocess.min_side` | integer | `32` |" in doc.read_text()
+
+
+def test_check_experiments_refuses_unknown_or_all_test_sources() -> None:
+    from cxrflow.config import check_experiments
+
+    config = {"sources": {"a": {}, "b": {}}, "experiments": {"e": {"test_sources": ["b"]}}}
+    check_experiments(config)
+    with pytest.raises(ConfigError, match=r"test_sources \['c'\] are not sources"):
+        check_experiments({**config, "experiments": {"e": {"test_sources": ["c"]}}})
+    with pytest.raises(ConfigError, match="hold out every source"):
+        check_experiments({**config, "experiments": {"e": {"test_sources": ["a", "b"]}}})

@@ -190,9 +190,9 @@ def test_overlay_and_panel(tmp_path: Path) -> None:
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert not np.array_equal(out[2, 2], out[60, 60])  # hot corner coloured differently
     with pytest.raises(ValueError, match="heatmap"):
-        overlay(gray, heat * 2)
+        overlay(gray, heat * 2, alpha=0.5)
     with pytest.raises(ValueError, match="uint8"):
-        overlay(gray.astype(float), heat)
+        overlay(gray.astype(float), heat, alpha=0.5)
     fig = gradcam_panel([("COVID-19: correct (2)", [out, out]), ("COVID-19: wrong (0)", [])])
     assert len(fig.axes) == 4
     fig.savefig(tmp_path / "panel.png")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
-from cxrflow.metrics import compute_metrics, predictions_table, summarize_folds, summarize_main
+from cxrflow.metrics import compute_metrics, predictions_table, summarize_folds
 from cxrflow.plots import confusion_matrix_plot, history_plot, roc_plot
 
 
@@ -79,7 +79,7 @@ def test_undefined_auc_is_none_with_a_note() -> None:
         compute_metrics(pred.iloc[:0], classes)
 
 
-def test_summarize_folds_mean_sd_and_values(tmp_path: Path) -> None:
+def test_summarize_folds_mean_sd_and_values() -> None:
     classes = ["COVID-19", "Normal"]
     folds = [compute_metrics(fake_predictions(classes, 20, seed=s), classes) for s in range(3)]
     summary = summarize_folds(folds)
@@ -92,16 +92,6 @@ def test_summarize_folds_mean_sd_and_values(tmp_path: Path) -> None:
         np.mean([f["per_class"]["COVID-19"]["recall"] for f in folds]))
     assert summary["metrics"]["roc_auc"]["n"] == 3
     assert summary["confusion_matrix_total"] == np.sum([f["confusion_matrix"] for f in folds], axis=0).tolist()
-
-    paths = []
-    for k, metrics in enumerate(folds):
-        paths.append(tmp_path / f"fold{k}.json")
-        paths[-1].write_text(json.dumps({"experiment": "e", "fold": k, "backend": "jax", "metrics": metrics}))
-    many = summarize_main([str(p) for p in paths], str(tmp_path / "all.json"), str(tmp_path / "log"))
-    assert many["fold_ids"] == [0, 1, 2] and many["metrics"]["accuracy"]["sd"] is not None
-    one = summarize_main([str(paths[0])], str(tmp_path / "one.json"), str(tmp_path / "log"))
-    assert one["folds"] == 1 and one["metrics"] == json.loads(paths[0].read_text())["metrics"]
-    assert json.loads((tmp_path / "one.json").read_text())["experiment"] == "e"
 
 
 def test_plots_write_pngs(tmp_path: Path) -> None:

@@ -192,5 +192,5 @@ def test_load_split_resizes_and_checks_labels(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not among the configured classes"):
         load_split(tmp_path / "split.csv", ["COVID-19", "Pneumonia"], 32)
     pd.DataFrame({**rows, "path": [str(tmp_path / "gone.png")] * 2}).to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(FileNotFoundError, match="gone.png"):
+    with pytest.raises(ValueError, match="gone.png"):
         load_split(tmp_path / "bad.csv", ["COVID-19", "Normal"], 32)

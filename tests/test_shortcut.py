@@ -13,14 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from cxrflow.data import load_split
+from cxrflow.data import centre_box, load_split, mask_centre
 from cxrflow.shortcut import (
     audit_text,
-    centre_box,
     chance_f1,
     experiment_audit,
     experiment_audit_text,
-    mask_centre,
     paired_bootstrap,
     shortcut_audit,
     verdict,

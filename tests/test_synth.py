@@ -17,7 +17,7 @@ SMALL = {
     "path": "unused",
     "seed": 7,
     "raw_size": 96,
-    "covid": {"images": 9, "patients": 5, "bar_fraction": 0.34},
+    "covid": {"images": 9, "patients": 5, "bar_fraction": 0.34, "size_range": [0.6, 1.4]},
     "normal": {"images": 8, "bar_fraction": 0.75},
 }
 
@@ -109,7 +109,7 @@ def test_covid_opacities_brighten_lower_lungs() -> None:
 
 def test_patients_cannot_exceed_images() -> None:
     with pytest.raises(ValueError, match="patients"):
-        synth.plan_demo(dict(SMALL, covid={"images": 2, "patients": 3, "bar_fraction": 0}))
+        synth.plan_demo(dict(SMALL, covid={"images": 2, "patients": 3, "bar_fraction": 0, "size_range": [1, 1]}))
 
 
 def test_default_demo_loads_with_config_sources(config: dict, tmp_path: Path) -> None:

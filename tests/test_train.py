@@ -28,16 +28,18 @@ RUNNER = """
 import json, os, sys
 args = json.loads(sys.argv[1])
 os.environ["KERAS_BACKEND"] = args["experiment"]["backend"]
-from cxrflow.train import main
-main(args["experiment"], args["classes"], args["train"], args["val"], args["model"], args["history"],
-     args["checkpoints"], args["log"], workers=1)
+from cxrflow.train import TrainingSettings, main
+main(TrainingSettings(args["experiment"], tuple(args["classes"]), args["checkpoints"]), args["train"], args["val"],
+     args["model"], args["history"], args["log"], workers=1)
 if args.get("evaluate"):
-    from cxrflow.metrics import evaluate_main
+    from cxrflow.metrics import EvaluationSettings, evaluate_main
     o = args["out"]
-    evaluate_main(args["model"], args["train"], args["val"], args["test"], args["history"],
-                  f"{o}/predictions.csv", f"{o}/classification_report.txt", f"{o}/metrics.json",
-                  f"{o}/history.png", f"{o}/confusion_matrix.png", f"{o}/roc.png",
-                  args["classes"], args["experiment"], "tiny", 0, args["log"])
+    files = {"predictions": "predictions.csv", "report": "classification_report.txt", "metrics": "metrics.json",
+             "history_plot": "history.png", "confusion": "confusion_matrix.png", "roc": "roc.png"}
+    evaluate_main(args["model"], {s: args[s] for s in ("train", "val", "test")},
+                  {name: f"{o}/{file}" for name, file in files.items()},
+                  EvaluationSettings(tuple(args["classes"]), args["experiment"]), {"experiment": "tiny", "fold": 0},
+                  args["log"], history_csv=args["history"])
 """
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
@@ -30,7 +31,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import baselines
+from .manifest import read_manifest
+from .metrics import json_safe, write_json
+from .split import fold_columns_of, patient_keys
 
+LOG = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 # lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
 _MAX_ITER = 5000
@@ -97,15 +102,6 @@ def source_predictability(
     return out
 
 
-def _fold_columns(assignments: pd.DataFrame) -> list[str]:
-    cols = sorted(
-        (c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()), key=lambda c: int(c[4:])
-    )
-    if not cols or cols != [f"fold{k}" for k in range(len(cols))]:
-        raise ValueError(f"assignments need columns fold0..fold{{k-1}}, got {cols}")
-    return cols
-
-
 def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
     """Patients and groups shared between train/val/test, per fold; ``ok`` only when all counts are 0.
 
@@ -120,13 +116,8 @@ def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None)
     if assignments["image_id"].duplicated().any():
         dup = assignments.loc[assignments["image_id"].duplicated(), "image_id"].head(5).tolist()
         raise ValueError(f"image ids occur more than once in assignments: {dup}")
-    fold_cols = _fold_columns(assignments)
-    pid = assignments["patient_id"].fillna("").astype(str).str.strip()
-    patient = np.where(
-        pid != "",
-        assignments["source"].astype(str) + ":" + pid,
-        assignments["source"].astype(str) + ":image:" + assignments["image_id"].astype(str),
-    )
+    fold_cols = fold_columns_of(assignments)
+    patient = patient_keys(assignments).to_numpy()
     if pairs is not None:
         unknown = (set(pairs["image_id_a"].astype(str)) | set(pairs["image_id_b"].astype(str))) - set(
             assignments["image_id"].astype(str)
@@ -196,19 +187,6 @@ def source_check(
     sentence = (f"Sources coincide with labels: {facts}; a model can score by recognising the collection."
                 if flag else f"No source shortcut flagged: {facts}.")  # fmt: skip
     return {**result, "flag": flag, "sentence": sentence}
-
-
-def json_safe(tree: Any) -> Any:
-    """NumPy scalars to Python, non-finite floats to None: strict JSON (allow_nan=False) accepts the result."""
-    if isinstance(tree, Mapping):
-        return {str(k): json_safe(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [json_safe(v) for v in tree]
-    if isinstance(tree, (float, np.floating)):
-        return float(tree) if np.isfinite(tree) else None
-    if isinstance(tree, np.integer):
-        return int(tree)
-    return tree
 
 
 def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.DataFrame, thumbnail_size: int,
@@ -352,4 +330,24 @@ def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], b
     ]
     table = pd.DataFrame(records, columns=list(TRUST_COLUMNS))
     table["duplicates_internal_external"] = table["duplicates_internal_external"].astype("Int64")  # a count
+    return table
+
+
+def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str, output: str, thumbnail_size: int,
+                    settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Rule audit_data: :func:`data_audit` of the manifest and the shared split, to data_audit.json."""
+    assignments = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False)
+    pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
+    result = data_audit(read_manifest(manifest_csv), assignments, pairs, thumbnail_size, settings)
+    write_json(result, output)
+    leakage, source = result["leakage"], result["source_predictability"]
+    LOG.info("leakage ok=%s (total shared %d); %s", leakage["ok"], leakage["total_shared"], source["sentence"])
+    return result
+
+
+def trust_summary_main(output: str, *args: Any) -> pd.DataFrame:
+    """Rule trust_summary: :func:`trust_table` (same arguments) written to trust_summary.csv."""
+    table = trust_table(*args)
+    table.to_csv(output, index=False, float_format="%.4f")
+    LOG.info("trust summary of %d model(s) written to %s", len(table), output)
     return table

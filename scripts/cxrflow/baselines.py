@@ -10,6 +10,8 @@ feed the CNN itself a border-only image.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,10 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .data import load_split
+from .data import load_split, read_gray
+from .metrics import write_json
+
+LOG = logging.getLogger(__name__)
 
 # lbfgs on a few thousand standardised pixel features needs more than sklearn's 100 iterations.
 _MAX_ITER = 5000
@@ -44,9 +49,7 @@ def load_gray_images(paths: Iterable[str | Path]) -> np.ndarray:
     """Read image files as one uint8 [N,H,W] grayscale stack; unreadable or mismatched sizes raise."""
     images = []
     for path in paths:
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"cannot read image: {path}")
+        img = read_gray(path)
         if images and img.shape != images[0].shape:
             raise ValueError(f"{path} is {img.shape}, the first image is {images[0].shape}: preprocess first")
         images.append(img)
@@ -153,3 +156,14 @@ def run_baselines(
         result["margin_f1"] = model_f1[positive] - result["f1"][positive]
         out[name] = result
     return out
+
+
+def baselines_main(train_csv: str, test_csv: str, metrics_json: str, output: str, classes: Sequence[str],
+                   settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Rule baselines: :func:`run_baselines` beside the fold's model (its metrics.json), to baselines.json."""
+    metrics = json.loads(Path(metrics_json).read_text())["metrics"]
+    result = run_baselines(train_csv, test_csv, metrics, classes, settings)
+    write_json(result, output)
+    LOG.info("baselines: thumbnail F1 %s, border ring F1 %s, model F1 %s", result["thumbnail"]["f1"],
+             result["border_ring"]["f1"], result["model"]["f1"])
+    return result

@@ -88,6 +88,19 @@ def check_source_mix(config: Mapping[str, Any]) -> None:
         )
 
 
+
+def check_experiments(config: Mapping[str, Any]) -> None:
+    """Refuse what the schema cannot check: an experiment's test_sources must name configured sources,
+    and leave at least one source to train on. (Grid keys are checked by the schema.)"""
+    sources = set(config["sources"])
+    for name, spec in config["experiments"].items():
+        held_out = set(spec.get("test_sources") or [])
+        unknown = sorted(held_out - sources)
+        if unknown:
+            raise ConfigError(f"experiment {name}: test_sources {unknown} are not sources")
+        if held_out and held_out == sources:
+            raise ConfigError(f"experiment {name}: test_sources hold out every source")
+
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 

@@ -26,6 +26,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .data import read_gray
+
 HASH_BITS = 64
 _DCT_SIZE = 32  # pHash: DCT of a 32x32 thumbnail ...
 _LOW = 8  # ... keeping the 8x8 lowest frequencies = 64 bits
@@ -50,10 +52,7 @@ def perceptual_hashes(paths: Iterable[str | Path]) -> np.ndarray:
     """pHash of each image file (read as grayscale), one at a time so 30k images fit in memory."""
     out = []
     for path in paths:
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise ValueError(f"cannot read image for hashing: {path}")
-        out.append(phash(img))
+        out.append(phash(read_gray(path)))
     return np.asarray(out, dtype=np.uint64)
 
 
@@ -124,3 +123,22 @@ def duplicate_groups(pairs: pd.DataFrame) -> dict[str, str]:
     for node, lab in zip(nodes, labels):
         first.setdefault(int(lab), str(node))
     return {str(node): f"dup:{first[int(lab)]}" for node, lab in zip(nodes, labels)}
+
+
+PAIR_COLUMNS = ("image_id_a", "image_id_b", "distance", "source_a", "source_b", "patient_id_a", "patient_id_b",
+                "label_a", "label_b")  # fmt: skip
+
+
+def find_duplicates(table: pd.DataFrame, max_distance: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Pairs of the manifest's ok images whose pHashes differ in <= max_distance bits (with source, patient
+    and label of each side, so cross-source copies show at a glance) and image_id -> cluster key for
+    ``split.assign_splits``' extra_groups."""
+    ok = table[table["status"] == "ok"].reset_index(drop=True)
+    hashes = perceptual_hashes(ok["output_path"])
+    pairs = near_duplicate_pairs(ok["image_id"].tolist(), hashes, max_distance)
+    info = ok.set_index("image_id")[["source", "patient_id", "label"]]
+    for side in ("a", "b"):
+        rows = info.loc[pairs[f"image_id_{side}"]]
+        for col in ("source", "patient_id", "label"):
+            pairs[f"{col}_{side}"] = rows[col].to_numpy()
+    return pairs[list(PAIR_COLUMNS)], duplicate_groups(pairs)

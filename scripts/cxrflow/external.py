@@ -22,21 +22,23 @@ is what the duplicate count catches.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import split as cxr_split
+from .audit import leakage_report
+from .manifest import read_manifest, write_csv_atomic
+from .metrics import write_json
+
+LOG = logging.getLogger(__name__)
 
 EXTERNAL_COLUMNS: tuple[str, ...] = cxr_split.SPLIT_FILE_COLUMNS
-
-
-def _patient_keys(table: pd.DataFrame) -> pd.Series:
-    pid = table["patient_id"].fillna("").astype(str).str.strip()
-    own = table["source"].astype(str) + ":image:" + table["image_id"].astype(str)
-    return (table["source"].astype(str) + ":" + pid).where(pid != "", own)
 
 
 def external_table(manifest: pd.DataFrame, test_sources: Sequence[str]) -> pd.DataFrame:
@@ -55,27 +57,25 @@ def internal_split(
     manifest: pd.DataFrame,
     test_sources: Sequence[str],
     *,
-    seed: int,
-    test_size: float,
-    val_size: float,
-    folds: int,
-    classes: Sequence[str],
     extra_groups: Mapping[str, str] | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
-    """``split.assign_splits`` on the sources not held out (duplicate clusters restricted to them)."""
+    """``split.assign_splits`` (same ``settings``: seed, sizes, folds, classes) on the sources not held out.
+
+    Duplicate clusters (``extra_groups``) are restricted to the internal images.
+    """
     internal = manifest[~manifest["source"].isin(list(test_sources))]
     if not (internal["status"] == "ok").any():
         raise ValueError(f"no ok image outside the test_sources {list(test_sources)}: nothing to train on")
     ids = set(internal.loc[internal["status"] == "ok", "image_id"].astype(str))
     groups = {i: g for i, g in (extra_groups or {}).items() if i in ids}
-    return cxr_split.assign_splits(internal, seed=seed, test_size=test_size, val_size=val_size, folds=folds,
-                                   classes=classes, extra_groups=groups)
+    return cxr_split.assign_splits(internal, extra_groups=groups, **settings)
 
 
 def check_disjoint(assignments: pd.DataFrame, external: pd.DataFrame) -> None:
     """Raise ValueError if an image or a patient is both internal and external."""
     images = sorted(set(assignments["image_id"]) & set(external["image_id"]))
-    patients = sorted(set(_patient_keys(assignments)) & set(_patient_keys(external)))
+    patients = sorted(set(cxr_split.patient_keys(assignments)) & set(cxr_split.patient_keys(external)))
     sources = sorted(set(assignments["source"]) & set(external["source"]))
     for what, shared in (("images", images), ("patients", patients), ("sources", sources)):
         if shared:
@@ -105,14 +105,14 @@ def external_report(assignments: pd.DataFrame, external: pd.DataFrame, pairs: pd
     check_disjoint(assignments, external)
     cross = cross_duplicates(pairs, assignments, external)
     per_fold: dict[str, dict[str, int]] = {}
-    for col in cxr_split._fold_columns_of(assignments):
+    for col in cxr_split.fold_columns_of(assignments):
         where = cross["internal_id"].map(dict(zip(assignments["image_id"], assignments[col])))
         counts = {s: int((where == s).sum()) for s in cxr_split.SPLITS}
         per_fold[col] = {**counts, "train_val": counts["train"] + counts["val"]}
     return {
         "sources": sorted(set(external["source"])),
         "images": int(len(external)),
-        "patients": int(_patient_keys(external).nunique()),
+        "patients": int(cxr_split.patient_keys(external).nunique()),
         "images_per_label": {c: int((external["label"] == c).sum()) for c in classes},
         "shared_images_with_internal": 0,
         "shared_patients_with_internal": 0,
@@ -174,55 +174,51 @@ def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mappi
     return table
 
 
-def evaluate_external_main(
-    model_path: str, external_csv: str, train_csv: str, val_csv: str,
-    predictions_path: str, report_path: str, metrics_path: str, confusion_png: str, roc_png: str,
-    classes: Sequence[str], experiment: Mapping[str, Any], experiment_name: str, fold: str | int,
-    log_path: str, bootstrap: Mapping[str, Any], mask: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Entry point of the evaluate_external rule (KERAS_BACKEND already set): the fold's model on the external set.
+def experiment_split_main(manifest_csv: str, duplicates_csv: str, groups_json: str, outputs: Mapping[str, str],
+                          split: Mapping[str, Any], folds: int, test_sources: Sequence[str],
+                          classes: Sequence[str]) -> dict[str, Any]:
+    """Rule experiment_split: an experiment's own split of the internal sources (``split``: the config's
+    split section; ``folds`` the experiment's), its external test set, and their audit.json.
 
-    The same outputs as the internal evaluation (predictions, report with bootstrap
-    CIs, metrics.json, confusion matrix, ROC), so the two read alike. ``mask``
-    ({fraction, fill}) scores the border-only control on external images masked as
-    it was trained (rule evaluate_border_only_external).
+    The near-duplicate clusters of make_splits are kept whole inside the internal
+    split, and pairs reaching across to the external set are counted.
     """
-    import json
-    from pathlib import Path
+    classes, test_sources = list(classes), list(test_sources)
+    table = read_manifest(manifest_csv)
+    groups = json.loads(Path(groups_json).read_text())
+    pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
+    assignments = internal_split(table, test_sources, seed=split["seed"], test_size=split["test_size"],
+                                 val_size=split["val_size"], folds=folds, classes=classes, extra_groups=groups)
+    cxr_split.check_no_leakage(assignments)
+    held_out = (external_table(table, test_sources) if test_sources
+                else pd.DataFrame(columns=list(EXTERNAL_COLUMNS)))  # fmt: skip
+    ids = set(assignments["image_id"])
+    internal_pairs = pairs[pairs["image_id_a"].isin(ids) & pairs["image_id_b"].isin(ids)]
+    result = {
+        "test_sources": test_sources,
+        "internal_sources": sorted(set(assignments["source"])),
+        "folds": int(folds),
+        "leakage": leakage_report(assignments, internal_pairs),
+        "split": cxr_split.split_summary(assignments, classes),
+        "external": external_report(assignments, held_out, pairs, classes) if test_sources else None,
+    }
+    write_csv_atomic(assignments, Path(outputs["assignments"]))
+    write_csv_atomic(held_out, Path(outputs["external"]))
+    write_json(result, outputs["audit"])
+    LOG.info("internal split of %s (%d images, %d folds), external %s: %d images; leakage ok=%s",
+             result["internal_sources"], len(assignments), folds, test_sources, len(held_out),
+             result["leakage"]["ok"])  # fmt: skip
+    for warning in result["split"]["warnings"]:
+        LOG.warning(warning)
+    return result
 
-    import keras
 
-    from .data import open_log
-    from .metrics import (ci_report_text, compute_metrics, confidence_intervals, predict_split, roc_plot_with_ci,
-                          split_counts)
-    from .plots import confusion_matrix_plot
-
-    log = open_log(log_path)
-    try:
-        classes = list(classes)
-        model = keras.saving.load_model(model_path)
-        predictions, table = predict_split(model, external_csv, classes, experiment, predictions_path, mask)
-        metrics = compute_metrics(predictions, classes)
-        ci = confidence_intervals(predictions, classes, bootstrap)
-        model_name = "" if mask is None else "border-only control, "
-        Path(report_path).write_text(f"External test ({model_name}{', '.join(sorted(set(table['source'])))})\n\n"
-                                     + metrics["classification_report_text"] + "\n" + ci_report_text(ci))
-        result = {
-            "experiment": experiment_name, "fold": fold, "test": "external",
-            "test_sources": sorted(set(table["source"])), "backend": keras.backend.backend(),
-            "arch": experiment["arch"], "weights": experiment["weights"],
-            "counts": {name: split_counts(path, classes)
-                       for name, path in (("train", train_csv), ("val", val_csv), ("external", external_csv))},
-            "metrics": metrics, "ci": ci,
-        }
-        if mask is not None:
-            result["mask"] = dict(mask)
-        Path(metrics_path).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-        confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)
-        roc_plot_with_ci(predictions, classes, metrics, ci, roc_png)
-        log.info("external test of %s fold %s on %d images: accuracy=%.4f\n%s", experiment_name, fold, len(table),
-                 metrics["accuracy"], metrics["classification_report_text"])
-        return result
-    except Exception:
-        log.exception("external evaluation failed")
-        raise
+def side_by_side_main(internal_paths: Sequence[str], external_paths: Sequence[str], classes: Sequence[str],
+                      output: str) -> pd.DataFrame:
+    """Rule external_table: :func:`side_by_side` of the folds' internal and external metrics.json."""
+    internal = [json.loads(Path(p).read_text()) for p in internal_paths]
+    external = [json.loads(Path(p).read_text()) for p in external_paths]
+    table = side_by_side(internal, external, list(classes))
+    table.to_csv(output, index=False, float_format="%.4f")
+    LOG.info("internal vs external over %d fold(s) written to %s", len(internal), output)
+    return table

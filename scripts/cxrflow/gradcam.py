@@ -214,7 +214,7 @@ def gradcam(
     return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
 
 
-def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+def overlay(gray: np.ndarray, heatmap: np.ndarray, *, alpha: float) -> np.ndarray:
     """BGR uint8: the radiograph with the heat map (JET colours, resized to it) blended on top."""
     img = np.asarray(gray)
     if img.ndim == 3 and img.shape[2] == 1:
@@ -315,40 +315,37 @@ def panel_main(
     the map for the class the model *predicted* (what made it say so), over the
     preprocessed image at full resolution. Returns the rows (titles, image ids).
     """
-    from .data import open_log, read_gray, read_split_table
+    from .data import read_gray, read_split_table
+    from .joblog import open_log
     from .metrics import read_predictions
     from .model import preprocess_batch
 
     log = open_log(log_path)
-    try:
-        classes = list(classes)
-        model = keras.saving.load_model(model_path)
-        predictions = read_predictions(predictions_csv)
-        paths = read_split_table(test_csv, classes).set_index("image_id")["path"]
-        by_id = predictions.set_index("image_id")
-        layer = settings.get("layer")
-        rows = select_examples(predictions, classes, settings["per_cell"], seed=settings["seed"])
-        tiles, captions = [], []
-        for _, ids in rows:
-            images, texts = [], []
-            for image_id in ids:
-                row = by_id.loc[image_id]
-                predicted = classes.index(row["predicted_label"])
-                x = read_gray(paths[image_id], experiment["image_size"])[None, :, :, None]
-                heat = gradcam(model, preprocess_batch(experiment["arch"], x), predicted, layer)[0]
-                full = cv2.imread(str(paths[image_id]), cv2.IMREAD_GRAYSCALE)
-                images.append(overlay(full, heat, alpha=settings["alpha"]))
-                name = image_id if len(image_id) <= 24 else "..." + image_id[-21:]  # the distinct end
-                texts.append(f"{name}\n-> {row['predicted_label']} p={row[f'prob_{classes[predicted]}']:.2f}")
-            tiles.append(images)
-            captions.append(texts)
-        fig = gradcam_panel([(title, images) for (title, _), images in zip(rows, tiles)], captions=captions)
-        where = layer or last_conv_layer_name(model)
-        fig.suptitle(f"Grad-CAM at {where} for the predicted class (seed {settings['seed']})", fontsize=9)
-        fig.savefig(output_png, dpi=100)
-        log.info("Grad-CAM panel of %d images at layer %s written to %s", sum(len(i) for _, i in rows), where,
-                 output_png)
-        return rows
-    except Exception:
-        log.exception("Grad-CAM panel failed")
-        raise
+    classes = list(classes)
+    model = keras.saving.load_model(model_path)
+    predictions = read_predictions(predictions_csv)
+    paths = read_split_table(test_csv, classes).set_index("image_id")["path"]
+    by_id = predictions.set_index("image_id")
+    layer = settings.get("layer")
+    rows = select_examples(predictions, classes, settings["per_cell"], seed=settings["seed"])
+    tiles, captions = [], []
+    for _, ids in rows:
+        images, texts = [], []
+        for image_id in ids:
+            row = by_id.loc[image_id]
+            predicted = classes.index(row["predicted_label"])
+            x = read_gray(paths[image_id], experiment["image_size"])[None, :, :, None]
+            heat = gradcam(model, preprocess_batch(experiment["arch"], x), predicted, layer)[0]
+            full = cv2.imread(str(paths[image_id]), cv2.IMREAD_GRAYSCALE)
+            images.append(overlay(full, heat, alpha=settings["alpha"]))
+            name = image_id if len(image_id) <= 24 else "..." + image_id[-21:]  # the distinct end
+            texts.append(f"{name}\n-> {row['predicted_label']} p={row[f'prob_{classes[predicted]}']:.2f}")
+        tiles.append(images)
+        captions.append(texts)
+    fig = gradcam_panel([(title, images) for (title, _), images in zip(rows, tiles)], captions=captions)
+    where = layer or last_conv_layer_name(model)
+    fig.suptitle(f"Grad-CAM at {where} for the predicted class (seed {settings['seed']})", fontsize=9)
+    fig.savefig(output_png, dpi=100)
+    log.info("Grad-CAM panel of %d images at layer %s written to %s", sum(len(i) for _, i in rows), where,
+             output_png)
+    return rows

@@ -26,15 +26,11 @@ from .sources import COLUMNS as SOURCE_COLUMNS
 # The contracts of the two inputs are owned by the modules that write them.
 SELECTION_COLUMNS: tuple[str, ...] = tuple(SOURCE_COLUMNS)
 STATUSES: tuple[str, ...] = ("ok", "quarantined")
+# The record's integer geometry: its size, then the crop box through cols_removed.
 INT_COLUMNS: tuple[str, ...] = (
     "orig_width",
     "orig_height",
-    "crop_x0",
-    "crop_y0",
-    "crop_x1",
-    "crop_y1",
-    "rows_removed",
-    "cols_removed",
+    *RECORD_KEYS[RECORD_KEYS.index("crop_x0") : RECORD_KEYS.index("cols_removed") + 1],
 )
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id",

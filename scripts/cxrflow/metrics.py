@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
 
-from .data import load_split, open_log, read_split_table
+from .data import load_split, read_split_table
+from .joblog import open_log
 
 REPORT_DIGITS = 2  # the original article's table
 # Sections of compute_metrics' dict averaged over folds (numeric leaves only).
@@ -190,70 +192,114 @@ def split_counts(csv_path: str | Path, classes: Sequence[str]) -> dict[str, Any]
     }
 
 
-def _write_json(data: Any, path: str | Path) -> None:
+def write_json(data: Any, path: str | Path) -> None:
+    """Strict JSON (NaN refused: run it through :func:`json_safe` first), indented, newline-terminated."""
     Path(path).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def evaluate_main(
-    model_path: str, train_csv: str, val_csv: str, test_csv: str, history_csv: str,
-    predictions_path: str, report_path: str, metrics_path: str,
-    history_png: str, confusion_png: str, roc_png: str,
-    classes: Sequence[str], experiment: Mapping[str, Any], experiment_name: str, fold: str | int, log_path: str,
-    bootstrap: Mapping[str, Any] | None = None,
-    mask: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Entry point for scripts/evaluate.py (KERAS_BACKEND already set): test predictions, metrics, plots.
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """One evaluation's settings under the names the evaluate rules' ``params:`` give them.
 
-    With ``bootstrap`` ({n, level, seed}: the config's audit.bootstrap) the metrics also get
-    patient-resampled confidence intervals: metrics.json "ci", a table in the report, the ROC legend.
-    ``mask`` ({fraction, fill}) evaluates the border-only control on test images masked as it was trained.
+    ``experiment`` is the experiment's config section (arch, image_size, batch_size,
+    weights); ``bootstrap`` the config's audit.bootstrap ({n, level, seed}) or None for
+    no confidence intervals; ``mask`` ({fraction, fill}) evaluates the border-only
+    control on images masked as it was trained.
+    """
+
+    classes: tuple[str, ...]
+    experiment: Mapping[str, Any]
+    bootstrap: Mapping[str, Any] | None = None
+    mask: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> EvaluationSettings:
+        """From a rule's params (a Snakemake Namedlist or a dict): classes, experiment, bootstrap, mask."""
+        return cls(tuple(params["classes"]), params["experiment"], params.get("bootstrap"), params.get("mask"))
+
+
+def evaluate_main(
+    model_path: str,
+    splits: Mapping[str, str],
+    outputs: Mapping[str, str],
+    settings: EvaluationSettings,
+    run: Mapping[str, Any],
+    log_path: str,
+    history_csv: str | None = None,
+) -> dict[str, Any]:
+    """Entry point of the evaluate rules (KERAS_BACKEND already set): predictions, metrics, report and plots.
+
+    ``splits`` names the split CSVs (train, val, and test, or external for the held-out
+    sources): the one evaluated is ``external`` when given, else ``test``; all are
+    counted in metrics.json. ``outputs`` are the rule's predictions, report, metrics,
+    confusion and roc paths (and history_plot, drawn from ``history_csv``). ``run``
+    is {experiment, fold}. An external test always carries bootstrap CIs.
     """
     import keras
 
     from .plots import confusion_matrix_plot, history_plot, roc_plot
 
     log = open_log(log_path)
-    try:
-        classes = list(classes)
-        model = keras.saving.load_model(model_path)
-        predictions, table = predict_split(model, test_csv, classes, experiment, predictions_path, mask)
-        metrics = compute_metrics(predictions, classes)
-        ci = None if bootstrap is None else confidence_intervals(predictions, classes, bootstrap)
-        report_text = metrics["classification_report_text"]
-        Path(report_path).write_text(report_text if ci is None else report_text + "\n" + ci_report_text(ci))
-        result = {
-            "experiment": experiment_name, "fold": fold, "backend": keras.backend.backend(),
-            "arch": experiment["arch"], "weights": experiment["weights"],
-            "counts": {name: split_counts(path, classes)
-                       for name, path in (("train", train_csv), ("val", val_csv), ("test", test_csv))},
-            "metrics": metrics,
-        }
-        if ci is not None:
-            result["ci"] = ci
-        if mask is not None:
-            result["mask"] = dict(mask)
-        _write_json(result, metrics_path)
-        history_plot(pd.read_csv(history_csv), history_png)
-        confusion_matrix_plot(metrics["confusion_matrix"], classes, confusion_png)
-        if ci is None:
-            roc_plot(predictions, classes, metrics, roc_png)
-        else:
-            roc_plot_with_ci(predictions, classes, metrics, ci, roc_png)
-        log.info("evaluated %s fold %s on %d test images: accuracy=%.4f roc_auc=%s\n%s", experiment_name, fold,
-                 len(table), metrics["accuracy"], metrics["roc_auc"], metrics["classification_report_text"])
-        return result
-    except Exception:
-        log.exception("evaluation failed")
-        raise
+    external = "external" in splits
+    if external and settings.bootstrap is None:
+        raise ValueError("an external test needs the bootstrap settings (audit.bootstrap)")
+    test_csv = splits["external" if external else "test"]
+    classes = list(settings.classes)
+    model = keras.saving.load_model(model_path)
+    predictions, table = predict_split(model, test_csv, classes, settings.experiment, outputs["predictions"],
+                                       settings.mask)  # fmt: skip
+    metrics = compute_metrics(predictions, classes)
+    ci = None if settings.bootstrap is None else confidence_intervals(predictions, classes, settings.bootstrap)
+    report_text = metrics["classification_report_text"] + ("" if ci is None else "\n" + ci_report_text(ci))
+    sources = sorted(set(table["source"]))
+    if external:
+        model_name = "" if settings.mask is None else "border-only control, "
+        report_text = f"External test ({model_name}{', '.join(sources)})\n\n" + report_text
+    Path(outputs["report"]).write_text(report_text)
+    result: dict[str, Any] = {"experiment": run.get("experiment", ""), "fold": run.get("fold", "")}
+    if external:
+        result.update({"test": "external", "test_sources": sources})
+    result.update({
+        "backend": keras.backend.backend(), "arch": settings.experiment["arch"],
+        "weights": settings.experiment["weights"],
+        "counts": {name: split_counts(path, classes) for name, path in splits.items()},
+        "metrics": metrics,
+    })  # fmt: skip
+    if ci is not None:
+        result["ci"] = ci
+    if settings.mask is not None:
+        result["mask"] = dict(settings.mask)
+    write_json(result, outputs["metrics"])
+    if history_csv is not None and "history_plot" in outputs:
+        history_plot(pd.read_csv(history_csv), outputs["history_plot"])
+    confusion_matrix_plot(metrics["confusion_matrix"], classes, outputs["confusion"])
+    if ci is None:
+        roc_plot(predictions, classes, metrics, outputs["roc"])
+    else:
+        roc_plot_with_ci(predictions, classes, metrics, ci, outputs["roc"])
+    log.info("%s test of %s fold %s on %d images: accuracy=%.4f roc_auc=%s\n%s",
+             "external" if external else "internal", result["experiment"], result["fold"], len(table),
+             metrics["accuracy"], metrics["roc_auc"], metrics["classification_report_text"])  # fmt: skip
+    return result
 
 
-def _nan_to_none(tree: Any) -> Any:
-    """JSON has no NaN: an undefined bound (e.g. no image of a class drawn) is written as null."""
+def json_safe(tree: Any) -> Any:
+    """NumPy scalars to Python, non-finite floats to None: strict JSON (allow_nan=False) accepts the result."""
     if isinstance(tree, Mapping):
-        return {k: _nan_to_none(v) for k, v in tree.items()}
-    if isinstance(tree, float) and not np.isfinite(tree):
-        return None
+        return {str(k): json_safe(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [json_safe(v) for v in tree]
+    if isinstance(tree, (float, np.floating)):
+        return float(tree) if np.isfinite(tree) else None
+    if isinstance(tree, np.integer):
+        return int(tree)
     return tree
+
+
+def resampling_units(predictions: pd.DataFrame) -> pd.Series:
+    """Each prediction's patient for the bootstrap: its patient_id, or ``image:<image_id>`` without one."""
+    pid = predictions["patient_id"].fillna("").astype(str).str.strip()
+    return pid.where(pid != "", "image:" + predictions["image_id"].astype(str))
 
 
 def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
@@ -265,14 +311,13 @@ def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
     """
     from .uncertainty import bootstrap_ci
 
-    table = predictions.copy()
-    pid = table["patient_id"].fillna("").astype(str).str.strip()
-    table["patient_id"] = pid.where(pid != "", "image:" + table["image_id"].astype(str))
+    table = predictions.assign(patient_id=resampling_units(predictions))
     ci = bootstrap_ci(table, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"])
-    return _nan_to_none(ci)
+    return json_safe(ci)
 
 
-def _fmt(value: float | None, digits: int = REPORT_DIGITS) -> str:
+def format_value(value: float | None, digits: int = REPORT_DIGITS) -> str:
+    """A number as the reports print it; "n/a" for an undefined (None or NaN) one."""
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
@@ -284,8 +329,8 @@ def ci_report_text(ci: Mapping[str, Any]) -> str:
     head = (f"{ci['level']:.0%} bootstrap confidence intervals ({ci['n_boot']} resamples of "
             f"{ci['n_patients']} test patients, seed {ci['seed']}; n_used = resamples where defined)\n\n")
     lines = [f"{'class':>14} {'metric':>10} {'estimate':>9} {'low':>6} {'high':>6} {'n_used':>7}"]
-    lines += [f"{row['class']:>14} {row['metric']:>10} {_fmt(row['estimate']):>9} {_fmt(row['low']):>6} "
-              f"{_fmt(row['high']):>6} {int(row['n_used']):>7}"
+    lines += [f"{row['class']:>14} {row['metric']:>10} {format_value(row['estimate']):>9} "
+              f"{format_value(row['low']):>6} {format_value(row['high']):>6} {int(row['n_used']):>7}"
               for row in table.to_dict("records")]
     return head + "\n".join(lines) + "\n"
 
@@ -310,7 +355,8 @@ def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics:
             continue
         bounds = ci["per_class"][name]["roc_auc"]
         fpr, tpr, _ = roc_curve(predictions["true_label"] == name, predictions[f"prob_{name}"])
-        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{_fmt(bounds['low'], 3)}, {_fmt(bounds['high'], 3)}])")
+        low, high = format_value(bounds["low"], 3), format_value(bounds["high"], 3)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{low}, {high}])")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate",
            title=f"ROC ({ci['level']:.0%} patient-bootstrap CI)", xlim=(0, 1), ylim=(0, 1.01))
@@ -318,19 +364,3 @@ def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return fig
-
-
-def summarize_main(metrics_paths: Sequence[str], output_path: str, log_path: str) -> dict[str, Any]:
-    """Entry point for scripts/summarize.py: one fold -> its metrics; k folds -> mean ± sd and per-fold values."""
-    log = open_log(log_path)
-    folds = [json.loads(Path(p).read_text()) for p in metrics_paths]
-    if not folds:
-        raise ValueError("no per-fold metrics.json given")
-    head = {k: folds[0][k] for k in ("experiment", "backend", "arch", "weights") if k in folds[0]}
-    if len(folds) == 1:
-        summary = {**head, "folds": 1, "fold_ids": [folds[0].get("fold")], "metrics": folds[0]["metrics"]}
-    else:
-        summary = {**head, "fold_ids": [f.get("fold") for f in folds], **summarize_folds([f["metrics"] for f in folds])}
-    _write_json(summary, output_path)
-    log.info("summarized %d fold(s) of %s into %s", len(folds), head.get("experiment"), output_path)
-    return summary

@@ -31,9 +31,10 @@ set KERAS_BACKEND.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,11 @@ from sklearn.model_selection import ParameterGrid, StratifiedGroupKFold
 
 from .manifest import write_csv_atomic
 from .split import SPLIT_FILE_COLUMNS
+
+if TYPE_CHECKING:  # train imports keras: not at parse time, where common.smk imports this module
+    from .train import TrainingSettings
+
+LOG = logging.getLogger(__name__)
 
 TIE_TOLERANCE = 1e-9  # mean inner scores this close count as equal
 SELECTION_METRIC = "macro F1 on the inner validation part (classes present there), mean over inner folds"
@@ -103,6 +109,7 @@ def write_inner_split(outer_train_csv: str | Path, assignments_csv: str | Path, 
     train, val = inner_split(outer, dict(zip(assignments["image_id"], assignments["group"])), n_folds, inner, seed)
     write_csv_atomic(train, Path(train_path))
     write_csv_atomic(val, Path(val_path))
+    LOG.info("inner fold %d of %d: %d train, %d validation images", inner, n_folds, len(train), len(val))
     return len(train), len(val)
 
 
@@ -205,30 +212,65 @@ def nested_summary(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[
 
 
 def train_and_score_main(
-    experiment: Mapping[str, Any], params: Mapping[str, Any], point: int, inner: int, classes: Sequence[str],
-    train_csv: str, val_csv: str, score_path: str, predictions_path: str, history_path: str,
-    checkpoint_dir: str, scratch_model: str, log_path: str, workers: int = 1,
+    settings: TrainingSettings, grid_point: Mapping[str, Any], splits: Mapping[str, str], outputs: Mapping[str, str],
+    run: Mapping[str, Any], scratch_model: str, log_path: str, workers: int = 1,
 ) -> dict[str, Any]:
     """Entry point of train_inner (KERAS_BACKEND already set): train one grid point on one inner fold,
-    score it on the inner validation part. The model itself is not kept: only its score is needed."""
+    score it on the inner validation part. The model itself is not kept: only its score is needed.
+
+    ``settings`` is the rule's ``train.TrainingSettings``; ``splits`` its train and val
+    inputs, ``outputs`` its score, predictions and history; ``run`` {point, inner}.
+    """
     import keras
 
-    from .data import open_log
+    from .joblog import open_log
     from .metrics import predict_split
     from .train import train
 
     log = open_log(log_path)
-    try:
-        settings = training_settings(experiment, params)
-        log.info("grid point %d %s, inner fold %d", point, dict(params), inner)
-        train(settings, classes, train_csv, val_csv, scratch_model, history_path, checkpoint_dir, log, workers)
-        model = keras.saving.load_model(scratch_model)
-        predictions, _ = predict_split(model, val_csv, list(classes), settings, predictions_path)
-        score = {"point": int(point), "inner": int(inner), "params": dict(params), **inner_score(predictions, classes)}
-        Path(score_path).write_text(json.dumps(score, indent=2, allow_nan=False) + "\n")
-        Path(scratch_model).unlink()
-        log.info("inner macro F1 %.4f on %d images", score["macro_f1"], score["n_images"])
-        return score
-    except Exception:
-        log.exception("inner training failed")
-        raise
+    point, inner, classes = int(run["point"]), int(run["inner"]), list(settings.classes)
+    experiment = training_settings(settings.experiment, grid_point)
+    log.info("grid point %d %s, inner fold %d", point, dict(grid_point), inner)
+    train(experiment, classes, splits["train"], splits["val"], scratch_model, outputs["history"],
+          settings.checkpoint_dir, log, workers)  # fmt: skip
+    model = keras.saving.load_model(scratch_model)
+    predictions, _ = predict_split(model, splits["val"], classes, experiment, outputs["predictions"])
+    score = {"point": point, "inner": inner, "params": dict(grid_point), **inner_score(predictions, classes)}
+    Path(outputs["score"]).write_text(json.dumps(score, indent=2, allow_nan=False) + "\n")
+    Path(scratch_model).unlink()
+    log.info("inner macro F1 %.4f on %d images", score["macro_f1"], score["n_images"])
+    return score
+
+
+def select_main(points: Sequence[Mapping[str, Any]], score_paths: Sequence[str], fold: int,
+                output: str) -> dict[str, Any]:
+    """Rule select_params: :func:`select` over one outer fold's inner scores, to choice.json."""
+    scores = [json.loads(Path(p).read_text()) for p in score_paths]
+    choice = {"outer_fold": int(fold), **select(list(points), scores)}
+    Path(output).write_text(json.dumps(choice, indent=2, allow_nan=False) + "\n")
+    LOG.info("outer fold %s: chose grid point %d %s (mean inner score %.4f)", fold, choice["chosen"]["index"],
+             choice["chosen"]["params"], choice["chosen"]["mean"])
+    return choice
+
+
+def nested_table_main(choice_paths: Sequence[str], metrics_paths: Sequence[str], classes: Sequence[str],
+                      output: str) -> pd.DataFrame:
+    """Rule nested_table: :func:`nested_table` of the outer folds' choices and test metrics, to a CSV."""
+    choices = [read_choice(p) for p in choice_paths]
+    metrics = [json.loads(Path(p).read_text()) for p in metrics_paths]
+    table = nested_table(choices, metrics, list(classes))
+    table.to_csv(output, index=False, float_format="%.6g")  # %.6g: a learning rate of 1e-5 stays readable
+    LOG.info("nested CV table of %d outer folds written to %s", len(choices), output)
+    return table
+
+
+def train_main(choice_path: str | None, settings: TrainingSettings, *train_args: Any, **train_kwargs: Any) -> None:
+    """Rules train and train_border_only (KERAS_BACKEND already set): ``train.main`` with, for a nested
+    experiment, its outer fold's chosen grid point (``choice_path``) put into the ``settings``' experiment."""
+    from dataclasses import replace
+
+    from .train import main
+
+    if choice_path is not None:
+        settings = replace(settings, experiment=apply_choice(settings.experiment, read_choice(choice_path)))
+    main(settings, *train_args, **train_kwargs)

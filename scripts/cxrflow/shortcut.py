@@ -15,51 +15,23 @@ without Keras.
 
 from __future__ import annotations
 
-import math
+import json
+import logging
 import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from .uncertainty import _check, _metrics_from_confusion
+from .metrics import json_safe, read_predictions, write_json
+from .summary import pool_folds
+from .uncertainty import check_predictions, metrics_from_confusion, percentile_interval
 
-
-def centre_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of the central ``fraction`` of each side; at least one pixel of border stays.
-
-    Rounded outwards so the masked share is never smaller than asked at small sizes.
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"mask fraction must be in (0, 1), got {fraction}")
-    border_y = math.floor(height * (1 - fraction) / 2 + 1e-9)  # 1e-9: 10 * (1 - 0.6) / 2 is 1.999...
-    border_x = math.floor(width * (1 - fraction) / 2 + 1e-9)
-    if border_y < 1 or border_x < 1:
-        raise ValueError(
-            f"masking the central {fraction:.0%} of {height}x{width} images leaves no border: "
-            "lower the fraction or raise the image size"
-        )
-    return border_y, height - border_y, border_x, width - border_x
-
-
-def mask_centre(images: np.ndarray, fraction: float, fill: int) -> np.ndarray:
-    """A copy of ``images`` [N,H,W] or [N,H,W,C] with the central ``fraction`` of height and width set to ``fill``.
-
-    The fill is one constant for every image: anything computed from the image
-    itself (its mean, say) would carry the hidden lungs' brightness back in.
-    Applied after resizing to the model input, so the fraction is of what the
-    model sees, and before augmentation, which then moves frame and mask together.
-    """
-    arr = np.asarray(images)
-    if arr.ndim not in (3, 4):
-        raise ValueError(f"expected images [N,H,W] or [N,H,W,C], got shape {arr.shape}")
-    y0, y1, x0, x1 = centre_box(arr.shape[1], arr.shape[2], fraction)
-    out = arr.copy()
-    out[:, y0:y1, x0:x1] = fill
-    return out
+LOG = logging.getLogger(__name__)
 
 
 def chance_f1(y_true: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
@@ -92,14 +64,14 @@ def _resampled_f1(
     A class absent from a resample (neither true nor predicted) is left out of that
     resample's macro mean rather than counted as 0; the positive F1 is NaN there.
     """
-    _check(predictions, classes)
+    check_predictions(predictions, classes)
     index = {c: k for k, c in enumerate(classes)}
     y = predictions["true_label"].astype(str).map(index).to_numpy()
     p = predictions["predicted_label"].astype(str).map(index).to_numpy()
     patient = np.searchsorted(patients, predictions["patient_id"].astype(str).to_numpy())
     per_patient = np.zeros((len(patients), len(classes), len(classes)))
     np.add.at(per_patient, (patient, y, p), 1)
-    f1 = _metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))["f1"]
+    f1 = metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))["f1"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows cannot occur: a resample has images
         return {"macro_f1": np.nanmean(f1, axis=1), "positive_f1": f1[:, 0]}
@@ -109,13 +81,6 @@ def _point_f1(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, fl
     per_class = f1_score(predictions["true_label"].astype(str), predictions["predicted_label"].astype(str),
                          labels=list(classes), average=None, zero_division=0)  # fmt: skip
     return {"macro_f1": float(per_class.mean()), "positive_f1": float(per_class[0])}
-
-
-def _interval(values: np.ndarray, estimate: float, level: float) -> dict[str, Any]:
-    used = values[np.isfinite(values)]
-    alpha = (1 - level) / 2
-    low, high = np.quantile(used, [alpha, 1 - alpha]) if len(used) else (np.nan, np.nan)
-    return {"estimate": estimate, "low": float(low), "high": float(high), "n_used": int(len(used))}
 
 
 def paired_bootstrap(
@@ -142,11 +107,12 @@ def paired_bootstrap(
                                                     size=n_boot)  # fmt: skip
     boot = {name: _resampled_f1(t, classes, patients, draws) for name, t in tables.items()}
     point = {name: _point_f1(t, classes) for name, t in tables.items()}
-    out = {name: {m: _interval(boot[name][m], point[name][m], level) for m in METRICS} for name in tables}
+    out = {name: {m: percentile_interval(boot[name][m], point[name][m], level) for m in METRICS} for name in tables}
     first, *others = list(tables)
     for other in others:
         out[f"{first} - {other}"] = {
-            m: _interval(boot[first][m] - boot[other][m], point[first][m] - point[other][m], level) for m in METRICS
+            m: percentile_interval(boot[first][m] - boot[other][m], point[first][m] - point[other][m], level)
+            for m in METRICS
         }
     return out
 
@@ -332,8 +298,6 @@ def experiment_audit(
     are listed beside it, so a reader sees whether they agree. With one fold this is
     that fold's audit.
     """
-    from .summary import pool_folds  # not at the top: summary -> metrics -> data imports this module
-
     if not full_predictions or len(full_predictions) != len(border_predictions):
         raise ValueError(f"{len(full_predictions)} full and {len(border_predictions)} border-only prediction tables")
     if len(fold_audits) != len(full_predictions):
@@ -354,3 +318,31 @@ def experiment_audit_text(result: Mapping[str, Any]) -> str:
     lines = [f"Verdicts of the single folds ({result['flagged_folds']} of {folds} flagged):"]
     lines += [f"  fold {f['fold']}: {f['verdict']}" for f in result["per_fold"]]
     return text + "\n" + "\n".join(lines) + "\n"
+
+
+def shortcut_audit_main(full_csv: str, border_csv: str, outputs: Mapping[str, str], classes: Sequence[str],
+                        settings: Mapping[str, Any], bootstrap: Mapping[str, Any], run: Mapping[str, Any],
+                        test: str = "internal") -> dict[str, Any]:
+    """Rules shortcut_audit and shortcut_audit_external: :func:`shortcut_audit` of one fold's predictions,
+    to shortcut_audit.json and .txt (``run``: {experiment, fold}; ``test``: internal or external)."""
+    result = shortcut_audit(read_predictions(full_csv), read_predictions(border_csv), classes, settings, bootstrap)
+    result = {"experiment": run.get("experiment", ""), "fold": run.get("fold", ""), "test": test, **result}
+    write_json(json_safe(result), outputs["json"])
+    Path(outputs["text"]).write_text(audit_text(result))
+    LOG.info("%s", result["sentence"])
+    return result
+
+
+def experiment_audit_main(full_paths: Sequence[str], border_paths: Sequence[str], audit_paths: Sequence[str],
+                          outputs: Mapping[str, str], classes: Sequence[str], settings: Mapping[str, Any],
+                          bootstrap: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+    """Rule shortcut_summary: :func:`experiment_audit` over all folds, to the experiment's shortcut_audit.json
+    and .txt beside its metrics.json."""
+    fold_audits = [json.loads(Path(p).read_text()) for p in audit_paths]
+    result = experiment_audit([read_predictions(p) for p in full_paths], [read_predictions(p) for p in border_paths],
+                              fold_audits, classes, settings, bootstrap)  # fmt: skip
+    result = {"experiment": experiment, **result}
+    write_json(json_safe(result), outputs["json"])
+    Path(outputs["text"]).write_text(experiment_audit_text(result))
+    LOG.info("%s (%d of %d folds flagged)", result["sentence"], result["flagged_folds"], result["folds"])
+    return result

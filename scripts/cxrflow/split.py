@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,10 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cxrflow.manifest import write_csv_atomic
+from .dedup import find_duplicates
+from .manifest import read_manifest, write_csv_atomic
+
+LOG = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 ASSIGNMENT_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "source", "group", "path")
@@ -74,11 +79,14 @@ def fold_columns(folds: int) -> list[str]:
     return [f"fold{k}" for k in range(folds)]
 
 
-def _fold_columns_of(assignments: pd.DataFrame) -> list[str]:
-    cols = [c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()]
-    if not cols:
-        raise ValueError("assignments have no fold0.. columns")
-    return sorted(cols, key=lambda c: int(c[4:]))
+def fold_columns_of(assignments: pd.DataFrame) -> list[str]:
+    """The fold0..fold{k-1} columns of an assignments table, in fold order; gaps or none raise."""
+    cols = sorted(
+        (c for c in assignments.columns if c.startswith("fold") and c[4:].isdigit()), key=lambda c: int(c[4:])
+    )
+    if not cols or cols != [f"fold{k}" for k in range(len(cols))]:
+        raise ValueError(f"assignments need columns fold0..fold{{k-1}}, got {cols}")
+    return cols
 
 
 def group_uniform(seed: int, group: str) -> float:
@@ -115,7 +123,7 @@ def _check_settings(seed: int, test_size: float, val_size: float, folds: int) ->
         raise ValueError(f"{what} + val_size {val_size} leaves no training patients")
 
 
-def _patient_keys(df: pd.DataFrame) -> pd.Series:
+def patient_keys(df: pd.DataFrame) -> pd.Series:
     """source:patient_id; images without a patient id become their own patient."""
     pid = df["patient_id"].fillna("").astype(str).str.strip()
     own = df["source"].astype(str) + ":image:" + df["image_id"].astype(str)
@@ -212,7 +220,7 @@ def assign_splits(
             "source": ok["source"].astype(str).to_numpy(),
         }
     )
-    out["group"] = merge_groups(out["image_id"].tolist(), _patient_keys(out).tolist(), extra_groups)
+    out["group"] = merge_groups(out["image_id"].tolist(), patient_keys(out).tolist(), extra_groups)
     out["path"] = ok["output_path"].astype(str).to_numpy()
     u = {g: group_uniform(int(seed), g) for g in out["group"].unique()}
     for fold, col in enumerate(fold_columns(int(folds))):
@@ -233,7 +241,7 @@ def write_split_files(assignments: pd.DataFrame, out_dir: Path) -> list[Path]:
     check_no_leakage(assignments)
     out_dir = Path(out_dir)
     written = [write_csv_atomic(assignments, out_dir / "assignments.csv")]
-    for col in _fold_columns_of(assignments):
+    for col in fold_columns_of(assignments):
         for split in SPLITS:
             rows = assignments.loc[assignments[col] == split, list(SPLIT_FILE_COLUMNS)]
             written.append(write_csv_atomic(rows, out_dir / col / f"{split}.csv"))
@@ -259,8 +267,8 @@ def _shared(assignments: pd.DataFrame, col: str, key: pd.Series) -> int:
 
 def check_no_leakage(assignments: pd.DataFrame) -> None:
     """Raise ValueError if any group or patient is in two splits of one fold."""
-    patient = _patient_keys(assignments)
-    for col in _fold_columns_of(assignments):
+    patient = patient_keys(assignments)
+    for col in fold_columns_of(assignments):
         for name, key in (("group", assignments["group"]), ("patient", patient)):
             spread = assignments.assign(_key=key).groupby("_key")[col].nunique()
             leaked = sorted(spread[spread > 1].index.astype(str))
@@ -271,13 +279,13 @@ def check_no_leakage(assignments: pd.DataFrame) -> None:
 def split_summary(assignments: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
     """JSON-ready per-fold, per-split counts, leakage counts (must be 0) and warnings."""
     strata = group_strata(assignments, classes)
-    patient = _patient_keys(assignments)
+    patient = patient_keys(assignments)
     no_pid = int((assignments["patient_id"].fillna("").astype(str).str.strip() == "").sum())
     warnings: list[str] = []
     if no_pid:
         warnings.append(f"{no_pid} images have no patient id: each is treated as its own patient")
     folds = []
-    for col in _fold_columns_of(assignments):
+    for col in fold_columns_of(assignments):
         splits = {}
         for split in SPLITS:
             part = assignments[assignments[col] == split]
@@ -310,3 +318,37 @@ def split_summary(assignments: pd.DataFrame, classes: Sequence[str]) -> dict[str
         "folds": folds,
         "warnings": warnings,
     }
+
+
+def make_splits_main(manifest_csv: str, outputs: Mapping[str, str], out_dir: str, split: Mapping[str, Any],
+                     classes: Sequence[str], max_distance: int) -> dict[str, Any]:
+    """Rule make_splits: near-duplicate search, then the shared split (``split``: the config's split section).
+
+    The duplicates are found here because they decide the split: a copy of one
+    radiograph under two ids must land where its twin does, as two images of one
+    patient do (``extra_groups``). Writes ``outputs`` duplicates, duplicate_groups
+    and summary, and the split files under ``out_dir``.
+    """
+    table = read_manifest(manifest_csv)
+    pairs, groups = find_duplicates(table, max_distance)
+    pairs.to_csv(outputs["duplicates"], index=False)
+    Path(outputs["duplicate_groups"]).write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n")
+    LOG.info("%d near-duplicate pairs in %d clusters", len(pairs), len(set(groups.values())))
+    assignments = assign_splits(table, seed=split["seed"], test_size=split["test_size"], val_size=split["val_size"],
+                                folds=split["folds"], classes=classes, extra_groups=groups)  # fmt: skip
+    write_split_files(assignments, Path(out_dir))
+    summary = split_summary(assignments, classes)
+    Path(outputs["summary"]).write_text(json.dumps(summary, indent=2) + "\n")
+    for warning in summary.get("warnings", []):
+        LOG.warning(warning)
+    return summary
+
+
+def fold_split_main(assignments_csv: str, fold: int, outputs: Mapping[str, str]) -> dict[str, int]:
+    """Rule experiment_fold_split: one fold's train/val/test files of an experiment's own split."""
+    tables = fold_tables(read_split_file(Path(assignments_csv)), int(fold))
+    for name, rows in tables.items():
+        write_csv_atomic(rows, Path(outputs[name]))
+    counts = {name: len(rows) for name, rows in tables.items()}
+    LOG.info("fold %s: %s", fold, counts)
+    return counts

@@ -23,6 +23,8 @@ every fold's model sees the same external patients, so there is nothing to pool.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import _fmt, confidence_intervals, summarize_folds
+from .metrics import confidence_intervals, read_predictions, resampling_units, summarize_folds, write_json
+from .metrics import format_value as _fmt
+from .nested import nested_summary
+
+LOG = logging.getLogger(__name__)
 
 HEAD_KEYS = ("experiment", "backend", "arch", "weights")
 
@@ -49,9 +55,7 @@ def pool_folds(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """
     frames = []
     for k, table in enumerate(predictions):
-        pid = table["patient_id"].fillna("").astype(str).str.strip()
-        pid = pid.where(pid != "", "image:" + table["image_id"].astype(str))
-        frames.append(table.assign(patient_id=f"{k}:" + pid, image_id=f"{k}:" + table["image_id"].astype(str)))
+        frames.append(table.assign(patient_id=f"{k}:" + resampling_units(table), image_id=f"{k}:" + table["image_id"].astype(str)))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -195,3 +199,26 @@ def summary_plot(summary: Mapping[str, Any], classes: Sequence[str], path: str |
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides a point
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def summarize_main(inputs: Mapping[str, Any], outputs: Mapping[str, str], classes: Sequence[str],
+                   bootstrap: Mapping[str, Any]) -> dict[str, Any]:
+    """Rule summarize: one experiment over its folds, to metrics.json, summary.txt and summary.png.
+
+    ``inputs`` are the rule's (common.smk summary_inputs): per-fold metrics and
+    predictions, and where the experiment has them external metrics, the
+    internal-vs-external table (comparison) and the nested-CV choices.
+    """
+    classes = list(classes)
+    folds = [json.loads(Path(p).read_text()) for p in inputs["metrics"]]
+    predictions = [read_predictions(p) for p in inputs["predictions"]]
+    external = [json.loads(Path(p).read_text()) for p in inputs.get("external", [])]
+    comparison = pd.read_csv(inputs["comparison"], dtype={"fold": str}) if "comparison" in inputs else None
+    choices = [json.loads(Path(p).read_text()) for p in inputs.get("choices", [])]
+    nested = nested_summary(choices, folds, classes) if choices else None
+    summary = experiment_summary(folds, predictions, classes, bootstrap, external, comparison, nested)
+    write_json(summary, outputs["metrics"])
+    Path(outputs["text"]).write_text(summary_text(summary, classes))
+    summary_plot(summary, classes, outputs["plot"])
+    LOG.info("summarized %d fold(s) of %s", len(folds), summary.get("experiment"))
+    return summary

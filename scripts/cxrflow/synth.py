@@ -12,6 +12,7 @@ images at parse time.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+LOG = logging.getLogger(__name__)
 IEEE_CSV = "ieee8023/metadata.csv"
 RSNA_CSV = "rsna/stage_2_detailed_class_info.csv"
 # format -> planned metadata table, for sources pointing at the demo folders.
@@ -48,9 +50,6 @@ IEEE_HEADER = [
 JPEG_QUALITY = 90
 PNG_COMPRESSION = 1  # noise makes PNG barely compressible: favour speed
 _CANVAS = 256  # anatomy is drawn at this size, then resized: fast at any raw size
-# demo.covid.size_range when a caller passes no such key (the schema's default is the same):
-# mixed sizes and aspect ratios, as in the real ieee8023 collection.
-SIZE_RANGE = (0.6, 1.4)
 # Rows the default filters (COVID-19 / X-ray / PA; class Normal) must exclude.
 _IEEE_EXTRAS = [("SARS", "PA", "X-ray")] * 2 + [("COVID-19", "AP", "X-ray")] * 2 + [("COVID-19", "Axial", "CT")]
 _RSNA_EXTRAS = [("Lung Opacity", 2)] * 3 + [("No Lung Opacity / Not Normal", 1)]
@@ -78,7 +77,7 @@ def _plan(demo: Mapping[str, Any]) -> tuple[dict[str, pd.DataFrame], list[_Image
     # Width and height of each COVID-19 image: raw_size times a factor drawn from this range.
     # [1, 1] frames them exactly like the square Normal images; the draw happens either way,
     # so every other random choice (and so every other file) stays the same.
-    low, high = covid.get("size_range", SIZE_RANGE)
+    low, high = covid["size_range"]  # the schema's default: mixed sizes, as in the real ieee8023 collection
 
     def size() -> tuple[int, int]:
         return tuple(int(round(demo["raw_size"] * f)) for f in rng.uniform(low, high, 2))
@@ -301,3 +300,4 @@ def write_demo(demo: Mapping[str, Any], out_root: Path) -> None:
         target = out_root / image.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_encode(render(image), image.path))
+    LOG.info("wrote %d demo images and %d tables under %s", len(images), len(tables), out_root)

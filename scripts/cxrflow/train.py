@@ -18,6 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ import keras
 import pandas as pd
 
 from .augment import AugmentedBatches
-from .data import load_split, open_log
+from .data import load_split
+from .joblog import open_log
 from .model import build_model, preprocess_batch
 
 _OPTIMIZERS = {
@@ -226,22 +228,29 @@ def train(
     return pd.read_csv(history_path)
 
 
-def main(
-    experiment: Mapping[str, Any],
-    classes: Sequence[str],
-    train_csv: str,
-    val_csv: str,
-    model_path: str,
-    history_path: str,
-    checkpoint_dir: str,
-    log_path: str,
-    workers: int = 1,
-    mask: Mapping[str, Any] | None = None,
-) -> None:
+@dataclass(frozen=True)
+class TrainingSettings:
+    """One training job's settings under the names the train rules' ``params:`` give them.
+
+    ``experiment`` is the experiment's config section; ``checkpoint_dir`` is kept
+    outside the outputs so a killed job resumes; ``mask`` ({fraction, fill}) trains
+    the border-only control.
+    """
+
+    experiment: Mapping[str, Any]
+    classes: tuple[str, ...]
+    checkpoint_dir: str
+    mask: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrainingSettings:
+        """From a rule's params (a Snakemake Namedlist or a dict): experiment, classes, checkpoint_dir, mask."""
+        return cls(params["experiment"], tuple(params["classes"]), params["checkpoint_dir"], params.get("mask"))
+
+
+def main(settings: TrainingSettings, train_csv: str, val_csv: str, model_path: str, history_path: str,
+         log_path: str, workers: int = 1) -> None:
     """Entry point for scripts/train.py: KERAS_BACKEND must already be set by the caller."""
     log = open_log(log_path)
-    try:
-        train(experiment, classes, train_csv, val_csv, model_path, history_path, checkpoint_dir, log, workers, mask)
-    except Exception:
-        log.exception("training failed")
-        raise
+    train(settings.experiment, list(settings.classes), train_csv, val_csv, model_path, history_path,
+          settings.checkpoint_dir, log, workers, settings.mask)  # fmt: skip

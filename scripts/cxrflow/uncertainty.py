@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc
 PER_CLASS_METRICS = ("precision", "recall", "f1", "roc_auc")
 
 
-def _check(predictions: pd.DataFrame, classes: Sequence[str]) -> list[str]:
+def check_predictions(predictions: pd.DataFrame, classes: Sequence[str]) -> list[str]:
     """Validate the predictions.csv contract; return the probability columns in class order."""
     prob_cols = [f"prob_{c}" for c in classes]
     missing = {"patient_id", "true_label", "predicted_label", *prob_cols} - set(predictions.columns)
@@ -40,7 +40,7 @@ def _check(predictions: pd.DataFrame, classes: Sequence[str]) -> list[str]:
     return prob_cols
 
 
-def _metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
+def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     """Per-class precision/recall/F1 and accuracy from (..., K, K) confusion counts; NaN where undefined."""
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     predicted = cm.sum(axis=-2)
@@ -80,7 +80,7 @@ def _bootstrap_auc(
 
 def point_estimates(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
     """Metrics on the full data, computed with scikit-learn (the numbers a report states)."""
-    prob_cols = _check(predictions, classes)
+    prob_cols = check_predictions(predictions, classes)
     y = predictions["true_label"].astype(str).to_numpy()
     p = predictions["predicted_label"].astype(str).to_numpy()
     prec, rec, f1, _ = precision_recall_fscore_support(
@@ -103,7 +103,8 @@ def point_estimates(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[s
     return {"accuracy": float(accuracy_score(y, p)), "per_class": per_class}
 
 
-def _interval(values: np.ndarray, estimate: float, level: float) -> dict[str, float | int]:
+def percentile_interval(values: np.ndarray, estimate: float, level: float) -> dict[str, float | int]:
+    """The ``level`` percentile interval of the finite resampled ``values``, beside the full-data estimate."""
     used = values[np.isfinite(values)]
     alpha = (1 - level) / 2
     low, high = np.quantile(used, [alpha, 1 - alpha]) if len(used) else (np.nan, np.nan)
@@ -124,7 +125,7 @@ def bootstrap_ci(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    prob_cols = _check(predictions, classes)
+    prob_cols = check_predictions(predictions, classes)
     estimates = point_estimates(predictions, classes)
     index = {c: k for k, c in enumerate(classes)}
     y = predictions["true_label"].astype(str).map(index).to_numpy()
@@ -140,14 +141,14 @@ def bootstrap_ci(
     np.add.at(per_patient, (patient_of_image, y, p), 1)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=n_boot)  # (n_boot, n_pat)
-    boot = _metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))
+    boot = metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))
     boot["roc_auc"] = np.stack(
         [_bootstrap_auc(y == k, probs[:, k], patient_of_image, draws.astype(float)) for k in range(n_cls)],
         axis=1,
     )
 
     per_class = {
-        cls: {m: _interval(boot[m][:, k], estimates["per_class"][cls][m], level) for m in PER_CLASS_METRICS}
+        cls: {m: percentile_interval(boot[m][:, k], estimates["per_class"][cls][m], level) for m in PER_CLASS_METRICS}
         for k, cls in enumerate(classes)
     }
     return {
@@ -157,7 +158,7 @@ def bootstrap_ci(
         "unit": "patient",
         "n_patients": int(n_pat),
         "n_images": int(len(predictions)),
-        "accuracy": _interval(boot["accuracy"], estimates["accuracy"], level),
+        "accuracy": percentile_interval(boot["accuracy"], estimates["accuracy"], level),
         "per_class": per_class,
     }
 

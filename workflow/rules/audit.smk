@@ -34,11 +34,11 @@ rule trust_summary:
         metrics=fold_files("metrics.json"),
         baselines=fold_files("baselines.json"),
         shortcut=shortcut_files(),
-        shortcut_experiment=sorted(set(experiment_shortcut_rows())),
-        shortcut_external=[path for path in external_shortcut_rows() if path],
+        shortcut_experiment=experiment_shortcut_files(),
+        shortcut_external=external_shortcut_files(),
         data_audit="results/audit/data_audit.json",
         split_audits=sorted(set(split_audits())),
-        external=[path for path in external_metrics_rows() if path],
+        external=external_metrics_files(),
     output:
         report(
             "results/trust_summary.csv",

@@ -102,7 +102,7 @@ rule evaluate_external:
         classes=config["classes"],
         bootstrap=config["audit"]["bootstrap"],
     script:
-        "../../scripts/evaluate_external.py"
+        "../../scripts/evaluate.py"
 
 
 rule external_table:

@@ -175,7 +175,7 @@ rule evaluate_border_only_external:
         bootstrap=config["audit"]["bootstrap"],
         mask=BORDER_MASK,
     script:
-        "../../scripts/evaluate_external.py"
+        "../../scripts/evaluate.py"
 
 
 rule shortcut_audit_external:
