@@ -29,6 +29,7 @@ STATUSES: tuple[str, ...] = ("ok", "quarantined")
 INT_COLUMNS: tuple[str, ...] = (
     "orig_width",
     "orig_height",
+    "decode_scale",
     "crop_x0",
     "crop_y0",
     "crop_x1",
