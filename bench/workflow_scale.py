@@ -219,7 +219,12 @@ def run_pool(data: Path, n: int, work_root: Path, reduced: bool = True) -> float
 
 # ------------------------------------------------------------------ the per-image step
 def per_image(count: int, work_root: Path, repeats: int = 5) -> list[dict[str, Any]]:
-    """process_image ms/image on one core, full vs reduced decode, best of ``repeats`` passes."""
+    """process_image ms/image on one core, full vs reduced decode, best of ``repeats`` passes.
+
+    CPU time of this (single-threaded) process is the figure: on the shared 2 cores the
+    wall clock also counts the time spent waiting for a core (1.5-6x under load 8-13);
+    the best wall time is kept beside it.
+    """
     cv2.setNumThreads(1)
     rows = []
     for label, (height, width), quality in (("1024x1024 q90", (SIDE, SIDE), JPEG_QUALITY),
@@ -232,19 +237,21 @@ def per_image(count: int, work_root: Path, repeats: int = 5) -> list[dict[str, A
             ok, buf = cv2.imencode(".jpg", render(1000 + i, height, width), [cv2.IMWRITE_JPEG_QUALITY, quality])
             paths.append(folder / f"{i}.jpg")
             paths[-1].write_bytes(buf.tobytes())
-        best = {}
+        best, wall = {}, {}
         for reduced in (False, True):
             settings = {**CROP, "reduced_decode": reduced}
-            times = []
+            cpu_times, wall_times = [], []
             for _ in range(repeats):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for i, path in enumerate(paths):
                     process_image(f"i{i}", path, folder / f"{i}.png", folder / f"{i}.json", **settings)
-                times.append((time.perf_counter() - start) / len(paths) * 1e3)
-            best[reduced] = min(times)
+                cpu_times.append((time.process_time() - start_cpu) / len(paths) * 1e3)
+                wall_times.append((time.perf_counter() - start) / len(paths) * 1e3)
+            best[reduced], wall[reduced] = min(cpu_times), min(wall_times)
         scale = json.loads((folder / "0.json").read_text())["decode_scale"]
         rows.append({"mode": "per-image", "images": label, "n": count, "full_ms": best[False],
                      "reduced_ms": best[True], "ratio": best[True] / best[False], "scale": scale,
+                     "full_wall_ms": wall[False], "reduced_wall_ms": wall[True],
                      "load1": os.getloadavg()[0]})  # fmt: skip
     return rows
 
@@ -337,13 +344,15 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     decodes = [{"full": False, "reduced": True}[d] for d in args.decode.split(",")]
     if args.per_image:
-        print("| per-image step, 1 core, best of 5 | images | full decode ms | reduced ms | reduced/full "
-              "| scale | load |\n|---|---|---|---|---|---|---|", flush=True)  # fmt: skip
+        print("| per-image step (process_image), best of 5 | images | full decode CPU ms | reduced CPU ms "
+              "| reduced/full | scale | wall ms full / reduced | load |\n|---|---|---|---|---|---|---|---|",
+              flush=True)  # fmt: skip
         for row in per_image(args.per_image, data_dir / "work"):
             with open(data_dir / "results.jsonl", "a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(f"| {row['images']} | {row['n']} | {row['full_ms']:.2f} | {row['reduced_ms']:.2f} "
-                  f"| {row['ratio']:.2f} | 1/{row['scale']} | {row['load1']:.1f} |", flush=True)  # fmt: skip
+                  f"| {row['ratio']:.2f} | 1/{row['scale']} | {row['full_wall_ms']:.1f} / {row['reduced_wall_ms']:.1f} "
+                  f"| {row['load1']:.1f} |", flush=True)  # fmt: skip
     if args.seed_replicas:
         row = run_seed(args.seed_replicas, data_dir / "work", data_dir)
         with open(data_dir / "results.jsonl", "a") as handle:
