@@ -208,3 +208,20 @@ def test_changing_the_setting_recrops_only_images_whose_scale_changes(tmp_path: 
     changed = [key_settings(SETTINGS, i.raw_path) != key_settings(off, i.raw_path) for i in items]
     assert dict(zip(names, changed)) == {n: n in ("big.jpg", "huge.jpg") for n in names}
     assert key_settings(SETTINGS, None)["decode_scale"] == 1  # a known-bad image is never read
+
+
+def test_header_after_large_app_segments_is_found_up_to_the_scan_limit(tmp_path: Path) -> None:
+    """Key and decode read the same leading bytes: a frame header past them means a full decode."""
+    from cxrflow.decode import HEADER_SCAN_BYTES, file_decode_scale
+
+    data = write_jpeg(tmp_path / "a.jpg", radiograph(7, 1024, 1024)).read_bytes()
+    app = b"\xff\xe2" + struct.pack(">H", 65535) + bytes(65533)  # one maximal APP2 segment
+
+    def with_apps(count: int) -> Path:
+        path = tmp_path / f"apps{count}.jpg"
+        path.write_bytes(data[:2] + app * count + data[2:])
+        return path
+
+    near, far = with_apps(2), with_apps(HEADER_SCAN_BYTES // len(app) + 1)
+    assert file_decode_scale(near, 448) == 2 and decode_image(near, 448).scale == 2
+    assert file_decode_scale(far, 448) == 1 and decode_image(far, 448).scale == 1

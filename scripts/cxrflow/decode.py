@@ -30,6 +30,7 @@ REDUCIBLE_SOF = frozenset({0xC0, 0xC1, 0xC2})
 # The frame header must lie within this many leading bytes (EXIF/ICC segments come
 # first); the content key reads the same prefix, so both pick the same scale.
 HEADER_SCAN_BYTES = 1 << 20
+_FIRST_READ = 1 << 16  # enough for the frame header of almost every file
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
 # IGNORE_ORIENTATION: the full path (IMREAD_UNCHANGED) ignores EXIF rotation too.
 _REDUCED_FLAGS: dict[tuple[int, int], int] = {
@@ -141,10 +142,13 @@ def file_decode_scale(path: str | Path, keep_short_side: int) -> int:
         return 1
     try:
         with open(path, "rb") as handle:
-            head = handle.read(HEADER_SCAN_BYTES)
+            head = handle.read(_FIRST_READ)
+            frame = jpeg_frame(head)
+            if frame is None and len(head) == _FIRST_READ:  # the header may go on (large EXIF/ICC)
+                frame = jpeg_frame(head + handle.read(HEADER_SCAN_BYTES - _FIRST_READ))
     except OSError:
         return 1
-    return reduced_scale(jpeg_frame(head), keep_short_side)
+    return reduced_scale(frame, keep_short_side)
 
 
 def decode_image(path: Path, keep_short_side: int = 0) -> DecodedImage:
