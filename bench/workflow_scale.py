@@ -8,14 +8,20 @@ a `stage_2_detailed_class_info.csv`, cached per N under --data-dir) are preproce
 - each workflow mode, in a fresh working directory: `snakemake --cores 2 preprocess`
   with a config whose only source is that folder. Modes: `image` (preprocess.batch_size 1,
   one job per image), `batchB` (batch_size B); suffix `-drop` adds --drop-metadata,
-  `-nock` --max-checksum-file-size 0.
+  `-nock` --max-checksum-file-size 0. `--decode full,reduced` runs every mode (and the
+pool) once per `preprocess.reduced_decode` setting.
 
 Per mode it times the dry run of a fresh directory, the full run (and its peak RSS,
 snakemake incl. children, from wait4), the no-op rerun (everything up to date) and the
 rerun after re-encoding 10 images with new content (touch is not enough: Snakemake
 checksums inputs under 1 MB). Rows are appended to <data-dir>/results.jsonl.
 
+`--per-image N` first prints the per-image step (process_image: decode, crop, resize,
+PNG, JSON; one core, best of 5) with the full and the reduced decode on N generated
+1024x1024 JPEGs (q90, RSNA size) and N 2000x2400 JPEGs (q95, hospital size).
+
     .venv/bin/python bench/workflow_scale.py --sizes 1000,5000 --modes image,batch250
+    .venv/bin/python bench/workflow_scale.py --per-image 12 --sizes 27000 --decode full,reduced
 """
 
 from __future__ import annotations
@@ -53,16 +59,17 @@ WORKERS = 2
 
 
 # ------------------------------------------------------------------ data
-def render(seed: int) -> np.ndarray:
-    """A smooth random 'anatomy' plus grain and black bars of random widths (JPEG ~150 KB)."""
+def render(seed: int, height: int = SIDE, width: int = SIDE) -> np.ndarray:
+    """A smooth random 'anatomy' plus grain and black bars of random widths (JPEG ~150 KB at 1024)."""
     rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
-    img = cv2.add(base, rng.integers(0, 12, (SIDE, SIDE), dtype=np.uint8))
-    top, bottom, left, right = rng.integers(0, 160, 4)
+    base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
+    img = cv2.add(base, rng.integers(0, 12, (height, width), dtype=np.uint8))
+    top, bottom, left, right = rng.integers(0, 160, 4)  # at 1024 px; scaled with the image
+    top, bottom, left, right = top * height // SIDE, bottom * height // SIDE, left * width // SIDE, right * width // SIDE
     img[:top] = 0
-    img[SIDE - bottom :] = 0
+    img[height - bottom :] = 0
     img[:, :left] = 0
-    img[:, SIDE - right :] = 0
+    img[:, width - right :] = 0
     return img
 
 
@@ -106,10 +113,10 @@ def change_content(root: Path, n: int, count: int) -> list[str]:
 
 
 # ------------------------------------------------------------------ runs
-def workflow_config(data: Path, batch_size: int) -> dict[str, Any]:
+def workflow_config(data: Path, batch_size: int, reduced: bool = True) -> dict[str, Any]:
     """The user's my.yaml: their one source, no experiment, the batch size of the mode."""
     return {"sources": {"rsna": {"format": "rsna", "path": str(data), "filters": {"class": "Normal"}}},
-            "experiments": {}, "preprocess": {"batch_size": batch_size}}  # fmt: skip
+            "experiments": {}, "preprocess": {"batch_size": batch_size, "reduced_decode": reduced}}  # fmt: skip
 
 
 def parse_mode(mode: str) -> tuple[int, list[str]]:
@@ -156,20 +163,20 @@ def bench_profile(work: Path) -> Path:
 
 def snakemake_cmd(work: Path, cfg_path: Path, extra: Sequence[str], *args: str) -> list[str]:
     return [
-        str(REPO / ".venv/bin/python"), "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
         "--configfile", str(cfg_path), "--workflow-profile", str(bench_profile(work)),
         "--cores", str(WORKERS), *extra, *args, "preprocess",
     ]  # fmt: skip
 
 
-def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
+def run_mode(data: Path, n: int, mode: str, work_root: Path, reduced: bool = True) -> dict[str, Any]:
     batch_size, extra = parse_mode(mode)
-    work = work_root / f"{n}-{mode}"
+    work = work_root / f"{n}-{mode}-{'reduced' if reduced else 'full'}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy(REPO / "config.yaml", work / "config.yaml")  # the shipped file, as in a user's clone
     cfg_path = work / "my.yaml"
-    cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size, reduced), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     run = lambda name, *args: timed(snakemake_cmd(work, cfg_path, extra, *args), work / f"{name}.log", env)  # noqa: E731
     dry, _ = run("dry", "-n")
@@ -180,7 +187,7 @@ def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
     noop, noop_peak = run("noop")
     change_content(data, n, STALE)
     stale, stale_peak = run("stale")
-    return {"n": n, "mode": mode, "dry_s": dry, "run_s": full, "noop_s": noop, "stale_s": stale,
+    return {"n": n, "mode": mode if reduced else f"{mode} full-decode", "dry_s": dry, "run_s": full, "noop_s": noop, "stale_s": stale,
             "peak_mib": max(peak, noop_peak, stale_peak)}  # fmt: skip
 
 
@@ -188,11 +195,15 @@ def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
 CROP = crop_settings(with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["preprocess"])
 
 
-def _pool_one(args: tuple[str, str, str, str]) -> None:
-    process_image(*args, **CROP)
+def _pool_one(args: tuple[str, str, str, str], reduced: bool = True) -> None:
+    process_image(*args, **{**CROP, "reduced_decode": reduced})
 
 
-def run_pool(data: Path, n: int, work_root: Path) -> float:
+def _pool_one_full(args: tuple[str, str, str, str]) -> None:
+    _pool_one(args, reduced=False)
+
+
+def run_pool(data: Path, n: int, work_root: Path, reduced: bool = True) -> float:
     """The same work with no workflow engine: the time to beat."""
     out = work_root / f"{n}-pool"
     shutil.rmtree(out, ignore_errors=True)
@@ -201,9 +212,48 @@ def run_pool(data: Path, n: int, work_root: Path) -> float:
             for pid in patient_ids(n)]  # fmt: skip
     start = time.perf_counter()
     with multiprocessing.Pool(WORKERS) as pool:
-        for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
+        for _ in pool.imap_unordered(_pool_one if reduced else _pool_one_full, jobs, chunksize=16):
             pass
     return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------ the per-image step
+def per_image(count: int, work_root: Path, repeats: int = 5) -> list[dict[str, Any]]:
+    """process_image ms/image on one core, full vs reduced decode, best of ``repeats`` passes.
+
+    CPU time of this (single-threaded) process is the figure: on the shared 2 cores the
+    wall clock also counts the time spent waiting for a core (1.5-6x under load 8-13);
+    the best wall time is kept beside it.
+    """
+    cv2.setNumThreads(1)
+    rows = []
+    for label, (height, width), quality in (("1024x1024 q90", (SIDE, SIDE), JPEG_QUALITY),
+                                            ("2000x2400 q95", (2400, 2000), 95)):  # fmt: skip
+        folder = work_root / f"per-image-{height}x{width}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        paths = []
+        for i in range(count):
+            ok, buf = cv2.imencode(".jpg", render(1000 + i, height, width), [cv2.IMWRITE_JPEG_QUALITY, quality])
+            paths.append(folder / f"{i}.jpg")
+            paths[-1].write_bytes(buf.tobytes())
+        best, wall = {}, {}
+        for reduced in (False, True):
+            settings = {**CROP, "reduced_decode": reduced}
+            cpu_times, wall_times = [], []
+            for _ in range(repeats):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                for i, path in enumerate(paths):
+                    process_image(f"i{i}", path, folder / f"{i}.png", folder / f"{i}.json", **settings)
+                cpu_times.append((time.process_time() - start_cpu) / len(paths) * 1e3)
+                wall_times.append((time.perf_counter() - start) / len(paths) * 1e3)
+            best[reduced], wall[reduced] = min(cpu_times), min(wall_times)
+        scale = json.loads((folder / "0.json").read_text())["decode_scale"]
+        rows.append({"mode": "per-image", "images": label, "n": count, "full_ms": best[False],
+                     "reduced_ms": best[True], "ratio": best[True] / best[False], "scale": scale,
+                     "full_wall_ms": wall[False], "reduced_wall_ms": wall[True],
+                     "load1": os.getloadavg()[0]})  # fmt: skip
+    return rows
 
 
 # ------------------------------------------------------------------ real images, replicated
@@ -281,11 +331,28 @@ def main() -> None:
                         help="image | image-drop | batchB | batchB-drop, comma-separated")  # fmt: skip
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--no-pool", action="store_true", help="skip the pool (ratio left blank)")
+    parser.add_argument("--decode", default="reduced",
+                        help="full | reduced, comma-separated: preprocess.reduced_decode of each run")  # fmt: skip
+    parser.add_argument("--per-image", type=int, default=0,
+                        help="first time process_image, full vs reduced decode, on N generated 1024x1024 "
+                             "and N 2000x2400 JPEGs (0: skip)")  # fmt: skip
     parser.add_argument("--seed-replicas", type=int, default=0,
                         help="also run preprocess + split + data audit on ~N symlinks to the real "
                              "../shared/data/seed-covid19-detection images (0: skip)")  # fmt: skip
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    decodes = [{"full": False, "reduced": True}[d] for d in args.decode.split(",")]
+    if args.per_image:
+        print("| per-image step (process_image), best of 5 | images | full decode CPU ms | reduced CPU ms "
+              "| reduced/full | scale | wall ms full / reduced | load |\n|---|---|---|---|---|---|---|---|",
+              flush=True)  # fmt: skip
+        for row in per_image(args.per_image, data_dir / "work"):
+            with open(data_dir / "results.jsonl", "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(f"| {row['images']} | {row['n']} | {row['full_ms']:.2f} | {row['reduced_ms']:.2f} "
+                  f"| {row['ratio']:.2f} | 1/{row['scale']} | {row['full_wall_ms']:.1f} / {row['reduced_wall_ms']:.1f} "
+                  f"| {row['load1']:.1f} |", flush=True)  # fmt: skip
     if args.seed_replicas:
         row = run_seed(args.seed_replicas, data_dir / "work", data_dir)
         with open(data_dir / "results.jsonl", "a") as handle:
@@ -298,11 +365,12 @@ def main() -> None:
         t0 = time.perf_counter()
         data = make_rsna_like(data_dir / f"rsna-{n}", n)
         print(f"# {n} images ready in {time.perf_counter() - t0:.0f} s ({data})", flush=True)
-        for mode in args.modes.split(","):
+        for mode, reduced in ((m, r) for m in args.modes.split(",") for r in decodes):
             # The pool right before each mode: other users' load on the 2 cores drifts,
             # and the ratio is only meaningful under the same load.
-            pool_s = None if args.no_pool else run_pool(data, n, data_dir / "work")
-            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s, "load1": os.getloadavg()[0]}
+            pool_s = None if args.no_pool else run_pool(data, n, data_dir / "work", reduced)
+            row = {**run_mode(data, n, mode, data_dir / "work", reduced), "pool_s": pool_s,
+                   "load1": os.getloadavg()[0]}  # fmt: skip
             rows.append(row)
             with open(data_dir / "results.jsonl", "a") as handle:
                 handle.write(json.dumps(row) + "\n")

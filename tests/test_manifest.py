@@ -45,6 +45,7 @@ def _record(tmp_path: Path, image_id: str, raw_path: str, *, ok: bool = True, **
         "orig_height": 80 if ok else None,
         "orig_channels": 1 if ok else None,
         "orig_dtype": "uint8" if ok else None,
+        "decode_scale": 1 if ok else None,
         "crop_x0": 5 if ok else None,
         "crop_y0": 0 if ok else None,
         "crop_x1": 95 if ok else None,

@@ -18,7 +18,7 @@ from cxrflow.preprocess import RECORD_KEYS, process_image
 SETTINGS: dict[str, Any] = crop_defaults(size=32, min_side=8)
 KEYS = {
     "image_id", "raw_path", "status", "reason", "orig_width", "orig_height", "orig_channels",
-    "orig_dtype", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "rows_removed", "cols_removed",
+    "orig_dtype", "decode_scale", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "rows_removed", "cols_removed",
     "output_path", "output_width", "output_height", "traceback",
 }  # fmt: skip
 

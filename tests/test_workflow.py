@@ -77,6 +77,19 @@ def test_adding_images_schedules_only_their_crops(tmp_path: Path) -> None:
     after = pd.read_csv(work / "results/splits/assignments.csv", dtype=str)
     merged = before.merge(after, on="image_id", suffixes=("_before", "_after"))
     assert len(merged) == 10 and (merged["fold0_before"] == merged["fold0_after"]).all()
+    # Reduced JPEG decode (size 32 -> kept short side 2 x 32): a new decode_margin re-runs
+    # only the crops whose decode scale it changes: j0 128 px (1/2 -> full at margin 3),
+    # not j1 200 px (1/2 both ways) nor the PNGs.
+    for name, side in (("j0.jpg", 128), ("j1.jpg", 200)):
+        img = cv2.resize(np.random.default_rng(side).integers(90, 230, (16, 16), dtype=np.uint8), (side, side))
+        cv2.imwrite(str(data / "img" / name), img)
+        rows.append((name, "Normal", f"p{name}"))
+    csv_source(data, rows)
+    run_snakemake(work, cfg, "split")
+    scales = read_manifest(work / "results/preprocessed/manifest.csv").set_index("image_id")["decode_scale"]
+    assert scales.max() == 2 and (scales == 2).sum() == 2
+    cfg["preprocess"]["decode_margin"] = 3
+    assert planned_jobs(run_snakemake(work, cfg, "split", "-n"))["crop_image"] == 1
 
 
 def test_ieee8023_2020_03_24_original_filters(tmp_path: Path, shared_data: Path) -> None:

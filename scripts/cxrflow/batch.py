@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .preprocess import INTERNAL_ERROR, process_image
+from .preprocess import INTERNAL_ERROR, key_settings, process_image
 
 # Stored in each record written by a batch; bump when records of an older code
 # version must not be reused.
@@ -81,8 +81,10 @@ def input_key(raw_path: str, problem: str, settings: Mapping[str, Any]) -> str:
     Content, not mtime: copies that keep mtimes, or edits within one second, must
     still count as changes. An unreadable file gets a key of its own, so the record
     made for it (quarantined by process_image) is reused only while it stays so.
+    The settings enter as key_settings: the image's decode scale, not the switch.
     """
-    meta = {"v": KEY_VERSION, "raw_path": raw_path, "problem": problem, "settings": dict(settings)}
+    image_settings = key_settings(settings, None if problem else raw_path)
+    meta = {"v": KEY_VERSION, "raw_path": raw_path, "problem": problem, "settings": image_settings}
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode("utf-8"))
     if not problem:
         try:

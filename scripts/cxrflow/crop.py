@@ -157,3 +157,21 @@ def resize_square(img: np.ndarray, size: int, interpolation: str) -> np.ndarray:
     if img.shape[0] == size:
         return img.copy()
     return cv2.resize(img, (size, size), interpolation=flag)
+
+
+def box_in_original(
+    crop: CropResult, scale: int, width: int, height: int
+) -> tuple[tuple[int, int, int, int], int, int]:
+    """Map a crop found on an image decoded at 1/``scale`` back to original pixels.
+
+    Returns (box, rows_removed, cols_removed) as crop_black_bars would report them on the
+    full image: line i of the reduced image covers original lines [i*scale, (i+1)*scale),
+    the last one clipped to the original side (libjpeg rounds reduced sides up).
+    """
+    if scale == 1:
+        return crop.box, crop.rows_removed, crop.cols_removed
+    x0, y0, x1, y1 = crop.box
+    box = (x0 * scale, y0 * scale, min(x1 * scale, width), min(y1 * scale, height))
+    kept_rows = min(crop.image.shape[0] * scale, box[3] - box[1])
+    kept_cols = min(crop.image.shape[1] * scale, box[2] - box[0])
+    return box, height - kept_rows, width - kept_cols

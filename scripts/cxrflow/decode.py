@@ -7,6 +7,7 @@ hospitals. Downstream steps only ever see uint8 gray (H, W) or BGR (H, W, 3).
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,26 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
+# Reduced (DCT-domain) decoding: libjpeg scales by 1/2, 1/4, 1/8 while decoding, which
+# skips most of the IDCT and colour work. Only 8-bit Huffman-coded JPEGs (baseline,
+# extended, progressive) with gray or 3-channel colour take it; anything else decodes
+# in full as before (PNG, 16-bit, lossless or arithmetic-coded JPEG, CMYK, DICOM).
+REDUCTIONS: tuple[int, ...] = (8, 4, 2)
+REDUCIBLE_SOF = frozenset({0xC0, 0xC1, 0xC2})
+# The frame header must lie within this many leading bytes (EXIF/ICC segments come
+# first); the content key reads the same prefix, so both pick the same scale.
+HEADER_SCAN_BYTES = 1 << 20
+_FIRST_READ = 1 << 16  # enough for the frame header of almost every file
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
+# IGNORE_ORIENTATION: the full path (IMREAD_UNCHANGED) ignores EXIF rotation too.
+_REDUCED_FLAGS: dict[tuple[int, int], int] = {
+    (2, 1): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (4, 1): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (8, 1): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+    (2, 3): cv2.IMREAD_REDUCED_COLOR_2,
+    (4, 3): cv2.IMREAD_REDUCED_COLOR_4,
+    (8, 3): cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 class ImageError(Exception):
@@ -39,10 +60,103 @@ class DecodedImage:
     orig_height: int
     orig_channels: int
     orig_dtype: str
+    scale: int = 1  # pixels are the original reduced by this factor (ceil of each side)
 
 
-def decode_image(path: Path) -> DecodedImage:
-    """Read and decode one file; raise ``ImageError`` for missing, empty, truncated or undecodable files."""
+@dataclass(frozen=True)
+class JpegFrame:
+    """What a JPEG's frame header (SOFn) says, read without decoding."""
+
+    marker: int  # 0xC0..0xCF: the coding process (baseline, progressive, lossless, ...)
+    precision: int  # bits per sample
+    width: int
+    height: int
+    components: int
+
+
+def jpeg_frame(data: bytes) -> JpegFrame | None:
+    """The frame header of a JPEG, or None (not a JPEG, or no SOF in the first HEADER_SCAN_BYTES).
+
+    OpenCV has no header-only call and Pillow is not a dependency of the project, so this
+    walks the marker segments up to the first SOF: a few dozen bytes read, microseconds,
+    against milliseconds for a decode.
+    """
+    if not data.startswith(JPEG_SOI):
+        return None
+    end = min(len(data), HEADER_SCAN_BYTES)
+    pos = 2
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan: no frame header came
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            return None
+        if marker in _SOF_MARKERS:
+            if length < 8 or pos + 10 > end:
+                return None
+            seg = data[pos + 4 : pos + 10]
+            return JpegFrame(
+                marker=marker,
+                precision=seg[0],
+                height=int.from_bytes(seg[1:3], "big"),
+                width=int.from_bytes(seg[3:5], "big"),
+                components=seg[5],
+            )
+        pos += 2 + length
+    return None
+
+
+def reduced_scale(frame: JpegFrame | None, keep_short_side: int) -> int:
+    """The largest reduction (8, 4, 2) whose decoded short side is still >= keep_short_side; 1 = full.
+
+    ``keep_short_side`` 0 turns reduction off. libjpeg rounds each reduced side up.
+    """
+    if (
+        keep_short_side <= 0
+        or frame is None
+        or frame.marker not in REDUCIBLE_SOF
+        or frame.precision != 8
+        or frame.components not in (1, 3)
+        or min(frame.width, frame.height) == 0
+    ):
+        return 1
+    short = min(frame.width, frame.height)
+    for scale in REDUCTIONS:
+        if math.ceil(short / scale) >= keep_short_side:
+            return scale
+    return 1
+
+
+def file_decode_scale(path: str | Path, keep_short_side: int) -> int:
+    """reduced_scale of a file from its leading bytes; 1 when it cannot be read (decoding will say why)."""
+    if keep_short_side <= 0:
+        return 1
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_FIRST_READ)
+            frame = jpeg_frame(head)
+            if frame is None and len(head) == _FIRST_READ:  # the header may go on (large EXIF/ICC)
+                frame = jpeg_frame(head + handle.read(HEADER_SCAN_BYTES - _FIRST_READ))
+    except OSError:
+        return 1
+    return reduced_scale(frame, keep_short_side)
+
+
+def decode_image(path: Path, keep_short_side: int = 0) -> DecodedImage:
+    """Read and decode one file; raise ``ImageError`` for missing, empty, truncated or undecodable files.
+
+    ``keep_short_side`` > 0 lets a JPEG decode reduced (see reduced_scale) as long as its
+    short side keeps that many pixels; ``scale`` in the result says which factor was used.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -56,7 +170,7 @@ def decode_image(path: Path) -> DecodedImage:
         raise ImageError("empty file")
     if is_dicom(path, data):
         return decode_dicom(data)
-    return decode_raster(data)
+    return decode_raster(data, keep_short_side)
 
 
 def is_dicom(path: Path, data: bytes) -> bool:
@@ -77,9 +191,15 @@ def check_complete(data: bytes) -> None:
             raise ImageError("truncated file")
 
 
-def decode_raster(data: bytes) -> DecodedImage:
+def decode_raster(data: bytes, keep_short_side: int = 0) -> DecodedImage:
     """Decode JPEG/PNG/other cv2 formats as stored (no EXIF rotation, no colour conversion)."""
     check_complete(data)
+    frame = jpeg_frame(data)
+    scale = reduced_scale(frame, keep_short_side)
+    if frame is not None and scale > 1:
+        reduced = decode_reduced(data, frame, scale)
+        if reduced is not None:
+            return reduced
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
@@ -94,6 +214,28 @@ def decode_raster(data: bytes) -> DecodedImage:
         orig_height=int(height),
         orig_channels=int(channels),
         orig_dtype=str(arr.dtype),
+    )
+
+
+def decode_reduced(data: bytes, frame: JpegFrame, scale: int) -> DecodedImage | None:
+    """libjpeg's scaled decode; None when its result is not the expected size (the full path decides)."""
+    try:
+        arr = cv2.imdecode(
+            np.frombuffer(data, np.uint8),
+            _REDUCED_FLAGS[(scale, frame.components)] | cv2.IMREAD_IGNORE_ORIENTATION,
+        )
+    except cv2.error:
+        return None
+    expected = (math.ceil(frame.height / scale), math.ceil(frame.width / scale))
+    if arr is None or arr.dtype != np.uint8 or arr.shape[:2] != expected:
+        return None
+    return DecodedImage(
+        pixels=np.ascontiguousarray(arr),
+        orig_width=frame.width,
+        orig_height=frame.height,
+        orig_channels=frame.components,
+        orig_dtype="uint8",
+        scale=scale,
     )
 
 

@@ -30,7 +30,7 @@ STATUSES: tuple[str, ...] = ("ok", "quarantined")
 INT_COLUMNS: tuple[str, ...] = (
     "orig_width",
     "orig_height",
-    *RECORD_KEYS[RECORD_KEYS.index("crop_x0") : RECORD_KEYS.index("cols_removed") + 1],
+    *RECORD_KEYS[RECORD_KEYS.index("decode_scale") : RECORD_KEYS.index("cols_removed") + 1],
 )
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id",

@@ -12,6 +12,7 @@ into results/ (disk full, permissions) is not about the image: it raises
 from __future__ import annotations
 
 import json
+import math
 import os
 import traceback
 import uuid
@@ -22,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .crop import crop_black_bars, resize_square
-from .decode import ImageError, decode_image
+from .crop import box_in_original, crop_black_bars, resize_square
+from .decode import ImageError, decode_image, file_decode_scale
 
 # Many images run in parallel threads/jobs; OpenCV's own pool would oversubscribe the cores.
 cv2.setNumThreads(1)
@@ -37,6 +38,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "orig_height",
     "orig_channels",
     "orig_dtype",
+    "decode_scale",
     "crop_x0",
     "crop_y0",
     "crop_x1",
@@ -59,12 +61,34 @@ CROP_KEYS: tuple[str, ...] = (
     "protect",
     "interpolation",
     "min_side",
+    "reduced_decode",
+    "decode_margin",
 )
+# Of CROP_KEYS, these only choose each image's decode scale; the content key holds the
+# scale they give for that image instead, so changing them re-crops only the images
+# whose scale changes (a PNG, or a JPEG too small to reduce, keeps its crop).
+DECODE_KEYS: tuple[str, ...] = ("reduced_decode", "decode_margin")
 
 
 def crop_settings(preprocess: Mapping[str, Any]) -> dict[str, Any]:
     """The crop settings of a validated `preprocess` config section."""
     return {key: preprocess[key] for key in CROP_KEYS}
+
+
+def keep_short_side(size: int, reduced_decode: bool, decode_margin: float) -> int:
+    """Pixels the reduced decode must leave on the short side; 0 = decode in full."""
+    return math.ceil(decode_margin * size) if reduced_decode else 0
+
+
+def key_settings(settings: Mapping[str, Any], raw_path: str | Path | None) -> dict[str, Any]:
+    """The settings as they decide this image's output: the decode keys replaced by its scale.
+
+    Reads the file's header only (decode.file_decode_scale); ``raw_path`` None (a known
+    bad image) or an unreadable file counts as scale 1, which is what decoding it would use.
+    """
+    keep = keep_short_side(settings["size"], settings["reduced_decode"], settings["decode_margin"])
+    scale = file_decode_scale(raw_path, keep) if raw_path is not None else 1
+    return {**{k: v for k, v in settings.items() if k not in DECODE_KEYS}, "decode_scale": scale}
 
 
 class OutputError(OSError):
@@ -83,6 +107,8 @@ def process_image(
     protect: tuple[float, float] | list[float],
     interpolation: str,
     min_side: int,
+    reduced_decode: bool,
+    decode_margin: float,
     problem: str = "",
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -91,25 +117,33 @@ def process_image(
     ``problem`` non-empty means the caller already knows the image is bad (missing file,
     unsafe path): it is recorded as the quarantine reason without touching the file.
     ``extra`` fields (the batch cache key) go into the same JSON, written after the PNG.
-    Raises only ``OutputError``.
+    ``reduced_decode``: a JPEG large enough decodes at 1/2, 1/4 or 1/8 scale, keeping at
+    least ``decode_margin`` x ``size`` pixels on its short side; the black-bar box is found
+    there and recorded in original pixels, with ``decode_scale``. Raises only ``OutputError``.
     """
     out_png, out_json = Path(out_png), Path(out_json)
     record = empty_record(image_id, raw_path)
     if problem:
         return quarantine(record, problem, out_png, out_json, extra)
     try:
-        decoded = decode_image(Path(raw_path))
+        keep = keep_short_side(size, reduced_decode, decode_margin)
+        decoded = decode_image(Path(raw_path), keep)
         record.update(
             orig_width=decoded.orig_width,
             orig_height=decoded.orig_height,
             orig_channels=decoded.orig_channels,
             orig_dtype=decoded.orig_dtype,
+            decode_scale=decoded.scale,
         )
         check_size(decoded.orig_width, decoded.orig_height, min_side, "image")
         crop = crop_black_bars(
             decoded.pixels, black_threshold, black_fraction, (protect[0], protect[1])
         )
-        check_size(crop.image.shape[1], crop.image.shape[0], min_side, "crop")
+        box, rows_removed, cols_removed = box_in_original(
+            crop, decoded.scale, decoded.orig_width, decoded.orig_height
+        )
+        crop_w, crop_h = decoded.orig_width - cols_removed, decoded.orig_height - rows_removed
+        check_size(crop_w, crop_h, min_side, "crop")
         out = resize_square(to_gray(crop.image), size, interpolation)
         png = encode_png(out)
     except ImageError as exc:
@@ -119,15 +153,15 @@ def process_image(
         reason = f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
         return quarantine(record, reason, out_png, out_json, extra)
     write_output(out_png, png)
-    x0, y0, x1, y1 = crop.box
+    x0, y0, x1, y1 = box
     record.update(
         status="ok",
         crop_x0=x0,
         crop_y0=y0,
         crop_x1=x1,
         crop_y1=y1,
-        rows_removed=crop.rows_removed,
-        cols_removed=crop.cols_removed,
+        rows_removed=rows_removed,
+        cols_removed=cols_removed,
         output_path=str(out_png),
         output_width=int(out.shape[1]),
         output_height=int(out.shape[0]),

@@ -185,6 +185,15 @@ def experiment_summaries():
     return [str(experiment_dir(e) / "metrics.json") for e in config["experiments"]]
 
 
+def image_crop_settings(wildcards):
+    """One image's settings as its content key sees them (decode keys -> its decode scale):
+    Snakemake re-runs a per-image job only when they change. Reads the file's header."""
+    row = image_row(wildcards)
+    return cxr_preprocess.key_settings(
+        CROP_SETTINGS, None if row.problem else row.raw_path
+    )
+
+
 def crop_item(wildcards, params):
     row = image_row(wildcards)
     return cxr_batch.BatchItem(

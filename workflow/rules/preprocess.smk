@@ -16,12 +16,14 @@ rule crop_image:
         "results/benchmarks/crop/{source}/{image_id}.tsv"
     group:
         "crop"
+    # params.settings only decides re-runs (per image: a change of the reduced-decode
+    # settings re-runs the images whose decode scale it changes); the job gets them all.
     params:
         png=crop_png,
-        settings=CROP_SETTINGS,
+        settings=image_crop_settings,
         problem=lambda wildcards: image_row(wildcards).problem,
     run:
-        cxr_jobs.crop_image_job(crop_item(wildcards, params), params.settings, log[0])
+        cxr_jobs.crop_image_job(crop_item(wildcards, params), CROP_SETTINGS, log[0])
 
 
 rule crop_batch:
