@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from cxrflow import audit, manifest
+from cxrflow import audit, copies_figure, manifest
 from cxrflow.data import open_log
 
 
@@ -26,6 +26,10 @@ def main(sm: Any) -> None:
         Path(sm.output[0]).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
         leakage, source = result["leakage"], result["source_predictability"]
         log.info("leakage ok=%s (total shared %d); %s", leakage["ok"], leakage["total_shared"], source["sentence"])
+        raw = table["resolved_path"].where(table["resolved_path"].astype(str) != "", table["raw_path"])
+        copies_figure.shared_figure(pairs, dict(zip(table["image_id"].astype(str), raw)), sm.output.shared)
+        for row in copies_figure.shared_by_source(pairs).itertuples(index=False):
+            log.info("shared %s/%s: %d pairs (%d exact)", row.source_a, row.source_b, row.pairs, row.exact)
     except Exception:
         log.exception("data audit failed")
         raise

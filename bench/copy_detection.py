@@ -1,0 +1,180 @@
+"""Copy detection (cxrflow.copies): precision/recall per transformation on planted copies, the shared twins, speed.
+
+Two measurements on real images from ../shared/data:
+
+1. ``planted``: every ieee8023 X-ray is an original (hard negatives: the collection's other
+   films, several of them of the same patient); each of the first ``--originals`` gets
+   ``--copies`` copies, each by one transformation class drawn in turn (crop up to 25 % per side,
+   resize to another size and aspect ratio, JPEG at a random quality, contrast/brightness,
+   rotation of a few degrees, grey -> RGB, and all of them at once). Copies are written as files
+   and found by ``copies.find_copies`` like any image. A copy counts as found when it ends in its
+   original's duplicate group; a pair is false when its two images come from different originals.
+2. ``twins``: the ieee8023 images against the original experiment's covid_adjusted/ (the same
+   images cropped by its buggy crop, squashed to 224 and re-encoded): recall of the 72 twins by
+   file name and the false pairs among the first 100 pairs.
+
+Times are wall-clock of the whole ``find_copies`` (decode, index, search, verify), per 1,000 images.
+
+    PYTHONPATH=scripts .venv/bin/python bench/copy_detection.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from cxrflow import copies, dedup
+from cxrflow.decode import decode_image
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+IEEE = DATA / "ieee8023-covid-chestxray-2020-03-24"
+SEED = DATA / "seed-covid19-detection" / "covid_adjusted"
+# ieee8023 files that are one radiograph under two names (judged by eye on the side-by-side
+# figure, docs/audits.md): pairs among them or their seed copies are true duplicates.
+KNOWN_SAME = [
+    {"35AF5C3B-D04D-4B4B-92B7-CB1F67D83085.jpeg", "D5ACAA93-C779-4E22-ADFA-6A220489F840.jpeg"},
+    {"E63574A7-4188-4C8D-8D17-9D67A18A1AFA.jpeg", "F4341CE7-73C9-45C6-99C8-8567A5484B63.jpeg"},
+    {"auntminnie-2020_01_31_20_24_2322_2020_01_31_x-ray_coronavirus_US.jpg", "nejmoa2001191_f5-PA.jpeg"},
+    {"nCoV-Snohomish-20382862_web1_M1-Lungs-EDH-200201-640x300@2x.jpg", "nejmoa2001191_f1-PA.jpeg"},
+    {"pneumonia-7.jpg", "streptococcus-pneumoniae-pneumonia-temporal-evolution-1-day1.jpg"},
+    {"31BA3780-2323-493F-8AED-62081B9C383B.jpeg",
+     "covid-19-rapidly-progressive-acute-respiratory-distress-syndrome-ards-day-2.jpg"},
+]
+CLASSES = ("crop", "resize_aspect", "jpeg", "contrast", "rotate", "grey_rgb", "all")
+
+
+def original_name(image_id: str) -> str:
+    """ieee8023 file name behind an id of either source ('seed/X.jpg' -> 'X')."""
+    name = image_id.split("/", 1)[1]
+    return name[:-4] if image_id.startswith("seed/") else name
+
+
+def same_radiograph(a: str, b: str) -> bool:
+    na, nb = original_name(a), original_name(b)
+    return na == nb or any(na in s and nb in s for s in KNOWN_SAME)
+
+
+def transform(img: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    """One planted copy of a grey image and the imwrite parameters to save it with."""
+    out, params = img, [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    h, w = img.shape[:2]
+    if kind in ("crop", "all"):
+        l, r, t, b = rng.uniform(0, 0.25, 4)
+        out = out[int(t * h) : h - int(b * h), int(l * w) : w - int(r * w)]
+    if kind in ("rotate", "all"):
+        angle = rng.choice([-1, 1]) * rng.uniform(1, 4)
+        hh, ww = out.shape[:2]
+        m = cv2.getRotationMatrix2D((ww / 2, hh / 2), angle, 1.0)
+        out = cv2.warpAffine(out, m, (ww, hh), borderMode=cv2.BORDER_CONSTANT)
+    if kind in ("contrast", "all"):
+        alpha, beta, gamma = rng.uniform(0.75, 1.25), rng.uniform(-25, 25), rng.uniform(0.8, 1.25)
+        x = np.clip(out.astype(np.float32) * alpha + beta, 0, 255) / 255.0
+        out = np.clip(255 * x**gamma, 0, 255).astype(np.uint8)
+    if kind in ("resize_aspect", "all"):
+        side = int(rng.integers(224, 1025))
+        aspect = rng.uniform(0.75, 1.33)
+        out = cv2.resize(out, (side, max(224, int(side * aspect))), interpolation=cv2.INTER_AREA)
+    if kind in ("grey_rgb", "all"):
+        out = cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
+    if kind in ("jpeg", "all"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(10, 96))]
+    return out, params
+
+
+def planted(args: argparse.Namespace, settings: dict) -> None:
+    rng = np.random.default_rng(args.seed)
+    meta = pd.read_csv(IEEE / "metadata.csv")
+    xray = meta[meta["modality"].str.strip() == "X-ray"]["filename"].astype(str)
+    files = [IEEE / "images" / f for f in xray if (IEEE / "images" / f).is_file()]
+    skip = {sorted(s)[1] for s in KNOWN_SAME}  # one film of each known ieee8023 duplicate
+    files = [f for f in files if f.name not in skip]
+    with tempfile.TemporaryDirectory() as tmp:
+        ids, paths, origin, kinds = [], [], [], []
+        for k, f in enumerate(files):
+            ids.append(f"orig/{f.name}")
+            paths.append(f)
+            origin.append(f.name)
+            kinds.append("original")
+            if k >= args.originals:
+                continue
+            img = decode_image(f).pixels
+            img = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            for c in range(args.copies):
+                kind = CLASSES[(k * args.copies + c) % len(CLASSES)]
+                out, params = transform(img, kind, rng)
+                p = Path(tmp) / f"{k}_{c}_{kind}.{'jpg' if params[0] == cv2.IMWRITE_JPEG_QUALITY else 'png'}"
+                cv2.imwrite(str(p), out, params)
+                ids.append(f"copy/{p.name}")
+                paths.append(p)
+                origin.append(f.name)
+                kinds.append(kind)
+        start = time.perf_counter()
+        pairs = copies.find_copies(ids, paths, [None] * len(ids), settings)
+        seconds = time.perf_counter() - start
+    org = dict(zip(ids, origin))
+    false = pairs[[org[a] != org[b] for a, b in zip(pairs["image_id_a"], pairs["image_id_b"])]]
+    groups = dedup.duplicate_groups(pairs)
+    rows = []
+    for kind in CLASSES:
+        sel = [i for i, k in zip(ids, kinds) if k == kind]
+        found = [groups.get(i) is not None and groups.get(i) == groups.get(f"orig/{org[i]}") for i in sel]
+        rows.append({"transformation": kind, "copies": len(sel), "recall": np.mean(found) if sel else np.nan})
+    table = pd.DataFrame(rows)
+    n_copies = int(table["copies"].sum())
+    total_recall = float((table["recall"] * table["copies"]).sum() / n_copies)
+    print(f"\n## planted: {len(files)} originals (ieee8023 X-rays), {n_copies} copies, {len(ids)} images")
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    print(f"all copies: recall {total_recall:.3f}; pairs {len(pairs)}, false pairs {len(false)}, "
+          f"precision {1 - len(false) / max(1, len(pairs)):.4f}")  # fmt: skip
+    if len(false):
+        print(false.head(10).to_string())
+    print(f"time: {seconds:.1f} s for {len(ids)} images = {1000 * seconds / len(ids):.1f} s per 1,000 images")
+
+
+def twins(settings: dict) -> None:
+    ieee = sorted((IEEE / "images").iterdir())
+    seed = sorted(SEED.iterdir())
+    ids = [f"ieee/{p.name}" for p in ieee] + [f"seed/{p.name}" for p in seed]
+    start = time.perf_counter()
+    pairs = copies.find_copies(ids, ieee + seed, [None] * len(ids), settings)
+    seconds = time.perf_counter() - start
+    names = {p.name for p in ieee}
+    truth = {(f"ieee/{p.name[:-4]}", f"seed/{p.name}") for p in seed if p.name[:-4] in names}
+    found = truth & set(zip(pairs["image_id_a"], pairs["image_id_b"]))
+    top = pairs.head(100)
+    false = top[[not same_radiograph(a, b) for a, b in zip(top["image_id_a"], top["image_id_b"])]]
+    all_false = pairs[[not same_radiograph(a, b) for a, b in zip(pairs["image_id_a"], pairs["image_id_b"])]]
+    print(f"\n## twins: {len(ieee)} ieee8023 + {len(seed)} covid_adjusted images")
+    print(f"twins found {len(found)} / {len(truth)} = {len(found) / len(truth):.3f}; pairs {len(pairs)}; "
+          f"false among first 100: {len(false)}; false overall: {len(all_false)}")  # fmt: skip
+    for a, b in sorted(truth - found):
+        print("  missed:", a, b)
+    if len(all_false):
+        print(all_false[["image_id_a", "image_id_b", "score", "overlap", "scale", "rotation_deg"]].to_string())
+    print(f"time: {seconds:.1f} s = {1000 * seconds / len(ids):.1f} s per 1,000 images")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--originals", type=int, default=40, help="originals that get copies")
+    parser.add_argument("--copies", type=int, default=5, help="copies per original")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("planted", "twins"), default=None)
+    args = parser.parse_args()
+    settings = copies.schema_defaults()
+    print(f"cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f}, settings: {settings}")
+    if args.only in (None, "planted"):
+        planted(args, settings)
+    if args.only in (None, "twins"):
+        twins(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""Copies of one radiograph across collections: candidate search on window thumbnails, then alignment.
+
+Public COVID-19 sets republish each other's images cropped differently, squashed to
+another aspect ratio, resized, re-encoded, converted to grey, a little brighter or
+rotated by a few degrees. A global hash (pHash) sees a 10 % crop as another image, so
+it finds a third of such twins. Here each image is matched in two stages:
+
+1. Candidates (not all pairs). Every image is seen as two *views*, the raw decoded file
+   and the black-bar-cropped 224 px image, each squashed to ``work_size`` squared (the
+   aspect ratio is thereby factored out). Each view gives *window* thumbnails: the view
+   with 0..``max_crop`` of its side removed on each of the four sides (a grid of
+   ``crop_steps`` values per side), every window area-resized to ``thumb`` squared,
+   centred and scaled to unit length (brightness/contrast out), then projected on
+   ``dims`` principal components. A copy that lost up to ``max_crop`` per side equals one
+   window of its original; two different crops of one original meet through their
+   windows on both sides (queries are the full view and its one-side crops). The
+   windows are indexed in an inverted file (k-means cells, the ``probe`` nearest
+   cells searched per query), so the cost grows with n x (n / cells) x probe, not n².
+2. Verification of each candidate image pair: the window match gives a first affine
+   transform, refined by ECC (``cv2.findTransformECC``, affine, invariant to contrast
+   and brightness), after which the score is the normalised correlation of the two
+   *high-pass* images over their overlap. Band-pass detail (rib edges, vessels, tubes,
+   JPEG-robust at this scale) is what distinguishes one film from another film of the same
+   patient; the low frequencies that make all chest X-rays alike are removed.
+
+Pairs with a score >= ``min_score`` are copies. Exact pixel copies are matched first
+(digest of the decoded pixels) and skip the search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.decomposition import PCA
+
+from .decode import ImageError, decode_image
+
+VIEWS = ("raw", "cropped")
+PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b", "overlap", "scale",
+                "rotation_deg")  # fmt: skip
+# Below this many windows the index is one cell (exact search): k-means would cost more than it saves.
+_MIN_CELLED = 20_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``audit.duplicates`` of the config (the schema holds the defaults and their reasons)."""
+
+    work_size: int
+    thumb: int
+    max_crop: float
+    crop_steps: int
+    query_crop: float
+    dims: int
+    cells_per_sqrt: float
+    probe: int
+    candidates: int
+    candidate_min: float
+    min_score: float
+    highpass_sigma: float
+
+    @classmethod
+    def from_config(cls, duplicates: Mapping[str, Any]) -> Settings:
+        return cls(**{f: duplicates[f] for f in cls.__dataclass_fields__})
+
+
+def schema_defaults() -> dict[str, Any]:
+    """``audit.duplicates`` as the schema's defaults (for tests and benchmarks outside a workflow)."""
+    from .config import load_schema
+
+    props = load_schema()["properties"]["audit"]["properties"]["duplicates"]["properties"]
+    return {name: sub["default"] for name, sub in props.items()}
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    return img if img.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2GRAY)
+
+
+def work_image(img: np.ndarray, size: int) -> np.ndarray:
+    """Grey ``size`` x ``size`` float32 of the whole image (aspect squashed out: copies change it)."""
+    return cv2.resize(_gray(img), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, size: int) -> tuple[dict[str, np.ndarray],
+                                                                                                  str]:  # fmt: skip
+    """Work images of the raw file and of the cropped image (whichever exist) and a digest of the decoded raw pixels.
+
+    Raises ``ImageError`` when neither can be read.
+    """
+    views: dict[str, np.ndarray] = {}
+    digest = ""
+    if raw_path:
+        try:
+            pixels = _gray(decode_image(Path(raw_path)).pixels)
+            digest = hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=16).hexdigest()
+            views["raw"] = work_image(pixels, size)
+        except ImageError:
+            pass
+    if cropped_path:
+        img = cv2.imread(str(cropped_path), cv2.IMREAD_GRAYSCALE)
+        if img is not None:
+            views["cropped"] = work_image(img, size)
+    if not views:
+        raise ImageError(f"neither the raw nor the cropped image can be read: {raw_path}, {cropped_path}")
+    return views, digest
+
+
+def window_boxes(size: int, max_crop: float, steps: int) -> np.ndarray:
+    """(x0, y0, x1, y1) of every window removing one of ``steps`` fractions in [0, max_crop] from each side."""
+    cuts = np.rint(np.linspace(0.0, max_crop, steps) * size).astype(int)
+    return np.array([(l, t, size - r, size - b) for l, t, r, b in product(cuts, cuts, cuts, cuts)])
+
+
+def query_boxes(size: int, query_crop: float) -> np.ndarray:
+    """The full view and the view with ``query_crop`` removed from one side (each side in turn)."""
+    c = int(round(query_crop * size))
+    return np.array([(0, 0, size, size), (c, 0, size, size), (0, c, size, size), (0, 0, size - c, size),
+                     (0, 0, size, size - c)])  # fmt: skip
+
+
+def thumbnails(work: np.ndarray, boxes: np.ndarray, thumb: int) -> np.ndarray:
+    """Unit-length, zero-mean ``thumb``² thumbnails of each box of a work image (rows)."""
+    out = np.empty((len(boxes), thumb * thumb), np.float32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        out[k] = cv2.resize(work[y0:y1, x0:x1], (thumb, thumb), interpolation=cv2.INTER_AREA).ravel()
+    out -= out.mean(axis=1, keepdims=True)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+    return out
+
+
+def highpass(work: np.ndarray, sigma: float) -> np.ndarray:
+    """The image minus its Gaussian blur: the detail that tells two films apart."""
+    return work - cv2.GaussianBlur(work, (0, 0), sigma)
+
+
+@dataclass
+class Index:
+    """Window descriptors of every view, their owners, and an inverted file over them."""
+
+    pca: PCA
+    vectors: np.ndarray  # (n_windows, dims) float32, unit length
+    image: np.ndarray  # owning image index per window
+    view: np.ndarray  # owning view (index into VIEWS) per window
+    box: np.ndarray  # (n_windows, 4) window box in the view's work image
+    centroids: np.ndarray
+    cell: np.ndarray  # cell of each window
+
+
+def _project(pca: PCA, x: np.ndarray) -> np.ndarray:
+    y = pca.transform(x).astype(np.float32)
+    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-6)
+
+
+def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: int = 0) -> Index:
+    """Window thumbnails of all views, PCA-compressed and bucketed into k-means cells."""
+    boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
+    parts, owner, view = [], [], []
+    for i, views in enumerate(works):
+        for v, name in enumerate(VIEWS):
+            if name in views:
+                parts.append(thumbnails(views[name], boxes, s.thumb))
+                owner.append(np.full(len(boxes), i))
+                view.append(np.full(len(boxes), v))
+    raw = np.concatenate(parts)
+    rng = np.random.default_rng(seed)
+    sample = raw[rng.choice(len(raw), size=min(len(raw), 50_000), replace=False)]
+    pca = PCA(n_components=min(s.dims, *sample.shape), whiten=True, random_state=seed).fit(sample)
+    vectors = np.concatenate([_project(pca, raw[k : k + 65536]) for k in range(0, len(raw), 65536)])
+    n_cells = 1 if len(vectors) < _MIN_CELLED else int(s.cells_per_sqrt * np.sqrt(len(vectors)))
+    if n_cells > 1:
+        km = MiniBatchKMeans(n_clusters=n_cells, random_state=seed, n_init=1, batch_size=4096, max_iter=20)
+        km.fit(vectors[rng.choice(len(vectors), size=min(len(vectors), 40 * n_cells), replace=False)])
+        centroids = km.cluster_centers_.astype(np.float32)
+        cell = np.concatenate([np.argmax(vectors[k : k + 65536] @ centroids.T, axis=1)
+                               for k in range(0, len(vectors), 65536)])  # fmt: skip
+    else:
+        centroids, cell = np.zeros((1, vectors.shape[1]), np.float32), np.zeros(len(vectors), int)
+    return Index(pca, vectors, np.concatenate(owner), np.concatenate(view), np.tile(boxes, (len(parts), 1)),
+                 centroids, cell)  # fmt: skip
+
+
+def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings) -> pd.DataFrame:
+    """Best window match per (query image, other image) among each query's nearest cells, above ``candidate_min``.
+
+    Columns: a, b (image indices, a != b), sim, view_a, box_a, view_b, box_b.
+    """
+    qboxes = query_boxes(s.work_size, s.query_crop)
+    parts, q_img, q_view, q_box = [], [], [], []
+    for i, views in enumerate(works):
+        for v, name in enumerate(VIEWS):
+            if name in views:
+                parts.append(thumbnails(views[name], qboxes, s.thumb))
+                q_img.append(np.full(len(qboxes), i))
+                q_view.append(np.full(len(qboxes), v))
+                q_box.append(qboxes)
+    q = _project(index.pca, np.concatenate(parts))
+    q_img_a, q_view_a, q_box_a = np.concatenate(q_img), np.concatenate(q_view), np.concatenate(q_box)
+    probe = min(s.probe, len(index.centroids))
+    cells_of_query = np.argsort(-(q @ index.centroids.T), axis=1)[:, :probe]
+    members = [np.flatnonzero(index.cell == c) for c in range(len(index.centroids))]
+    hits_q, hits_w, hits_s = [], [], []
+    for c, mem in enumerate(members):
+        qs = np.flatnonzero((cells_of_query == c).any(axis=1))
+        if len(mem) == 0 or len(qs) == 0:
+            continue
+        for start in range(0, len(qs), 2048):
+            block = qs[start : start + 2048]
+            sims = q[block] @ index.vectors[mem].T
+            sims[index.image[mem][None, :] == q_img_a[block][:, None]] = -1.0  # never oneself
+            qi, wi = np.nonzero(sims >= s.candidate_min)
+            hits_q.append(block[qi])
+            hits_w.append(mem[wi])
+            hits_s.append(sims[qi, wi])
+    cols = ["a", "b", "sim", "view_a", "box_a", "view_b", "box_b"]
+    if not hits_q:
+        return pd.DataFrame(columns=cols)
+    hq, hw, hs = np.concatenate(hits_q), np.concatenate(hits_w), np.concatenate(hits_s)
+    hits = pd.DataFrame({"a": q_img_a[hq], "b": index.image[hw], "sim": hs, "q": hq, "w": hw})
+    # per query image: its best match in each other image, then the ``candidates`` best other images
+    hits = hits.sort_values("sim", ascending=False).drop_duplicates(["a", "b"])
+    hits = hits.groupby("a", sort=False).head(s.candidates)
+    return pd.DataFrame({
+        "a": hits["a"].to_numpy(), "b": hits["b"].to_numpy(), "sim": hits["sim"].to_numpy(),
+        "view_a": q_view_a[hits["q"]], "box_a": list(q_box_a[hits["q"]]),
+        "view_b": index.view[hits["w"]], "box_b": list(index.box[hits["w"]]),
+    })  # fmt: skip
+
+
+def align(template: np.ndarray, box_t: np.ndarray, image: np.ndarray, box_i: np.ndarray,
+          s: Settings) -> tuple[float, np.ndarray, float]:  # fmt: skip
+    """Refine the window match into an affine map template -> image; return (score, warp, overlap).
+
+    ``score`` is the normalised correlation of the high-pass images over the overlap (``overlap``
+    = its share of the template); -1 where ECC does not converge or the overlap is under a quarter.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box_t)
+    u0, v0, u1, v1 = (float(v) for v in box_i)
+    sx, sy = (u1 - u0) / (x1 - x0), (v1 - v0) / (y1 - y0)
+    warp = np.array([[sx, 0, u0 - sx * x0], [0, sy, v0 - sy * y0]], np.float32)
+    # ECC at half resolution (a quarter of the cost), the score at full work resolution
+    half_t, half_i = cv2.pyrDown(template), cv2.pyrDown(image)
+    warp[:, 2] /= 2
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
+    try:
+        _, warp = cv2.findTransformECC(half_t, half_i, warp, cv2.MOTION_AFFINE, criteria, None, 3)
+    except cv2.error:
+        return -1.0, warp, 0.0
+    warp[:, 2] *= 2
+    try:  # a few full-resolution steps for the fine detail the score reads
+        _, warp = cv2.findTransformECC(template, image, warp, cv2.MOTION_AFFINE, (criteria[0], 15, 1e-4), None, 3)
+    except cv2.error:
+        pass
+    size = template.shape[::-1]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(image, warp, size, flags=flags)
+    valid = cv2.warpAffine(np.ones_like(image), warp, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    valid = cv2.erode(valid, np.ones((3, 3), np.uint8), iterations=int(np.ceil(2 * s.highpass_sigma))) > 0
+    overlap = float(valid.mean())
+    if overlap < 0.25:
+        return -1.0, warp, overlap
+    a, b = highpass(template, s.highpass_sigma)[valid], highpass(moved, s.highpass_sigma)[valid]
+    a, b = a - a.mean(), b - b.mean()
+    score = float(a @ b / max(np.sqrt((a @ a) * (b @ b)), 1e-6))
+    return score, warp, overlap
+
+
+def _transform_summary(warp: np.ndarray) -> tuple[float, float]:
+    """Mean scale (image px per template px) and rotation in degrees of an affine warp."""
+    a = warp[:, :2].astype(np.float64)
+    return float(np.sqrt(abs(np.linalg.det(a)))), float(np.degrees(np.arctan2(a[1, 0], a[0, 0])))
+
+
+def verify(works: Sequence[Mapping[str, np.ndarray]], cands: pd.DataFrame, s: Settings) -> pd.DataFrame:
+    """Align each candidate pair once (both directions merged), keep those scoring >= ``min_score``."""
+    rows = []
+    seen: set[tuple[int, int]] = set()
+    for c in cands.sort_values("sim", ascending=False).itertuples(index=False):
+        key = (min(c.a, c.b), max(c.a, c.b))
+        if key in seen:
+            continue
+        seen.add(key)
+        va, vb = VIEWS[c.view_a], VIEWS[c.view_b]
+        score, warp, overlap = align(works[c.a][va], c.box_a, works[c.b][vb], c.box_b, s)
+        if score < s.min_score:
+            # the other view pairs: a copy of the raw file may align better with the other raw file
+            for va2, vb2 in product(VIEWS, VIEWS):
+                if (va2, vb2) == (va, vb) or va2 not in works[c.a] or vb2 not in works[c.b]:
+                    continue
+                full = np.array([0, 0, s.work_size, s.work_size])
+                box_b = c.box_b if vb2 == vb else full
+                box_a = c.box_a if va2 == va else full
+                alt = align(works[c.a][va2], box_a, works[c.b][vb2], box_b, s)
+                if alt[0] > score:
+                    score, warp, overlap, va, vb = *alt, va2, vb2
+        if score >= s.min_score:
+            scale, rot = _transform_summary(warp)
+            rows.append({"a": c.a, "b": c.b, "method": "aligned", "score": score, "view_a": va, "view_b": vb,
+                         "overlap": overlap, "scale": scale, "rotation_deg": rot})  # fmt: skip
+    return pd.DataFrame(rows, columns=["a", "b", "method", "score", "view_a", "view_b", "overlap", "scale",
+                                       "rotation_deg"])  # fmt: skip
+
+
+def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], cropped_paths: Sequence[str | Path | None],
+                duplicates: Mapping[str, Any]) -> pd.DataFrame:  # fmt: skip
+    """Pairs of images that show one radiograph (``PAIR_COLUMNS``), best score first.
+
+    ``duplicates`` is the config's ``audit.duplicates``. ``method`` is ``exact`` (same decoded
+    pixels, score 1) or ``aligned`` (window candidate, ECC affine, high-pass correlation =
+    ``score``); ``view_a``/``view_b`` say which views matched (raw file or cropped image),
+    ``overlap`` the share of image a covered by b, ``scale``/``rotation_deg`` the transform.
+    """
+    ids = [str(i) for i in ids]
+    if not len(ids) == len(raw_paths) == len(cropped_paths):
+        raise ValueError(f"{len(ids)} ids, {len(raw_paths)} raw paths, {len(cropped_paths)} cropped paths")
+    if len(set(ids)) != len(ids):
+        raise ValueError("image ids must be unique")
+    s = Settings.from_config(duplicates)
+    works, digests = [], []
+    for raw, cropped in zip(raw_paths, cropped_paths):
+        views, digest = load_views(raw, cropped, s.work_size)
+        works.append(views)
+        digests.append(digest)
+    return pairs_from_views(ids, works, digests, s)
+
+
+def pairs_from_views(ids: Sequence[str], works: Sequence[Mapping[str, np.ndarray]], digests: Sequence[str],
+                     s: Settings) -> pd.DataFrame:  # fmt: skip
+    """``find_copies`` on loaded work images (the benchmark feeds planted copies in memory)."""
+    exact = []
+    by_digest: dict[str, int] = {}
+    for i, d in enumerate(digests):
+        if d and d in by_digest:
+            exact.append({"a": by_digest[d], "b": i, "method": "exact", "score": 1.0, "view_a": "raw",
+                          "view_b": "raw", "overlap": 1.0, "scale": 1.0, "rotation_deg": 0.0})  # fmt: skip
+        elif d:
+            by_digest[d] = i
+    verified = pd.DataFrame(columns=["a", "b"])
+    if len(works) > 1:
+        index = build_index(works, s)
+        cands = candidate_matches(works, index, s)
+        done = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in exact}
+        keys = [(min(a, b), max(a, b)) for a, b in zip(cands["a"], cands["b"])]
+        cands = cands[[k not in done for k in keys]] if len(cands) else cands
+        verified = verify(works, cands, s)
+    pairs = pd.concat([pd.DataFrame(exact), verified], ignore_index=True) if exact else verified
+    if pairs.empty:
+        return pd.DataFrame(columns=list(PAIR_COLUMNS))
+    id_arr = np.asarray(ids, dtype=object)
+    a, b = pairs["a"].to_numpy(int), pairs["b"].to_numpy(int)
+    first = np.where(id_arr[a] <= id_arr[b], a, b)
+    second = np.where(id_arr[a] <= id_arr[b], b, a)
+    swap = first != a
+    out = pd.DataFrame({"image_id_a": id_arr[first], "image_id_b": id_arr[second]})
+    for col in ("method", "score", "overlap", "scale", "rotation_deg"):
+        out[col] = pairs[col].to_numpy()
+    out["view_a"] = np.where(swap, pairs["view_b"], pairs["view_a"])
+    out["view_b"] = np.where(swap, pairs["view_a"], pairs["view_b"])
+    out["score"] = out["score"].astype(float).round(4)
+    for col in ("overlap", "scale", "rotation_deg"):
+        out[col] = out[col].astype(float).round(3)
+    return out[list(PAIR_COLUMNS)].sort_values(["score", "image_id_a", "image_id_b"], ascending=[False, True, True],
+                                               ignore_index=True)  # fmt: skip
