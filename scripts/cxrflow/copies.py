@@ -49,6 +49,8 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b
                 "rotation_deg")  # fmt: skip
 # Below this many windows the index is one cell (exact search): k-means would cost more than it saves.
 _MIN_CELLED = 20_000
+# Grey level up to which a pixel is black fill, not film.
+_BLACK = 6
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,8 @@ def align(template: np.ndarray, box_t: np.ndarray, image: np.ndarray, box_i: np.
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     moved = cv2.warpAffine(image, warp, size, flags=flags)
     valid = cv2.warpAffine(np.ones_like(image), warp, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    # black fill (borders, the corners a rotation leaves) carries no identity but sharp edges: left out
+    valid[(template <= _BLACK) | (moved <= _BLACK)] = 0
     valid = cv2.erode(valid, np.ones((3, 3), np.uint8), iterations=int(np.ceil(2 * s.highpass_sigma))) > 0
     overlap = float(valid.mean())
     if overlap < 0.25:
