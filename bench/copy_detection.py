@@ -47,6 +47,7 @@ KNOWN_SAME = [
     {"31BA3780-2323-493F-8AED-62081B9C383B.jpeg",
      "covid-19-rapidly-progressive-acute-respiratory-distress-syndrome-ards-day-2.jpg"},
 ]
+OUT = Path(__file__).resolve().parent / "out"
 CLASSES = ("crop", "resize_aspect", "jpeg", "contrast", "rotate", "grey_rgb", "all")
 
 
@@ -116,9 +117,23 @@ def planted(args: argparse.Namespace, settings: dict) -> None:
                 origin.append(f.name)
                 kinds.append(kind)
         start = time.perf_counter()
-        pairs = copies.find_copies(ids, paths, [None] * len(ids), settings)
+        pairs = copies.find_copies(ids, paths, [None] * len(ids),
+                                   {**settings, "min_score": min(args.sweep + [settings["min_score"]])})
         seconds = time.perf_counter() - start
     org = dict(zip(ids, origin))
+    OUT.mkdir(parents=True, exist_ok=True)
+    pairs.assign(kind_a=pairs["image_id_a"].map(dict(zip(ids, kinds))), kind_b=pairs["image_id_b"].map(
+        dict(zip(ids, kinds)))).to_csv(OUT / "copy_pairs_planted.csv", index=False)  # fmt: skip
+    sweep = []
+    for threshold in args.sweep:
+        kept = pairs[pairs["score"] >= threshold]
+        g = dedup.duplicate_groups(kept)
+        hit = [g.get(i) is not None and g.get(i) == g.get(f"orig/{org[i]}") for i, k in zip(ids, kinds)
+               if k != "original"]  # fmt: skip
+        bad = sum(org[a] != org[b] for a, b in zip(kept["image_id_a"], kept["image_id_b"]))
+        sweep.append({"min_score": threshold, "recall": np.mean(hit), "pairs": len(kept), "false": bad,
+                      "precision": 1 - bad / max(1, len(kept))})  # fmt: skip
+    pairs = pairs[pairs["score"] >= settings["min_score"]]
     false = pairs[[org[a] != org[b] for a, b in zip(pairs["image_id_a"], pairs["image_id_b"])]]
     groups = dedup.duplicate_groups(pairs)
     rows = []
@@ -136,9 +151,13 @@ def planted(args: argparse.Namespace, settings: dict) -> None:
     if len(false):
         print(false.head(10).to_string())
     print(f"time: {seconds:.1f} s for {len(ids)} images = {1000 * seconds / len(ids):.1f} s per 1,000 images")
+    print("\nthreshold sweep (all copies):")
+    print(pd.DataFrame(sweep).to_markdown(index=False, floatfmt=".3f"))
 
 
-def twins(settings: dict) -> None:
+def twins(settings: dict, sweep: list[float]) -> None:
+    min_score = settings["min_score"]
+    settings = {**settings, "min_score": min(sweep + [min_score])}
     ieee = sorted((IEEE / "images").iterdir())
     seed = sorted(SEED.iterdir())
     ids = [f"ieee/{p.name}" for p in ieee] + [f"seed/{p.name}" for p in seed]
@@ -147,6 +166,16 @@ def twins(settings: dict) -> None:
     seconds = time.perf_counter() - start
     names = {p.name for p in ieee}
     truth = {(f"ieee/{p.name[:-4]}", f"seed/{p.name}") for p in seed if p.name[:-4] in names}
+    OUT.mkdir(parents=True, exist_ok=True)
+    pairs.to_csv(OUT / "copy_pairs_twins.csv", index=False)
+    rows = []
+    for threshold in sweep:
+        kept = pairs[pairs["score"] >= threshold]
+        top = kept.head(100)
+        rows.append({"min_score": threshold, "twins": len(truth & set(zip(kept["image_id_a"], kept["image_id_b"]))),
+                     "pairs": len(kept), "false_in_first_100": sum(
+                         not same_radiograph(a, b) for a, b in zip(top["image_id_a"], top["image_id_b"]))})  # fmt: skip
+    pairs = pairs[pairs["score"] >= min_score]
     found = truth & set(zip(pairs["image_id_a"], pairs["image_id_b"]))
     top = pairs.head(100)
     false = top[[not same_radiograph(a, b) for a, b in zip(top["image_id_a"], top["image_id_b"])]]
@@ -159,6 +188,8 @@ def twins(settings: dict) -> None:
     if len(all_false):
         print(all_false[["image_id_a", "image_id_b", "score", "overlap", "scale", "rotation_deg"]].to_string())
     print(f"time: {seconds:.1f} s = {1000 * seconds / len(ids):.1f} s per 1,000 images")
+    print("\nthreshold sweep:")
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
 
 
 def main() -> None:
@@ -166,14 +197,19 @@ def main() -> None:
     parser.add_argument("--originals", type=int, default=40, help="originals that get copies")
     parser.add_argument("--copies", type=int, default=5, help="copies per original")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", type=lambda v: [float(x) for x in v.split(",")],
+                        default=[0.5, 0.55, 0.6, 0.65, 0.7], help="min_score values to tabulate")
+    parser.add_argument("--min-score", type=float, default=None, help="instead of the config default")
     parser.add_argument("--only", choices=("planted", "twins"), default=None)
     args = parser.parse_args()
     settings = copies.schema_defaults()
+    if args.min_score is not None:
+        settings["min_score"] = args.min_score
     print(f"cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f}, settings: {settings}")
     if args.only in (None, "planted"):
         planted(args, settings)
     if args.only in (None, "twins"):
-        twins(settings)
+        twins(settings, args.sweep)
 
 
 if __name__ == "__main__":

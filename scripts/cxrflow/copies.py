@@ -51,6 +51,8 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b
 _MIN_CELLED = 20_000
 # Grey level up to which a pixel is black fill, not film.
 _BLACK = 6
+# Grey level from which a pixel is saturated white, without detail.
+_WHITE = 250
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,20 @@ def query_boxes(size: int, query_crop: float) -> np.ndarray:
                      (0, 0, size, size - c)])  # fmt: skip
 
 
+def descriptor_image(work: np.ndarray) -> np.ndarray:
+    """The work image as the search sees it: black fill (borders, rotation corners) set to the
+    film's median, so that a copy with other borders or corners still looks like its original."""
+    film = _film(work).astype(bool)
+    if film.all() or not film.any():
+        return work
+    out = work.copy()
+    out[~film] = float(np.median(work[film]))
+    return out
+
+
 def thumbnails(work: np.ndarray, boxes: np.ndarray, thumb: int) -> np.ndarray:
     """Unit-length, zero-mean ``thumb``² thumbnails of each box of a work image (rows)."""
+    work = descriptor_image(work)
     out = np.empty((len(boxes), thumb * thumb), np.float32)
     for k, (x0, y0, x1, y1) in enumerate(boxes):
         out[k] = cv2.resize(work[y0:y1, x0:x1], (thumb, thumb), interpolation=cv2.INTER_AREA).ravel()
@@ -244,37 +258,92 @@ def align(template: np.ndarray, box_t: np.ndarray, image: np.ndarray, box_i: np.
     ``score`` is the normalised correlation of the high-pass images over the overlap (``overlap``
     = its share of the template); -1 where ECC does not converge or the overlap is under a quarter.
     """
+    info_t, info_i = _informative(template), _informative(image)
+    template, image = _ranked(template), _ranked(image)
     x0, y0, x1, y1 = (float(v) for v in box_t)
     u0, v0, u1, v1 = (float(v) for v in box_i)
     sx, sy = (u1 - u0) / (x1 - x0), (v1 - v0) / (y1 - y0)
     warp = np.array([[sx, 0, u0 - sx * x0], [0, sy, v0 - sy * y0]], np.float32)
-    # ECC at half resolution (a quarter of the cost), the score at full work resolution
+    # ECC at half resolution (a quarter of the cost), the score at full work resolution; the
+    # input image's black fill (borders) is masked out: its sharp edges would pull the fit
+    film = _film(image)
     half_t, half_i = cv2.pyrDown(template), cv2.pyrDown(image)
     warp[:, 2] /= 2
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
     try:
-        _, warp = cv2.findTransformECC(half_t, half_i, warp, cv2.MOTION_AFFINE, criteria, None, 3)
+        _, warp = cv2.findTransformECC(half_t, half_i, warp, cv2.MOTION_AFFINE, criteria, _film(half_i), 3)
     except cv2.error:
         return -1.0, warp, 0.0
     warp[:, 2] *= 2
     try:  # a few full-resolution steps for the fine detail the score reads
-        _, warp = cv2.findTransformECC(template, image, warp, cv2.MOTION_AFFINE, (criteria[0], 15, 1e-4), None, 3)
+        _, warp = cv2.findTransformECC(template, image, warp, cv2.MOTION_AFFINE, (criteria[0], 15, 1e-4), film, 3)
     except cv2.error:
         pass
-    size = template.shape[::-1]
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    moved = cv2.warpAffine(image, warp, size, flags=flags)
-    valid = cv2.warpAffine(np.ones_like(image), warp, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-    # black fill (borders, the corners a rotation leaves) carries no identity but sharp edges: left out
-    valid[(template <= _BLACK) | (moved <= _BLACK)] = 0
-    valid = cv2.erode(valid, np.ones((3, 3), np.uint8), iterations=int(np.ceil(2 * s.highpass_sigma))) > 0
+    score, overlap = _aligned_score(template, image, warp, s.highpass_sigma, info_t, info_i)
+    return score, warp, overlap
+
+
+def _ranked(work: np.ndarray) -> np.ndarray:
+    """Grey levels replaced by their rank among the film's pixels (histogram equalisation), so that
+    gamma, contrast and brightness changes, which are monotone, no longer change the image; black
+    fill stays 0."""
+    img = np.clip(work, 0, 255).astype(np.uint8)
+    film = _film(img).astype(bool)
+    if not film.any():
+        return work
+    hist = np.bincount(img[film], minlength=256).astype(np.float64)
+    lut = (255.0 * np.cumsum(hist) / hist.sum()).astype(np.float32)
+    out = lut[img]
+    out[~film] = 0.0
+    return out
+
+
+def _film(img: np.ndarray) -> np.ndarray:
+    """0 on black fill (near-black regions touching the frame: borders, the corners a rotation
+    leaves), 1 elsewhere; dark film inside the frame (lungs of a dark copy) stays film."""
+    black = (img <= _BLACK).astype(np.uint8)
+    if not black.any():
+        return np.ones(img.shape, np.uint8)
+    _, labels = cv2.connectedComponents(black, connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    return (~np.isin(labels, edge)).astype(np.uint8)
+
+
+def _informative(work: np.ndarray) -> np.ndarray:
+    """1 where a pixel can carry the film's detail: neither black fill nor saturated white
+    (a brightened copy clips the mediastinum to a flat 255 whose edge is not in the original)."""
+    return _film(work) & (work < _WHITE).astype(np.uint8)
+
+
+def _aligned_score(template: np.ndarray, image: np.ndarray, warp: np.ndarray, sigma: float,
+                   info_t: np.ndarray, info_i: np.ndarray) -> tuple[float, float]:  # fmt: skip
+    """High-pass correlation of the two images aligned by ``warp`` (template -> image), and the overlap.
+
+    Compared in the frame of the coarser of the two (the finer one blurred down to its
+    resolution first), so a copy cropped and enlarged is not penalised for detail its
+    original never had at this work size. Black fill carries no identity but sharp edges:
+    left out, with a margin of twice the high-pass sigma.
+    """
+    scale = float(np.sqrt(abs(np.linalg.det(warp[:, :2].astype(np.float64)))))  # image px per template px
+    if scale >= 1:  # the image is finer: bring it into the template's frame
+        ref, size, src, flags = template, template.shape[::-1], image, cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        ratio, info_ref, info_src = scale, info_t, info_i
+    else:  # the template is finer: bring it into the image's frame
+        ref, size, src, flags = image, image.shape[::-1], template, cv2.INTER_LINEAR
+        ratio, info_ref, info_src = 1 / scale, info_i, info_t
+    if ratio > 1.05:
+        src = cv2.GaussianBlur(src, (0, 0), 0.5 * np.sqrt(ratio**2 - 1))
+    moved = cv2.warpAffine(src, warp, size, flags=flags)
+    nearest = (flags & ~cv2.INTER_LINEAR) | cv2.INTER_NEAREST
+    valid = cv2.warpAffine(info_src, warp, size, flags=nearest) & info_ref
+    valid = cv2.erode(valid, np.ones((3, 3), np.uint8), iterations=int(np.ceil(2 * sigma))) > 0
     overlap = float(valid.mean())
     if overlap < 0.25:
-        return -1.0, warp, overlap
-    a, b = highpass(template, s.highpass_sigma)[valid], highpass(moved, s.highpass_sigma)[valid]
+        return -1.0, overlap
+    a, b = highpass(ref, sigma)[valid], highpass(moved, sigma)[valid]
     a, b = a - a.mean(), b - b.mean()
-    score = float(a @ b / max(np.sqrt((a @ a) * (b @ b)), 1e-6))
-    return score, warp, overlap
+    return float(a @ b / max(np.sqrt((a @ a) * (b @ b)), 1e-6)), overlap
 
 
 def _transform_summary(warp: np.ndarray) -> tuple[float, float]:
