@@ -49,6 +49,11 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b
                 "rotation_deg")  # fmt: skip
 # Below this many windows the index is one cell (exact search): k-means would cost more than it saves.
 _MIN_CELLED = 20_000
+# Views whose thumbnails fit the PCA (enough for 32 components, few enough to stay small).
+_PCA_VIEWS = 400
+# Query images searched together, and windows kept per query and cell before reduction.
+_QUERY_IMAGES = 2000
+_TOP_WINDOWS = 32
 # Grey level up to which a pixel is black fill, not film.
 _BLACK = 6
 # Grey level from which a pixel is saturated white, without detail.
@@ -90,8 +95,8 @@ def _gray(img: np.ndarray) -> np.ndarray:
 
 
 def work_image(img: np.ndarray, size: int) -> np.ndarray:
-    """Grey ``size`` x ``size`` float32 of the whole image (aspect squashed out: copies change it)."""
-    return cv2.resize(_gray(img), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    """Grey ``size`` x ``size`` uint8 of the whole image (aspect squashed out: copies change it)."""
+    return cv2.resize(_gray(img), (size, size), interpolation=cv2.INTER_AREA)
 
 
 def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, size: int) -> tuple[dict[str, np.ndarray],
@@ -134,11 +139,11 @@ def query_boxes(size: int, query_crop: float) -> np.ndarray:
 def descriptor_image(work: np.ndarray) -> np.ndarray:
     """The work image as the search sees it: black fill (borders, rotation corners) set to the
     film's median, so that a copy with other borders or corners still looks like its original."""
+    out = work.astype(np.float32)
     film = _film(work).astype(bool)
     if film.all() or not film.any():
-        return work
-    out = work.copy()
-    out[~film] = float(np.median(work[film]))
+        return out
+    out[~film] = float(np.median(out[film]))
     return out
 
 
@@ -177,31 +182,29 @@ def _project(pca: PCA, x: np.ndarray) -> np.ndarray:
 
 
 def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: int = 0) -> Index:
-    """Window thumbnails of all views, PCA-compressed and bucketed into k-means cells."""
+    """Window thumbnails of all views, PCA-compressed (fitted on a sample of images, then applied
+    image by image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells."""
     boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
-    parts, owner, view = [], [], []
-    for i, views in enumerate(works):
-        for v, name in enumerate(VIEWS):
-            if name in views:
-                parts.append(thumbnails(views[name], boxes, s.thumb))
-                owner.append(np.full(len(boxes), i))
-                view.append(np.full(len(boxes), v))
-    raw = np.concatenate(parts)
     rng = np.random.default_rng(seed)
-    sample = raw[rng.choice(len(raw), size=min(len(raw), 50_000), replace=False)]
-    pca = PCA(n_components=min(s.dims, *sample.shape), whiten=True, random_state=seed).fit(sample)
-    vectors = np.concatenate([_project(pca, raw[k : k + 65536]) for k in range(0, len(raw), 65536)])
+    views = [(i, v) for i, w in enumerate(works) for v, name in enumerate(VIEWS) if name in w]
+    sample = rng.choice(len(views), size=min(len(views), _PCA_VIEWS), replace=False)
+    fit = np.concatenate([thumbnails(works[views[k][0]][VIEWS[views[k][1]]], boxes, s.thumb) for k in sample])
+    pca = PCA(n_components=min(s.dims, *fit.shape), whiten=True, random_state=seed).fit(fit)
+    vectors = np.empty((len(views) * len(boxes), pca.n_components_), np.float16)
+    for k, (i, v) in enumerate(views):
+        vectors[k * len(boxes) : (k + 1) * len(boxes)] = _project(pca, thumbnails(works[i][VIEWS[v]], boxes, s.thumb))
+    owner = np.repeat([i for i, _ in views], len(boxes))
+    view = np.repeat([v for _, v in views], len(boxes))
     n_cells = 1 if len(vectors) < _MIN_CELLED else int(s.cells_per_sqrt * np.sqrt(len(vectors)))
     if n_cells > 1:
         km = MiniBatchKMeans(n_clusters=n_cells, random_state=seed, n_init=1, batch_size=4096, max_iter=20)
-        km.fit(vectors[rng.choice(len(vectors), size=min(len(vectors), 40 * n_cells), replace=False)])
+        km.fit(vectors[rng.choice(len(vectors), size=min(len(vectors), 40 * n_cells), replace=False)].astype(np.float32))
         centroids = km.cluster_centers_.astype(np.float32)
-        cell = np.concatenate([np.argmax(vectors[k : k + 65536] @ centroids.T, axis=1)
+        cell = np.concatenate([np.argmax(vectors[k : k + 65536].astype(np.float32) @ centroids.T, axis=1)
                                for k in range(0, len(vectors), 65536)])  # fmt: skip
     else:
         centroids, cell = np.zeros((1, vectors.shape[1]), np.float32), np.zeros(len(vectors), int)
-    return Index(pca, vectors, np.concatenate(owner), np.concatenate(view), np.tile(boxes, (len(parts), 1)),
-                 centroids, cell)  # fmt: skip
+    return Index(pca, vectors, owner, view, np.tile(boxes, (len(views), 1)), centroids, cell)
 
 
 def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings) -> pd.DataFrame:
@@ -214,36 +217,53 @@ def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s
     for i, views in enumerate(works):
         for v, name in enumerate(VIEWS):
             if name in views:
-                parts.append(thumbnails(views[name], qboxes, s.thumb))
+                parts.append(_project(index.pca, thumbnails(views[name], qboxes, s.thumb)))
                 q_img.append(np.full(len(qboxes), i))
                 q_view.append(np.full(len(qboxes), v))
                 q_box.append(qboxes)
-    q = _project(index.pca, np.concatenate(parts))
+    q = np.concatenate(parts)
     q_img_a, q_view_a, q_box_a = np.concatenate(q_img), np.concatenate(q_view), np.concatenate(q_box)
     probe = min(s.probe, len(index.centroids))
-    cells_of_query = np.argsort(-(q @ index.centroids.T), axis=1)[:, :probe]
-    members = [np.flatnonzero(index.cell == c) for c in range(len(index.centroids))]
-    hits_q, hits_w, hits_s = [], [], []
-    for c, mem in enumerate(members):
-        qs = np.flatnonzero((cells_of_query == c).any(axis=1))
-        if len(mem) == 0 or len(qs) == 0:
+    n_cells = len(index.centroids)
+    w_order = np.argsort(index.cell, kind="stable")
+    w_bounds = np.searchsorted(index.cell[w_order], np.arange(n_cells + 1))
+    per_image: list[pd.DataFrame] = []
+    # query images in chunks: the hits of one chunk are reduced to its candidates before the next
+    for first in range(0, len(works), _QUERY_IMAGES):
+        qsel = np.flatnonzero((q_img_a >= first) & (q_img_a < first + _QUERY_IMAGES))
+        cells = np.argsort(-(q[qsel] @ index.centroids.T), axis=1)[:, :probe]
+        pair_q, pair_c = np.repeat(qsel, probe), cells.ravel()
+        q_order = np.argsort(pair_c, kind="stable")
+        q_bounds = np.searchsorted(pair_c[q_order], np.arange(n_cells + 1))
+        hits_q, hits_w, hits_s = [], [], []
+        for c in range(n_cells):
+            mem = w_order[w_bounds[c] : w_bounds[c + 1]]
+            qs = pair_q[q_order[q_bounds[c] : q_bounds[c + 1]]]
+            if len(mem) == 0 or len(qs) == 0:
+                continue
+            vecs = index.vectors[mem].astype(np.float32)
+            for start in range(0, len(qs), 1024):
+                block = qs[start : start + 1024]
+                sims = q[block] @ vecs.T
+                sims[index.image[mem][None, :] == q_img_a[block][:, None]] = -1.0  # never oneself
+                k = min(_TOP_WINDOWS, len(mem))
+                top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+                best = np.take_along_axis(sims, top, axis=1)
+                qi, ki = np.nonzero(best >= s.candidate_min)
+                hits_q.append(block[qi])
+                hits_w.append(mem[top[qi, ki]])
+                hits_s.append(best[qi, ki])
+        if not hits_q:
             continue
-        for start in range(0, len(qs), 2048):
-            block = qs[start : start + 2048]
-            sims = q[block] @ index.vectors[mem].T
-            sims[index.image[mem][None, :] == q_img_a[block][:, None]] = -1.0  # never oneself
-            qi, wi = np.nonzero(sims >= s.candidate_min)
-            hits_q.append(block[qi])
-            hits_w.append(mem[wi])
-            hits_s.append(sims[qi, wi])
+        hq, hw, hs = np.concatenate(hits_q), np.concatenate(hits_w), np.concatenate(hits_s)
+        hits = pd.DataFrame({"a": q_img_a[hq], "b": index.image[hw], "sim": hs, "q": hq, "w": hw})
+        # per query image: its best match in each other image, then the ``candidates`` best other images
+        hits = hits.sort_values("sim", ascending=False, kind="stable").drop_duplicates(["a", "b"])
+        per_image.append(hits.groupby("a", sort=False).head(s.candidates))
     cols = ["a", "b", "sim", "view_a", "box_a", "view_b", "box_b"]
-    if not hits_q:
+    if not per_image:
         return pd.DataFrame(columns=cols)
-    hq, hw, hs = np.concatenate(hits_q), np.concatenate(hits_w), np.concatenate(hits_s)
-    hits = pd.DataFrame({"a": q_img_a[hq], "b": index.image[hw], "sim": hs, "q": hq, "w": hw})
-    # per query image: its best match in each other image, then the ``candidates`` best other images
-    hits = hits.sort_values("sim", ascending=False).drop_duplicates(["a", "b"])
-    hits = hits.groupby("a", sort=False).head(s.candidates)
+    hits = pd.concat(per_image, ignore_index=True)
     return pd.DataFrame({
         "a": hits["a"].to_numpy(), "b": hits["b"].to_numpy(), "sim": hits["sim"].to_numpy(),
         "view_a": q_view_a[hits["q"]], "box_a": list(q_box_a[hits["q"]]),
@@ -258,44 +278,49 @@ def align(template: np.ndarray, box_t: np.ndarray, image: np.ndarray, box_i: np.
     ``score`` is the normalised correlation of the high-pass images over the overlap (``overlap``
     = its share of the template); -1 where ECC does not converge or the overlap is under a quarter.
     """
-    info_t, info_i = _informative(template), _informative(image)
-    template, image = _ranked(template), _ranked(image)
+    info_t, info_i = _detail(template), _detail(image)
+    template, image = template.astype(np.float32), image.astype(np.float32)
     x0, y0, x1, y1 = (float(v) for v in box_t)
     u0, v0, u1, v1 = (float(v) for v in box_i)
     sx, sy = (u1 - u0) / (x1 - x0), (v1 - v0) / (y1 - y0)
     warp = np.array([[sx, 0, u0 - sx * x0], [0, sy, v0 - sy * y0]], np.float32)
     # ECC at half resolution (a quarter of the cost), the score at full work resolution; the
     # input image's black fill (borders) is masked out: its sharp edges would pull the fit
-    film = _film(image)
     half_t, half_i = cv2.pyrDown(template), cv2.pyrDown(image)
     warp[:, 2] /= 2
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
     try:
-        _, warp = cv2.findTransformECC(half_t, half_i, warp, cv2.MOTION_AFFINE, criteria, _film(half_i), 3)
+        _, warp = cv2.findTransformECC(half_t, half_i, warp, cv2.MOTION_AFFINE, criteria, _detail(half_i), 3)
     except cv2.error:
         return -1.0, warp, 0.0
     warp[:, 2] *= 2
     try:  # a few full-resolution steps for the fine detail the score reads
-        _, warp = cv2.findTransformECC(template, image, warp, cv2.MOTION_AFFINE, (criteria[0], 15, 1e-4), film, 3)
+        _, warp = cv2.findTransformECC(template, image, warp, cv2.MOTION_AFFINE, (criteria[0], 15, 1e-4), info_i, 3)
     except cv2.error:
         pass
     score, overlap = _aligned_score(template, image, warp, s.highpass_sigma, info_t, info_i)
     return score, warp, overlap
 
 
-def _ranked(work: np.ndarray) -> np.ndarray:
-    """Grey levels replaced by their rank among the film's pixels (histogram equalisation), so that
-    gamma, contrast and brightness changes, which are monotone, no longer change the image; black
-    fill stays 0."""
-    img = np.clip(work, 0, 255).astype(np.uint8)
-    film = _film(img).astype(bool)
-    if not film.any():
-        return work
-    hist = np.bincount(img[film], minlength=256).astype(np.float64)
-    lut = (255.0 * np.cumsum(hist) / hist.sum()).astype(np.float32)
-    out = lut[img]
-    out[~film] = 0.0
+def prepare(work: np.ndarray) -> np.ndarray:
+    """A uint8 work image as the verification reads it: film grey levels replaced by their rank
+    (1..254, histogram equalisation: gamma, contrast and brightness changes are monotone, so they
+    no longer change the image); black fill 0 and saturated white 255, both without detail."""
+    film = _film(work).astype(bool)
+    info = film & (work < _WHITE)
+    if not info.any():
+        return np.zeros_like(work)
+    hist = np.bincount(work[info], minlength=256).astype(np.float64)
+    lut = np.rint(1 + 253 * np.cumsum(hist) / hist.sum()).astype(np.uint8)
+    out = lut[work]
+    out[film & (work >= _WHITE)] = 255
+    out[~film] = 0
     return out
+
+
+def _detail(prepared: np.ndarray) -> np.ndarray:
+    """1 where a ``prepare``d image has film detail (neither black fill nor saturated white)."""
+    return ((prepared > 0) & (prepared < 255)).astype(np.uint8)
 
 
 def _film(img: np.ndarray) -> np.ndarray:
@@ -353,7 +378,10 @@ def _transform_summary(warp: np.ndarray) -> tuple[float, float]:
 
 
 def verify(works: Sequence[Mapping[str, np.ndarray]], cands: pd.DataFrame, s: Settings) -> pd.DataFrame:
-    """Align each candidate pair once (both directions merged), keep those scoring >= ``min_score``."""
+    """Align each candidate pair once (both directions merged), keep those scoring >= ``min_score``.
+
+    ``works`` hold ``prepare``d views.
+    """
     rows = []
     seen: set[tuple[int, int]] = set()
     for c in cands.sort_values("sim", ascending=False).itertuples(index=False):
@@ -405,9 +433,10 @@ def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], crop
     return pairs_from_views(ids, works, digests, s)
 
 
-def pairs_from_views(ids: Sequence[str], works: Sequence[Mapping[str, np.ndarray]], digests: Sequence[str],
+def pairs_from_views(ids: Sequence[str], works: Sequence[dict[str, np.ndarray]], digests: Sequence[str],
                      s: Settings) -> pd.DataFrame:  # fmt: skip
-    """``find_copies`` on loaded work images (the benchmark feeds planted copies in memory)."""
+    """``find_copies`` on loaded uint8 work images (``load_views``); each is replaced, in place, by
+    its ``prepare``d form once the search no longer needs it."""
     exact = []
     by_digest: dict[str, int] = {}
     for i, d in enumerate(digests):
@@ -423,6 +452,10 @@ def pairs_from_views(ids: Sequence[str], works: Sequence[Mapping[str, np.ndarray
         done = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in exact}
         keys = [(min(a, b), max(a, b)) for a, b in zip(cands["a"], cands["b"])]
         cands = cands[[k not in done for k in keys]] if len(cands) else cands
+        del index
+        for views in works:  # in place, so that one copy of the images stays in memory
+            for name in list(views):
+                views[name] = prepare(views[name])
         verified = verify(works, cands, s)
     pairs = pd.concat([pd.DataFrame(exact), verified], ignore_index=True) if exact else verified
     if pairs.empty:
