@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -192,6 +193,41 @@ def twins(settings: dict, sweep: list[float]) -> None:
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
 
 
+def scale(n: int, settings: dict) -> None:
+    """Time and memory at ``n`` RSNA-sized images (1024 px JPEGs), all derived from the shared images.
+
+    Each of the shared images is the source of about n / 650 of them (each by all
+    transformations at once), so every image has siblings: the share that lands with at least
+    one sibling is the recall of the inverted-file search (k-means cells) at this size.
+    """
+    folder = OUT / f"copy_scale_{n}"
+    sources = sorted((IEEE / "images").iterdir()) + sorted(SEED.iterdir()) + sorted(
+        (SEED.parent / "normal_dataset").iterdir())  # fmt: skip
+    paths = [folder / f"{k:06d}.jpg" for k in range(n)]
+    if not all(p.is_file() for p in paths):
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(1)
+        for k, path in enumerate(paths):
+            img = decode_image(sources[k % len(sources)]).pixels
+            img = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            out, params = transform(img, "all", rng)
+            out = cv2.resize(out, (1024, 1024), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(path), out, params)
+    ids = [p.name for p in paths]
+    start = time.perf_counter()
+    pairs = copies.find_copies(ids, paths, [None] * n, settings)
+    seconds = time.perf_counter() - start
+    groups = dedup.duplicate_groups(pairs)
+    source_of = {p.name: k % len(sources) for k, p in enumerate(paths)}
+    with_sibling = sum(
+        any(source_of[j] == source_of[i] for j, g in groups.items() if g == groups[i] and j != i) for i in groups
+    ) if len(groups) < 20_000 else -1  # fmt: skip
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\n## scale: {n} images of 1024 px from {len(sources)} shared sources")
+    print(f"time {seconds:.1f} s = {1000 * seconds / n:.1f} s per 1,000 images; peak RSS {rss:.0f} MiB; "
+          f"pairs {len(pairs)}; images grouped with a sibling {with_sibling} of {n}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--originals", type=int, default=40, help="originals that get copies")
@@ -200,7 +236,8 @@ def main() -> None:
     parser.add_argument("--sweep", type=lambda v: [float(x) for x in v.split(",")],
                         default=[0.5, 0.55, 0.6, 0.65, 0.7], help="min_score values to tabulate")
     parser.add_argument("--min-score", type=float, default=None, help="instead of the config default")
-    parser.add_argument("--only", choices=("planted", "twins"), default=None)
+    parser.add_argument("--only", choices=("planted", "twins", "scale"), default=None)
+    parser.add_argument("--scale", type=int, default=3000, help="images in the timing run")
     args = parser.parse_args()
     settings = copies.schema_defaults()
     if args.min_score is not None:
@@ -210,6 +247,8 @@ def main() -> None:
         planted(args, settings)
     if args.only in (None, "twins"):
         twins(settings, args.sweep)
+    if args.only in (None, "scale"):
+        scale(args.scale, settings)
 
 
 if __name__ == "__main__":
