@@ -58,8 +58,8 @@ def shared_figure(pairs: pd.DataFrame, raw_paths: dict[str, str], path: str | Pa
             for _, g in part.groupby(["source_a", "source_b"], sort=True):
                 examples.extend(g.sort_values("score").head(EXAMPLES_PER_PAIR).itertuples(index=False))
     rows = max(1, len(examples))
-    fig = Figure(figsize=(9, 1.2 + 0.35 * max(1, len(counts)) + 2.2 * rows))
-    grid = fig.add_gridspec(rows + 1, 2, height_ratios=[0.6 + 0.3 * max(1, len(counts))] + [2.0] * rows)
+    fig = Figure(figsize=(9, 0.8 + 0.3 * max(1, len(counts)) + 2.2 * rows), layout="constrained")
+    grid = fig.add_gridspec(rows + 1, 2, height_ratios=[0.5 + 0.3 * max(1, len(counts))] + [2.0] * rows)
     ax = fig.add_subplot(grid[0, :])
     ax.axis("off")
     if counts.empty:
@@ -73,7 +73,7 @@ def shared_figure(pairs: pd.DataFrame, raw_paths: dict[str, str], path: str | Pa
                                                     (r.image_id_b, r.source_b, r.view_b))):  # fmt: skip
             a = fig.add_subplot(grid[k + 1, side])
             a.imshow(_thumb(raw_paths.get(img_id, ""), thumb), cmap="gray", vmin=0, vmax=255)
-            a.set_title(f"{src}: {img_id}"[:60], fontsize=7)
+            a.set_title(f"{src}: {img_id}"[:60] + ("" if side == 0 else f"\n{r.method}, score {r.score:.2f}"),
+                        fontsize=7)  # fmt: skip
             a.axis("off")
-        fig.text(0.5, 1 - (k + 1.5) / (rows + 1.2), f"{r.method} {r.score:.2f}", ha="center", fontsize=8)
     fig.savefig(path, dpi=80)
