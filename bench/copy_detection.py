@@ -193,6 +193,22 @@ def twins(settings: dict, sweep: list[float]) -> None:
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
 
 
+def negatives(settings: dict, sweep: list[float]) -> None:
+    """The 400 normal films of covid_adjusted's sibling folder (RSNA-derived, one per patient, 224 px
+    JPEGs): clean adult PA films that look alike; every pair found is a false one."""
+    paths = sorted((SEED.parent / "normal_dataset").iterdir())
+    start = time.perf_counter()
+    pairs = copies.find_copies([p.name for p in paths], paths, [None] * len(paths),
+                               {**settings, "min_score": min(sweep + [settings["min_score"]])})  # fmt: skip
+    seconds = time.perf_counter() - start
+    pairs.to_csv(OUT / "copy_pairs_negatives.csv", index=False)
+    rows = [{"min_score": th, "false_pairs": int((pairs["score"] >= th).sum()),
+             "images_in_a_false_pair": len(dedup.duplicate_groups(pairs[pairs["score"] >= th]))} for th in sweep]  # fmt: skip
+    print(f"\n## negatives: {len(paths)} distinct RSNA-derived normal films")
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"))
+    print(f"time: {seconds:.1f} s = {1000 * seconds / len(paths):.1f} s per 1,000 images")
+
+
 def scale(n: int, settings: dict) -> None:
     """Time and memory at ``n`` RSNA-sized images (1024 px JPEGs), all derived from the shared images.
 
@@ -234,9 +250,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=5, help="copies per original")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", type=lambda v: [float(x) for x in v.split(",")],
-                        default=[0.5, 0.55, 0.6, 0.65, 0.7], help="min_score values to tabulate")
+                        default=[0.55, 0.6, 0.65, 0.7, 0.75, 0.8], help="min_score values to tabulate")
     parser.add_argument("--min-score", type=float, default=None, help="instead of the config default")
-    parser.add_argument("--only", choices=("planted", "twins", "scale"), default=None)
+    parser.add_argument("--only", choices=("planted", "twins", "negatives", "scale"), default=None)
     parser.add_argument("--scale", type=int, default=3000, help="images in the timing run")
     args = parser.parse_args()
     settings = copies.schema_defaults()
@@ -247,6 +263,8 @@ def main() -> None:
         planted(args, settings)
     if args.only in (None, "twins"):
         twins(settings, args.sweep)
+    if args.only in (None, "negatives"):
+        negatives(settings, args.sweep)
     if args.only in (None, "scale"):
         scale(args.scale, settings)
 

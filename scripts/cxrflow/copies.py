@@ -54,8 +54,9 @@ _PCA_VIEWS = 400
 # Query images searched together, and windows kept per query and cell before reduction.
 _QUERY_IMAGES = 2000
 _TOP_WINDOWS = 32
-# Pairs scoring this far under min_score after the half-resolution fit are not refined.
-_REFINE_MARGIN = 0.25
+# Pairs scoring under this after the half-resolution fit are not refined (fixed, not tied to
+# min_score, so that a threshold sweep from one run is exact).
+_REFINE_FROM = 0.3
 # Grey level up to which a pixel is black fill, not film.
 _BLACK = 6
 # Grey level from which a pixel is saturated white, without detail.
@@ -297,7 +298,7 @@ def align(template: np.ndarray, box_t: np.ndarray, image: np.ndarray, box_i: np.
         return -1.0, warp, 0.0
     warp[:, 2] *= 2
     score, overlap = _aligned_score(template, image, warp, s.highpass_sigma, info_t, info_i)
-    if score < s.min_score - _REFINE_MARGIN:  # clearly another film: full-resolution steps would not save it
+    if score < _REFINE_FROM:  # clearly another film: full-resolution steps would not save it
         return score, warp, overlap
     try:  # a few full-resolution steps for the fine detail the score reads
         _, warp = cv2.findTransformECC(template, image, warp, cv2.MOTION_AFFINE, (criteria[0], 15, 1e-4), info_i, 3)
