@@ -154,3 +154,29 @@ def test_look_alike_films_of_different_patients_not_paired(shared_data: Path) ->
     paths = sorted((shared_data / "seed-covid19-detection" / "normal_dataset").iterdir())[:200]
     pairs = copies.find_copies([p.name for p in paths], paths, [None] * len(paths), SETTINGS)
     assert pairs.empty, pairs.head().to_string()
+
+
+def test_two_different_crops_of_one_original_meet(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """Neither copy contains the other (a fifth cut from opposite sides), and each comes with a
+    cropped view as the workflow passes it (here a centre square, as the black-bar crop trims)."""
+    images, meta = ieee
+    files = [images / f for f in meta["filename"][:8]]
+    img = _gray(files[0])
+    h, w = img.shape
+    raws, cropped = list(files), [None] * len(files)
+    for name, part in (("left", img[:, int(0.2 * w) :]), ("right", img[:, : int(0.8 * w)])):
+        raw = tmp_path / f"{name}.png"
+        cv2.imwrite(str(raw), part)
+        ph, pw = part.shape
+        side = min(ph, pw)
+        sq = part[(ph - side) // 2 : (ph + side) // 2, (pw - side) // 2 : (pw + side) // 2]
+        crop = tmp_path / f"{name}_224.png"
+        cv2.imwrite(str(crop), cv2.resize(sq, (224, 224), interpolation=cv2.INTER_AREA))
+        raws.append(raw)
+        cropped.append(crop)
+    ids = [f"ieee/{f.name}" for f in files] + ["x/left", "y/right"]
+    pairs = copies.find_copies(ids, raws, cropped, SETTINGS)
+    groups = dedup.duplicate_groups(pairs)
+    assert groups.get("x/left") is not None and groups.get("x/left") == groups.get("y/right")
+    assert groups["x/left"] == groups.get(ids[0])
+    assert {"raw", "cropped"} >= set(pairs["view_a"]) | set(pairs["view_b"])

@@ -16,15 +16,20 @@ it finds a third of such twins. Here each image is matched in two stages:
    windows on both sides (queries are the full view and its one-side crops). The
    windows are indexed in an inverted file (k-means cells, the ``probe`` nearest
    cells searched per query), so the cost grows with n x (n / cells) x probe, not n².
-2. Verification of each candidate image pair: the window match gives a first affine
-   transform, refined by ECC (``cv2.findTransformECC``, affine, invariant to contrast
-   and brightness), after which the score is the normalised correlation of the two
-   *high-pass* images over their overlap. Band-pass detail (rib edges, vessels, tubes,
-   JPEG-robust at this scale) is what distinguishes one film from another film of the same
-   patient; the low frequencies that make all chest X-rays alike are removed.
+2. Verification of each candidate image pair. Both views are ``prepare``d once: grey levels
+   replaced by their rank among the film's pixels (monotone contrast, brightness and gamma
+   changes vanish), black fill (near-black regions touching the frame: borders, rotation
+   corners) and saturated white marked as without detail. The window match gives a first
+   affine transform, refined by ECC (``cv2.findTransformECC``, affine, half then full work
+   resolution); the score is the normalised correlation of the two *high-pass* images over
+   the pixels with detail in both, in the frame of the coarser image. Band-pass detail (rib
+   edges, vessels, tubes, JPEG-robust at this scale) is what distinguishes one film from
+   another film of the same patient; the low frequencies that make all chest X-rays alike
+   are removed.
 
 Pairs with a score >= ``min_score`` are copies. Exact pixel copies are matched first
-(digest of the decoded pixels) and skip the search.
+(digest of the decoded pixels) and skip the verification. Measured precision/recall and
+speed: bench/README.md, docs/audits.md.
 """
 
 from __future__ import annotations
@@ -341,12 +346,6 @@ def _film(img: np.ndarray) -> np.ndarray:
     return (~np.isin(labels, edge)).astype(np.uint8)
 
 
-def _informative(work: np.ndarray) -> np.ndarray:
-    """1 where a pixel can carry the film's detail: neither black fill nor saturated white
-    (a brightened copy clips the mediastinum to a flat 255 whose edge is not in the original)."""
-    return _film(work) & (work < _WHITE).astype(np.uint8)
-
-
 def _aligned_score(template: np.ndarray, image: np.ndarray, warp: np.ndarray, sigma: float,
                    info_t: np.ndarray, info_i: np.ndarray) -> tuple[float, float]:  # fmt: skip
     """High-pass correlation of the two images aligned by ``warp`` (template -> image), and the overlap.
@@ -397,8 +396,8 @@ def verify(works: Sequence[Mapping[str, np.ndarray]], cands: pd.DataFrame, s: Se
         seen.add(key)
         va, vb = VIEWS[c.view_a], VIEWS[c.view_b]
         score, warp, overlap = align(works[c.a][va], c.box_a, works[c.b][vb], c.box_b, s)
-        if score < s.min_score:
-            # the other view pairs: a copy of the raw file may align better with the other raw file
+        if _REFINE_FROM <= score < s.min_score:
+            # close: the other view pairs may align better (a copy of a raw file with the other raw file)
             for va2, vb2 in product(VIEWS, VIEWS):
                 if (va2, vb2) == (va, vb) or va2 not in works[c.a] or vb2 not in works[c.b]:
                     continue
