@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxrflow.config import with_defaults
 from cxrflow.dedup import PAIR_COLUMNS, find_duplicates
 from cxrflow.joblog import run_rule
 from workflow_helpers import REPO
@@ -66,7 +67,9 @@ def test_find_duplicates_pairs_copies_and_groups_them(tmp_path: Path) -> None:
                      "label": "COVID-19" if image_id == "a" else "Normal",
                      "output_path": str(tmp_path / f"{image_id}.png"),
                      "status": "quarantined" if image_id == "q" else "ok"})  # fmt: skip
-    pairs, groups = find_duplicates(pd.DataFrame(rows), max_distance=4)
+    settings = with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["audit"]["duplicates"]
+    table = pd.DataFrame(rows).assign(raw_path=lambda t: t["output_path"], resolved_path="")
+    pairs, groups = find_duplicates(table, settings)
     assert list(pairs.columns) == list(PAIR_COLUMNS)
     assert pairs[["image_id_a", "image_id_b"]].values.tolist() == [["a", "b"]]  # the quarantined copy is no image
     assert pairs.iloc[0][["source_a", "source_b", "label_a", "label_b"]].tolist() == ["s1", "s2", "COVID-19", "Normal"]

@@ -30,7 +30,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from . import baselines
+from . import baselines, copies_figure
 from .manifest import read_manifest
 from .metrics import json_safe, write_json
 from .split import fold_columns_of, patient_keys
@@ -334,14 +334,20 @@ def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], b
 
 
 def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str, output: str, thumbnail_size: int,
-                    settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Rule audit_data: :func:`data_audit` of the manifest and the shared split, to data_audit.json."""
+                    settings: Mapping[str, Any], shared_png: str) -> dict[str, Any]:
+    """Rule audit_data: :func:`data_audit` of the manifest and the shared split, to data_audit.json, and
+    the shared-images figure (copies per source pair, side by side) to ``shared_png``."""
+    table = read_manifest(manifest_csv)
     assignments = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False)
     pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
-    result = data_audit(read_manifest(manifest_csv), assignments, pairs, thumbnail_size, settings)
+    result = data_audit(table, assignments, pairs, thumbnail_size, settings)
     write_json(result, output)
     leakage, source = result["leakage"], result["source_predictability"]
     LOG.info("leakage ok=%s (total shared %d); %s", leakage["ok"], leakage["total_shared"], source["sentence"])
+    raw = table["resolved_path"].where(table["resolved_path"].astype(str) != "", table["raw_path"])
+    copies_figure.shared_figure(pairs, dict(zip(table["image_id"].astype(str), raw)), shared_png)
+    for row in copies_figure.shared_by_source(pairs).itertuples(index=False):
+        LOG.info("shared %s/%s: %d pairs (%d exact)", row.source_a, row.source_b, row.pairs, row.exact)
     return result
 
 

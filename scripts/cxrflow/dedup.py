@@ -17,8 +17,9 @@ which is the kind of copy we meet between collections.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,6 +27,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .copies import find_copies
 from .data import read_gray
 
 HASH_BITS = 64
@@ -125,17 +127,21 @@ def duplicate_groups(pairs: pd.DataFrame) -> dict[str, str]:
     return {str(node): f"dup:{first[int(lab)]}" for node, lab in zip(nodes, labels)}
 
 
-PAIR_COLUMNS = ("image_id_a", "image_id_b", "distance", "source_a", "source_b", "patient_id_a", "patient_id_b",
-                "label_a", "label_b")  # fmt: skip
+PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "distance", "view_a", "view_b", "overlap", "scale",
+                "rotation_deg", "source_a", "source_b", "patient_id_a", "patient_id_b", "label_a", "label_b")  # fmt: skip
 
 
-def find_duplicates(table: pd.DataFrame, max_distance: int) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Pairs of the manifest's ok images whose pHashes differ in <= max_distance bits (with source, patient
-    and label of each side, so cross-source copies show at a glance) and image_id -> cluster key for
-    ``split.assign_splits``' extra_groups."""
+def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Pairs of ok images that show one radiograph (cxrflow.copies: raw file and cropped image searched,
+    each pair aligned and scored; ``settings``: the config's audit.duplicates), with each side's source,
+    patient and label so cross-source copies show at a glance, the cropped images' pHash distance, and
+    image_id -> cluster key for ``split.assign_splits``' extra_groups."""
     ok = table[table["status"] == "ok"].reset_index(drop=True)
-    hashes = perceptual_hashes(ok["output_path"])
-    pairs = near_duplicate_pairs(ok["image_id"].tolist(), hashes, max_distance)
+    raw = ok["resolved_path"].where(ok["resolved_path"].astype(str) != "", ok["raw_path"])
+    pairs = find_copies(ok["image_id"].tolist(), raw.tolist(), ok["output_path"].tolist(), settings)
+    hashes = dict(zip(ok["image_id"], perceptual_hashes(ok["output_path"])))
+    pairs["distance"] = hamming(pairs["image_id_a"].map(hashes).to_numpy(np.uint64),
+                                pairs["image_id_b"].map(hashes).to_numpy(np.uint64))  # fmt: skip
     info = ok.set_index("image_id")[["source", "patient_id", "label"]]
     for side in ("a", "b"):
         rows = info.loc[pairs[f"image_id_{side}"]]

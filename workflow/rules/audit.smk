@@ -16,6 +16,12 @@ rule audit_data:
             caption="../report/data_audit.rst",
             category="1. Data",
         ),
+        shared=report(
+            "results/audit/shared_images.png",
+            caption="../report/shared_images.rst",
+            category="1. Data",
+            subcategory="Data audit",
+        ),
     log:
         "results/logs/audit_data.log",
     benchmark:

@@ -31,7 +31,7 @@ rule make_splits:
     params:
         split=config["split"],
         classes=config["classes"],
-        max_distance=config["audit"]["duplicates"]["max_distance"],
+        duplicates=config["audit"]["duplicates"],
         out_dir=lambda wildcards, output: str(Path(output.assignments).parent),
     script:
         "../../scripts/split.py"

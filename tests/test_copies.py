@@ -1,0 +1,182 @@
+"""Copy detection across sources on real radiographs: planted copies per transformation, the shared twins."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrflow import copies, copies_figure, dedup
+
+SETTINGS = copies.schema_defaults()
+# ieee8023 files that are one radiograph under two names (seen side by side, docs/audits.md).
+KNOWN_SAME = [
+    {"35AF5C3B-D04D-4B4B-92B7-CB1F67D83085.jpeg", "D5ACAA93-C779-4E22-ADFA-6A220489F840.jpeg"},
+    {"E63574A7-4188-4C8D-8D17-9D67A18A1AFA.jpeg", "F4341CE7-73C9-45C6-99C8-8567A5484B63.jpeg"},
+    {"auntminnie-2020_01_31_20_24_2322_2020_01_31_x-ray_coronavirus_US.jpg", "nejmoa2001191_f5-PA.jpeg"},
+    {"nCoV-Snohomish-20382862_web1_M1-Lungs-EDH-200201-640x300@2x.jpg", "nejmoa2001191_f1-PA.jpeg"},
+    {"pneumonia-7.jpg", "streptococcus-pneumoniae-pneumonia-temporal-evolution-1-day1.jpg"},
+    {"31BA3780-2323-493F-8AED-62081B9C383B.jpeg",
+     "covid-19-rapidly-progressive-acute-respiratory-distress-syndrome-ards-day-2.jpg"},
+]
+
+
+def _gray(path: Path) -> np.ndarray:
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+
+
+def _copy(img: np.ndarray, kind: str) -> tuple[np.ndarray, list[int]]:
+    """One copy as republishing makes it (fixed parameters: each class at its hard end)."""
+    h, w = img.shape
+    if kind == "crop":  # 22 % off the left, 10 % off the top, 5 % right, 18 % bottom
+        return img[int(0.10 * h) : int(0.82 * h), int(0.22 * w) : int(0.95 * w)], []
+    if kind == "resize_aspect":
+        return cv2.resize(img, (224, 300), interpolation=cv2.INTER_AREA), []
+    if kind == "jpeg":
+        return img, [cv2.IMWRITE_JPEG_QUALITY, 12]
+    if kind == "contrast":
+        x = np.clip(img.astype(np.float32) * 0.8 + 20, 0, 255) / 255
+        return (255 * x**1.2).astype(np.uint8), []
+    if kind == "rotate":
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 3.5, 1.0)
+        return cv2.warpAffine(img, m, (w, h)), []
+    if kind == "grey_rgb":
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), []
+    raise ValueError(kind)
+
+
+KINDS = ("crop", "resize_aspect", "jpeg", "contrast", "rotate", "grey_rgb")
+
+
+@pytest.fixture(scope="module")
+def ieee(shared_data: Path) -> tuple[Path, pd.DataFrame]:
+    root = shared_data / "ieee8023-covid-chestxray-2020-03-24"
+    meta = pd.read_csv(root / "metadata.csv")
+    meta = meta[(meta["modality"].str.strip() == "X-ray") & meta["filename"].map(lambda f: (root / "images" / f).is_file())]
+    known = set().union(*KNOWN_SAME)
+    return root / "images", meta[~meta["filename"].isin(known)]
+
+
+def test_planted_copies_each_transformation_found_and_one_patients_films_kept_apart(
+    ieee: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    images, meta = ieee
+    # a patient with several distinct films: the hard negatives (same body, other days)
+    counts = meta.groupby("Patientid")["filename"].count()
+    patient = counts[counts >= 3].index[0]
+    films = meta.loc[meta["Patientid"] == patient, "filename"].tolist()
+    others = [f for f in meta["filename"] if f not in films][:6]
+    originals = [images / f for f in films + others]
+    ids, paths, expected = [f"ieee/{p.name}" for p in originals], list(originals), {}
+    for k, kind in enumerate(KINDS):
+        src = originals[k % len(originals)]
+        out, params = _copy(_gray(src), kind)
+        path = tmp_path / f"copy_{kind}.{'jpg' if params else 'png'}"
+        cv2.imwrite(str(path), out, params)
+        ids.append(f"other/{path.name}")
+        paths.append(path)
+        expected[ids[-1]] = f"ieee/{src.name}"
+    pairs = copies.find_copies(ids, paths, [None] * len(ids), SETTINGS)
+    assert list(pairs.columns) == list(copies.PAIR_COLUMNS)
+    assert pairs["score"].is_monotonic_decreasing and (pairs["method"] == "aligned").all()
+    groups = dedup.duplicate_groups(pairs)
+    for copy_id, original in expected.items():
+        assert copy_id in groups and groups[copy_id] == groups[original], f"{copy_id} not matched to {original}"
+    film_ids = {f"ieee/{f}" for f in films}
+    merged = [g for g in {groups.get(f) for f in film_ids} - {None}
+              if len({f for f in film_ids if groups.get(f) == g}) > 1]  # fmt: skip
+    assert merged == [], f"distinct films of patient {patient} merged"
+    # every pair is an original with its own copy (or two copies of one original)
+    truth = {**expected, **{i: i for i in ids if i.startswith("ieee/")}}
+    assert all(truth[a] == truth[b] for a, b in zip(pairs["image_id_a"], pairs["image_id_b"]))
+
+
+def test_exact_copy_and_figure(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    images, meta = ieee
+    files = [images / f for f in meta["filename"][:4]]
+    dup = tmp_path / f"same_file_other_name{files[0].suffix}"
+    shutil.copy(files[0], dup)  # republished as is
+    ids = [f"a/{f.name}" for f in files] + ["b/dup"]
+    pairs = copies.find_copies(ids, [*files, dup], [None] * 5, SETTINGS)
+    assert len(pairs) == 1 and pairs.loc[0, "method"] == "exact" and pairs.loc[0, "score"] == 1.0
+    pairs = pairs.assign(source_a="a", source_b="b")
+    counts = copies_figure.shared_by_source(pairs)
+    assert counts[["source_a", "source_b", "pairs", "exact"]].values.tolist() == [["a", "b", 1, 1]]
+    out = tmp_path / "shared.png"
+    copies_figure.shared_figure(pairs, dict(zip(ids, map(str, [*files, dup]))), out)
+    assert cv2.imread(str(out)) is not None
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ids"):
+        copies.find_copies(["a"], [], [], SETTINGS)
+    with pytest.raises(ValueError, match="unique"):
+        copies.find_copies(["a", "a"], [None, None], [None, None], SETTINGS)
+    with pytest.raises(copies.ImageError, match="neither"):
+        copies.find_copies(["a"], [tmp_path / "missing.png"], [None], SETTINGS)
+
+
+def test_shared_twins_found(shared_data: Path) -> None:
+    """ieee8023 originals vs the original experiment's cropped, squashed, re-encoded copies.
+
+    Goal of the issue: >= 69 of 72 twins, no false pair among the first 100. Measured
+    (bench/README.md): 69 found, no false pair at all; the 3 missed are discussed in docs/audits.md.
+    """
+    ieee = sorted((shared_data / "ieee8023-covid-chestxray-2020-03-24" / "images").iterdir())
+    seed = sorted((shared_data / "seed-covid19-detection" / "covid_adjusted").iterdir())
+    ids = [f"ieee/{p.name}" for p in ieee] + [f"seed/{p.name}" for p in seed]
+    pairs = copies.find_copies(ids, ieee + seed, [None] * len(ids), SETTINGS)
+    names = {p.name for p in ieee}
+    truth = {(f"ieee/{p.name[:-4]}", f"seed/{p.name}") for p in seed if p.name[:-4] in names}
+    assert len(truth) == 72
+    found = truth & set(zip(pairs["image_id_a"], pairs["image_id_b"]))
+    assert len(found) >= 69, sorted(truth - found)
+
+    def original(i: str) -> str:
+        name = i.split("/", 1)[1]
+        return name[:-4] if i.startswith("seed/") else name
+
+    def same(a: str, b: str) -> bool:
+        return original(a) == original(b) or any(original(a) in s and original(b) in s for s in KNOWN_SAME)
+
+    top = pairs.head(100)
+    false = [(a, b) for a, b in zip(top["image_id_a"], top["image_id_b"]) if not same(a, b)]
+    assert false == [], false
+
+
+def test_look_alike_films_of_different_patients_not_paired(shared_data: Path) -> None:
+    """RSNA-derived normal films (one patient each, 224 px): clean PA films that look alike.
+    Any pair is false; bench/README.md shows the closest reach 0.63, under min_score."""
+    paths = sorted((shared_data / "seed-covid19-detection" / "normal_dataset").iterdir())[:200]
+    pairs = copies.find_copies([p.name for p in paths], paths, [None] * len(paths), SETTINGS)
+    assert pairs.empty, pairs.head().to_string()
+
+
+def test_two_different_crops_of_one_original_meet(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """Neither copy contains the other (a fifth cut from opposite sides), and each comes with a
+    cropped view as the workflow passes it (here a centre square, as the black-bar crop trims)."""
+    images, meta = ieee
+    files = [images / f for f in meta["filename"][:8]]
+    img = _gray(files[0])
+    h, w = img.shape
+    raws, cropped = list(files), [None] * len(files)
+    for name, part in (("left", img[:, int(0.2 * w) :]), ("right", img[:, : int(0.8 * w)])):
+        raw = tmp_path / f"{name}.png"
+        cv2.imwrite(str(raw), part)
+        ph, pw = part.shape
+        side = min(ph, pw)
+        sq = part[(ph - side) // 2 : (ph + side) // 2, (pw - side) // 2 : (pw + side) // 2]
+        crop = tmp_path / f"{name}_224.png"
+        cv2.imwrite(str(crop), cv2.resize(sq, (224, 224), interpolation=cv2.INTER_AREA))
+        raws.append(raw)
+        cropped.append(crop)
+    ids = [f"ieee/{f.name}" for f in files] + ["x/left", "y/right"]
+    pairs = copies.find_copies(ids, raws, cropped, SETTINGS)
+    groups = dedup.duplicate_groups(pairs)
+    assert groups.get("x/left") is not None and groups.get("x/left") == groups.get("y/right")
+    assert groups["x/left"] == groups.get(ids[0])
+    assert {"raw", "cropped"} >= set(pairs["view_a"]) | set(pairs["view_b"])
