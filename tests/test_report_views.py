@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from docutils.core import publish_parts
 from matplotlib.image import imread
 
 from cxrflow.audit import TRUST_COLUMNS
@@ -87,6 +88,13 @@ def test_verdict_rows_take_the_worst_cell_and_the_pooled_verdict() -> None:
     assert [r["status"] for r in rows] == ["green", "red", "red"]
     assert rows[0]["cells"]["F1 COVID-19 [CI]"][0] == "0.80 [0.60, 0.90]"
     assert "all folds pooled: shortcut; 2/5 folds flagged" in rows[2]["cells"]["shortcut verdict"][0]
+    external = verdict_rows(pd.DataFrame([trust_row("e", 0, external_f1=0.5, external_f1_low=0.3, external_f1_high=0.7,
+                                                    test_sources="hosp_b", duplicates_internal_external=2,
+                                                    external_shortcut_verdict="shortcut")]), [None])[0]
+    assert external["cells"]["internal vs external F1"] == (
+        "0.80 [0.60, 0.90] vs 0.50 [0.30, 0.70] (hosp_b); shortcut verdict there: shortcut", "red")
+    assert external["cells"]["duplicates across splits"] == ("0 (2 training/external)", "amber")
+    assert external["status"] == "red" and external["cells"]["why"] == ("", None)
     with pytest.raises(ValueError, match="3 trust rows but 1"):
         verdict_rows(trust, ["x"])
 
@@ -115,8 +123,8 @@ def test_verdict_page_forest_plot_and_run_lines_from_real_files(tmp_path: Path) 
     assert re.search(r'<td class="red">shortcut</td>', page)
     assert "0.80 [0.60, 0.90] vs 0.40 [0.20, 0.60] (other)" in page
     assert "Data: 200 images (100 COVID-19, 100 Normal) from 2 source(s): covid (100), rsna (100)" in page
-    run = out["run.rst"].read_text()
-    assert "demo_vgg19 (vgg19, weights none, 32 px, 20 epochs)" in run and len(run.strip().split("\n\n")) == 2
+    run = publish_parts(out["run.rst"].read_text(), writer_name="html")["body"]  # as the report renders it
+    assert run.count("<p>") == 2 and "Experiments: demo_vgg19 (vgg19, weights none, 32 px, 20 epochs).</p>" in run
     image = imread(out["forest.png"])
     assert image.shape[0] > 100 and image.std() > 0
     assert "verdict of" in out["verdict.log"].read_text()

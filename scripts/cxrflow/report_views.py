@@ -218,6 +218,29 @@ def _worst(*statuses: str | None) -> str | None:
     return next((s for s in ("red", "amber", "green") if s in statuses), None)
 
 
+def _external_cell(record: Mapping[str, Any], external: str) -> tuple[str, str | None]:
+    """Internal F1 vs the held-out sources' F1, with the border-only verdict on them."""
+    if not external:
+        return "no external test", None
+    internal = _interval(record["model_f1"], record["model_f1_low"], record["model_f1_high"])
+    text = f"{internal} vs {external} ({record['test_sources']})"
+    verdict = record.get("external_shortcut_verdict")
+    if _missing(verdict):
+        return text, None
+    return f"{text}; shortcut verdict there: {verdict}", cell_status("external_shortcut_verdict", verdict)
+
+
+def _duplicates_cell(record: Mapping[str, Any]) -> tuple[str, str | None]:
+    """Near-duplicate pairs across this fold's splits, and between its training data and the external set."""
+    across = record["duplicates_across_splits"]
+    text, status = str(int(across)), cell_status("duplicates_across_splits", across)
+    external = record.get("duplicates_internal_external")
+    if _missing(external):
+        return text, status
+    return (f"{text} ({int(float(external))} training/external)",
+            _worst(status, cell_status("duplicates_internal_external", external)))  # fmt: skip
+
+
 def verdict_rows(trust: pd.DataFrame, reasons: Sequence[str | None]) -> list[dict[str, Any]]:
     """The Verdict table's rows (text and status per cell), one per experiment and fold.
 
@@ -248,14 +271,10 @@ def verdict_rows(trust: pd.DataFrame, reasons: Sequence[str | None]) -> list[dic
             "shortcut verdict": (verdict_text, _worst(cell_status("shortcut_verdict", verdict),
                                                      cell_status("experiment_shortcut_verdict", experiment_verdict))),
             "why": ("" if reason is None else reason, None),
-            "internal vs external F1": (f"{_interval(record['model_f1'], record['model_f1_low'], record['model_f1_high'])}"
-                                        f" vs {external} ({record['test_sources']})" if external else
-                                        "no external test", None),
+            "internal vs external F1": _external_cell(record, external),
             "patients shared": (str(int(record["patients_shared"])),
                                 cell_status("patients_shared", record["patients_shared"])),
-            "duplicates across splits": (str(int(record["duplicates_across_splits"])),
-                                         cell_status("duplicates_across_splits",
-                                                     record["duplicates_across_splits"])),
+            "duplicates across splits": _duplicates_cell(record),
         }  # fmt: skip
         rows.append({"status": _worst(*(s for _, s in cells.values())), "cells": cells})
     return rows
@@ -287,7 +306,7 @@ def verdict_html(trust: pd.DataFrame, reasons: Sequence[str | None], run_lines: 
         source = f"<p>Data audit: <span class=\"{status}\">{status}</span>, {html.escape(words)}.</p>"
     note = ("<p class=\"note\">F1 is that of the first class with its bootstrap confidence interval over the test "
             "patients. A margin is the model's F1 minus that of a trivial baseline trained on the same split "
-            "(28x28 thumbnails; the outer border ring only): at or below 0 the model adds nothing over it. The "
+            "(on small thumbnails; on the outer border ring only): at or below 0 the model adds nothing over it. The "
             "shortcut verdict compares the model with a border-only control whose lung field is masked. "
             "Colours: red where the audit flags, amber where it warns, green where it passes. Every column is "
             "described under trust_summary.csv in this category.</p>")  # fmt: skip
@@ -331,7 +350,8 @@ def run_lines(preprocess: Mapping[str, Any], splits: Mapping[str, Any],
 
 def run_rst(lines: Sequence[str]) -> str:
     """The two lines as reStructuredText for the report's first page (one paragraph each)."""
-    return "\n\n".join(line.replace("*", r"\*").replace("`", r"\`") for line in lines) + "\n"
+    special = re.compile(r"([\\*`_|])")  # rst markup characters: a source named `a_` stays text
+    return "\n\n".join(special.sub(r"\\\1", line) for line in lines) + "\n"
 
 
 # --- Entry points of the report rules ---------------------------------------------------------------------
