@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import yaml
+from snakemake.logging import logger as snakemake_logger
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -15,6 +16,10 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxrflow import config as cxr_config  # noqa: E402
+from cxrflow import console as cxr_console  # noqa: E402
+
+# Jobs with hundreds of files (demo_data, manifest) print a few paths and a count.
+cxr_console.install_short_path_lists(snakemake_logger)
 
 
 configfile: "config.yaml"
@@ -46,6 +51,7 @@ include: "workflow/rules/nested.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/shortcut.smk"
 include: "workflow/rules/cluster.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -10,6 +10,10 @@ import os
 # Keras reads the backend once, at its first import: choose it before anything imports keras.
 os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
 
+from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
+
+quiet_cuda_probe()  # before TensorFlow: no cuInit noise on a machine without a GPU
+
 from cxrflow.joblog import run_rule  # noqa: E402
 from cxrflow.nested import train_main  # noqa: E402
 from cxrflow.train import TrainingSettings  # noqa: E402

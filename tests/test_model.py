@@ -29,7 +29,7 @@ def experiment(**changes) -> dict:
         "optimizer": "adam", "learning_rate": 1e-3, "dropout": 0.5,
         "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True,
                          "zoom": 0.0},
-        "backend": keras.backend.backend(), "checkpoint_every": 1, "seed": 0,
+        "backend": keras.backend.backend(), "checkpoint_every": 1, "save_optimizer": False, "seed": 0,
     }
     return {**base, **changes}
 
@@ -194,3 +194,21 @@ def test_load_split_resizes_and_checks_labels(tmp_path: Path) -> None:
     pd.DataFrame({**rows, "path": [str(tmp_path / "gone.png")] * 2}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match="gone.png"):
         load_split(tmp_path / "bad.csv", ["COVID-19", "Normal"], 32)
+
+
+def test_final_model_saved_without_optimizer_state_loads_and_predicts_the_same(tmp_path: Path) -> None:
+    from cxrflow.train import compile_model, save_final
+
+    keras.utils.set_random_seed(0)
+    model = compile_model(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                            keras.layers.Dense(64), keras.layers.Dense(2, activation="softmax")]),
+                          experiment())  # fmt: skip
+    x, y = np.random.default_rng(0).random((8, 8, 8, 1)), np.eye(2)[[0, 1] * 4]
+    model.fit(x, y, epochs=1, verbose=0)  # Adam now holds two moments per weight
+    save_final(model, tmp_path / "slim.keras")
+    save_final(model, tmp_path / "full.keras", with_optimizer=True)
+    slim, full = (tmp_path / "slim.keras").stat().st_size, (tmp_path / "full.keras").stat().st_size
+    assert slim < 0.6 * full
+    loaded = keras.saving.load_model(tmp_path / "slim.keras")
+    assert np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert keras.saving.load_model(tmp_path / "full.keras").optimizer is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,13 @@ def assert_metrics_match_predictions(fold_dir: Path, classes: list[str]) -> None
 
 def test_demo_to_report_and_metrics_equal_sklearn(tmp_path: Path) -> None:
     cfg = tiny_config(experiments={"tiny": TINY_EXPERIMENT})
-    run_snakemake(tmp_path, cfg, "--report", "results/report.html", "--report-after-run")  # README's main job
+    proc = run_snakemake(tmp_path, cfg, "--report", "results/report.html", "--report-after-run")  # README's main job
+    console = proc.stdout + proc.stderr
+    assert "Shell command: None" not in console and "failed call to cuInit" not in console  # a quiet console
+    assert re.search(r"output: results/demo/.*, \.\.\. and \d+ more\n", console)  # demo_data's paths, shortened
     report = tmp_path / "results/report.html"
     assert report.stat().st_size > 10_000
+    assert (tmp_path / "results/report/verdict.html").stat().st_size > 1000
     exp = tmp_path / "results/experiments/tiny"
     fold = exp / "fold0"
     for name in ("model.keras", "history.csv", "predictions.csv", "classification_report.txt", "metrics.json",

@@ -71,7 +71,7 @@ def experiment(backend: str, **changes) -> dict:
             "batch_size": 8, "optimizer": "adam", "learning_rate": 1e-3, "dropout": 0.5,
             "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True,
                              "zoom": 0.1},
-            "backend": backend, "checkpoint_every": 1, "seed": 0, **changes}
+            "backend": backend, "checkpoint_every": 1, "save_optimizer": False, "seed": 0, **changes}
 
 
 def launch(args: dict) -> subprocess.Popen:

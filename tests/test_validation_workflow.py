@@ -61,8 +61,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         "plain": EXPERIMENT,
         "external": {**EXPERIMENT, "test_sources": ["hosp_b"]},
         # learning_rate outside the grid: the final model's rate shows whether the choice was applied
+        # save_optimizer: the final models keep their optimizer, whose learning rate shows the choice
         "nested": {**EXPERIMENT, "learning_rate": 0.05, "folds": 2, "inner_folds": 2,
-                   "grid": {"learning_rate": GRID}},
+                   "grid": {"learning_rate": GRID}, "save_optimizer": True},
     }  # fmt: skip
     cfg = tiny_config(sources=sources, classes=CLASSES, labels={c: c for c in CLASSES}, experiments=experiments)
     work = root / "work"

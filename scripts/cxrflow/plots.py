@@ -63,3 +63,41 @@ def roc_plot(predictions: pd.DataFrame, classes: Sequence[str], metrics: dict, p
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def forest_plot(trust: pd.DataFrame, path: str | Path) -> None:
+    """Every experiment's F1 with its interval, one row per experiment and fold, its baselines beside it.
+
+    Rows come from trust_summary.csv: the model's F1 of the first class with its bootstrap
+    CI (a bar), the thumbnail and border-ring baselines and, where it ran, the border-only
+    control and the external test as markers on the same row, so comparing experiments
+    (and seeing which ones beat nothing but a trivial model) is a glance down one column.
+    """
+    rows = trust.reset_index(drop=True)
+    fig = Figure(figsize=(9, 1.8 + 0.5 * max(len(rows), 1)))
+    ax = fig.subplots()
+    if rows.empty:
+        ax.text(0.5, 0.5, "no experiment configured", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        fig.savefig(path, dpi=100)
+        return
+    y = np.arange(len(rows))[::-1]
+    f1 = rows["model_f1"].astype(float).to_numpy()
+    low = rows["model_f1_low"].astype(float).fillna(rows["model_f1"].astype(float)).to_numpy()
+    high = rows["model_f1_high"].astype(float).fillna(rows["model_f1"].astype(float)).to_numpy()
+    ax.errorbar(f1, y, xerr=[np.maximum(f1 - low, 0), np.maximum(high - f1, 0)], fmt="o", color="black",
+                capsize=3, label="model F1 with its CI", zorder=3)  # fmt: skip
+    markers = [("thumbnail_f1", "s", "tab:blue", "thumbnail baseline"),
+               ("border_ring_f1", "^", "tab:orange", "border-ring baseline"),
+               ("border_only_f1", "v", "tab:red", "border-only control"),
+               ("external_f1", "D", "tab:green", "external test")]  # fmt: skip
+    for column, marker, color, label in markers:
+        if column in rows and rows[column].notna().any():
+            ax.scatter(rows[column].astype(float), y, marker=marker, color=color, label=label, zorder=2)
+    labels = [f"{e}, fold {k}" for e, k in zip(rows["experiment"], rows["fold"])]
+    ax.set(yticks=y, yticklabels=labels, xlim=(-0.03, 1.03), ylim=(-0.7, len(rows) - 0.3),
+           xlabel=f"F1 of {rows['class'].iloc[0]}", title="F1 per experiment and fold, beside its baselines")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides a point
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

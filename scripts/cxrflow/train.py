@@ -37,7 +37,7 @@ _OPTIMIZERS = {
 }
 HISTORY_ORDER = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 # Settings that may change without invalidating a checkpoint (more epochs continue the run).
-_RESUMABLE_CHANGES = ("epochs", "checkpoint_every")
+_RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "save_optimizer")
 
 
 def compile_model(model: keras.Model, experiment: Mapping[str, Any]) -> keras.Model:
@@ -221,11 +221,23 @@ def train(
     log.info("trained epochs %d..%d on %s; steady train images/s=%s", initial_epoch + 1, epochs, backend,
              f"{rate:.1f}" if rate else "n/a (fewer than 2 epochs in this run)")
 
-    model.save(model_path)
+    save_final(model, model_path, experiment["save_optimizer"])
     shutil.copyfile(store.history, history_path)
     shutil.rmtree(store.folder)
     log.info("saved %s and %s; removed checkpoints %s", model_path, history_path, store.folder)
     return pd.read_csv(history_path)
+
+
+def save_final(model: keras.Model, path: str | Path, with_optimizer: bool = False) -> None:
+    """The trained model as evaluation needs it: architecture and weights, by default without the
+    optimizer's state (Adam's two moments per weight made the file three times its size). The
+    copy is uncompiled; ``keras.saving.load_model`` returns it ready to predict."""
+    if with_optimizer:
+        model.save(path)
+        return
+    slim = model.__class__.from_config(model.get_config())  # uncompiled (clone_model would compile it)
+    slim.set_weights(model.get_weights())
+    slim.save(path)
 
 
 @dataclass(frozen=True)

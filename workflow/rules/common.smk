@@ -4,6 +4,9 @@
 # crop jobs (a dry run shows them) and nothing else.
 
 from pathlib import Path
+from types import SimpleNamespace
+
+import jinja2
 
 from cxrflow import sources as cxr_sources  # noqa: E402
 from cxrflow import synth as cxr_synth  # noqa: E402
@@ -11,6 +14,7 @@ from cxrflow import batch as cxr_batch  # noqa: E402
 from cxrflow import jobs as cxr_jobs  # noqa: E402
 from cxrflow import preprocess as cxr_preprocess  # noqa: E402
 from cxrflow import nested as cxr_nested  # noqa: E402
+from cxrflow import report_views as cxr_views  # noqa: E402
 
 RESULTS = Path("results")
 DEMO = config["demo"]
@@ -416,4 +420,60 @@ def get_final_output():
         *experiment_shortcut_files(),
         *external_shortcut_files(),
         *gradcam_files(),
+        *report_views(),
+        "results/report/verdict.html",
     ]
+
+
+# The report (report.smk): an HTML view of each table-like result a person reads.
+def table_results():
+    """Every table-like result a person reads, relative to results/ (each gets an HTML view)."""
+    files = [
+        "trust_summary.csv",
+        "preprocessed/summary.json",
+        "splits/summary.json",
+        "audit/duplicates.csv",
+        "audit/data_audit.json",
+    ]
+    border_only = config["audit"]["border_only"]["enabled"]
+    for e in config["experiments"]:
+        base = f"experiments/{e}"
+        files += [f"{base}/metrics.json", f"{base}/summary.txt"]
+        if border_only:
+            files.append(f"{base}/shortcut_audit.txt")
+        if own_split(e):
+            files.append(f"{base}/splits/audit.json")
+        if is_external(e):
+            files.append(f"{base}/internal_vs_external.csv")
+        if is_nested(e):
+            files.append(f"{base}/nested_cv.csv")
+        for k in experiment_fold_ids(e):
+            fold = f"{base}/fold{k}"
+            files += [f"{fold}/predictions.csv", f"{fold}/classification_report.txt"]
+            if border_only:
+                files.append(f"{fold}/shortcut_audit.txt")
+            if is_external(e):
+                files += [
+                    f"{fold}/external/predictions.csv",
+                    f"{fold}/external/classification_report.txt",
+                ]
+                if border_only:
+                    files.append(f"{fold}/external/shortcut_audit.txt")
+    return files
+
+
+def report_views():
+    return [
+        str(RESULTS / "report" / "views" / f"{path}.html") for path in table_results()
+    ]
+
+
+def view_caption(wildcards):
+    """The result's own caption (workflow/report/*.rst), its Jinja filled in here: the view's caption
+    is that text, so it reads as the file's caption always did."""
+    place = cxr_views.view_place(wildcards.path)
+    text = (Path(workflow.basedir) / "workflow" / "report" / place.caption).read_text()
+    names = SimpleNamespace(experiment=place.experiment, fold=place.fold)
+    return jinja2.Template(text).render(
+        snakemake=SimpleNamespace(config=config, wildcards=names)
+    )

@@ -12,13 +12,7 @@ rule experiment_split:
     output:
         assignments="results/experiments/{experiment}/splits/assignments.csv",
         external="results/experiments/{experiment}/splits/external.csv",
-        audit=report(
-            "results/experiments/{experiment}/splits/audit.json",
-            caption="../report/experiment_split.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "all", "figure": "split audit"},
-        ),
+        audit="results/experiments/{experiment}/splits/audit.json",
     log:
         "results/logs/experiment_split/{experiment}.log",
     benchmark:
@@ -62,34 +56,30 @@ rule evaluate_external:
         val=split_input("val"),
         external="results/experiments/{experiment}/splits/external.csv",
     output:
-        predictions=report(
-            "results/experiments/{experiment}/fold{fold}/external/predictions.csv",
-            caption="../report/external_predictions.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "external predictions"},
-        ),
-        report=report(
-            "results/experiments/{experiment}/fold{fold}/external/classification_report.txt",
-            caption="../report/external_report.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "external classification report"},
-        ),
+        predictions="results/experiments/{experiment}/fold{fold}/external/predictions.csv",
+        report="results/experiments/{experiment}/fold{fold}/external/classification_report.txt",
         metrics="results/experiments/{experiment}/fold{fold}/external/metrics.json",
         confusion=report(
             "results/experiments/{experiment}/fold{fold}/external/confusion_matrix.png",
             caption="../report/external_confusion.rst",
             category="2. Experiments",
             subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "external confusion matrix"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "{fold}",
+                "figure": "external confusion matrix",
+            },
         ),
         roc=report(
             "results/experiments/{experiment}/fold{fold}/external/roc.png",
             caption="../report/external_roc.rst",
             category="2. Experiments",
             subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "external ROC"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "{fold}",
+                "figure": "external ROC",
+            },
         ),
     log:
         "results/logs/evaluate_external/{experiment}/fold{fold}.log",
@@ -110,13 +100,7 @@ rule external_table:
         internal=fold_results("metrics.json"),
         external=fold_results("external/metrics.json"),
     output:
-        report(
-            "results/experiments/{experiment}/internal_vs_external.csv",
-            caption="../report/internal_vs_external.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "all", "figure": "internal vs external"},
-        ),
+        "results/experiments/{experiment}/internal_vs_external.csv",
     log:
         "results/logs/external_table/{experiment}.log",
     benchmark:

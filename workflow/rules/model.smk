@@ -39,41 +39,37 @@ rule evaluate:
         val=split_input("val"),
         test=split_input("test"),
     output:
-        predictions=report(
-            "results/experiments/{experiment}/fold{fold}/predictions.csv",
-            caption="../report/predictions.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "predictions"},
-        ),
-        report=report(
-            "results/experiments/{experiment}/fold{fold}/classification_report.txt",
-            caption="../report/classification_report.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "classification report"},
-        ),
+        predictions="results/experiments/{experiment}/fold{fold}/predictions.csv",
+        report="results/experiments/{experiment}/fold{fold}/classification_report.txt",
         metrics="results/experiments/{experiment}/fold{fold}/metrics.json",
         history_plot=report(
             "results/experiments/{experiment}/fold{fold}/history.png",
             caption="../report/history.rst",
             category="2. Experiments",
             subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "training history"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "{fold}",
+                "figure": "training history",
+            },
         ),
         confusion=report(
             "results/experiments/{experiment}/fold{fold}/confusion_matrix.png",
             caption="../report/confusion.rst",
             category="2. Experiments",
             subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "confusion matrix"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "{fold}",
+                "figure": "confusion matrix",
+            },
         ),
         roc=report(
             "results/experiments/{experiment}/fold{fold}/roc.png",
             caption="../report/roc.rst",
             category="2. Experiments",
             subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "ROC"},
+            labels={"experiment": "{experiment}", "fold": "{fold}", "figure": "ROC"},
         ),
     log:
         "results/logs/evaluate/{experiment}/fold{fold}.log",
@@ -113,26 +109,18 @@ rule summarize:
     input:
         unpack(summary_inputs),
     output:
-        metrics=report(
-            "results/experiments/{experiment}/metrics.json",
-            caption="../report/summary.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "all", "figure": "summary metrics"},
-        ),
-        text=report(
-            "results/experiments/{experiment}/summary.txt",
-            caption="../report/summary_text.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "all", "figure": "summary table"},
-        ),
+        metrics="results/experiments/{experiment}/metrics.json",
+        text="results/experiments/{experiment}/summary.txt",
         plot=report(
             "results/experiments/{experiment}/summary.png",
             caption="../report/summary_plot.rst",
             category="2. Experiments",
             subcategory="{experiment}",
-            labels={"fold": "all", "figure": "F1 per fold"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "all",
+                "figure": "F1 per fold",
+            },
         ),
     log:
         "results/logs/summarize/{experiment}.log",

@@ -83,13 +83,7 @@ rule nested_table:
         choices=fold_results("choice.json"),
         metrics=fold_results("metrics.json"),
     output:
-        report(
-            "results/experiments/{experiment}/nested_cv.csv",
-            caption="../report/nested_cv.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "all", "figure": "nested CV choices"},
-        ),
+        "results/experiments/{experiment}/nested_cv.csv",
     log:
         "results/logs/nested_table/{experiment}.log",
     benchmark:

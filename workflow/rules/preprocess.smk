@@ -61,11 +61,7 @@ rule manifest:
         records=all_records(),
     output:
         manifest="results/preprocessed/manifest.csv",
-        summary=report(
-            "results/preprocessed/summary.json",
-            caption="../report/manifest.rst",
-            category="1. Data",
-        ),
+        summary="results/preprocessed/summary.json",
         quarantine="results/preprocessed/quarantine.csv",
     log:
         "results/logs/manifest.log",

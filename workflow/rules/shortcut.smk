@@ -69,13 +69,7 @@ rule shortcut_audit:
         border_only=rules.evaluate_border_only.output.predictions,
     output:
         json="results/experiments/{experiment}/fold{fold}/shortcut_audit.json",
-        text=report(
-            "results/experiments/{experiment}/fold{fold}/shortcut_audit.txt",
-            caption="../report/shortcut_audit.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "shortcut audit"},
-        ),
+        text="results/experiments/{experiment}/fold{fold}/shortcut_audit.txt",
     log:
         "results/logs/shortcut_audit/{experiment}/fold{fold}.log",
     benchmark:
@@ -102,7 +96,11 @@ rule gradcam:
             caption="../report/gradcam.rst",
             category="2. Experiments",
             subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "Grad-CAM"},
+            labels={
+                "experiment": "{experiment}",
+                "fold": "{fold}",
+                "figure": "Grad-CAM",
+            },
         ),
     log:
         "results/logs/gradcam/{experiment}/fold{fold}.log",
@@ -127,13 +125,7 @@ rule shortcut_summary:
         audits=fold_results("shortcut_audit.json"),
     output:
         json="results/experiments/{experiment}/shortcut_audit.json",
-        text=report(
-            "results/experiments/{experiment}/shortcut_audit.txt",
-            caption="../report/shortcut_experiment.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "all", "figure": "shortcut audit (all folds)"},
-        ),
+        text="results/experiments/{experiment}/shortcut_audit.txt",
     log:
         "results/logs/shortcut_summary/{experiment}.log",
     benchmark:
@@ -184,13 +176,7 @@ rule shortcut_audit_external:
         border_only=rules.evaluate_border_only_external.output.predictions,
     output:
         json="results/experiments/{experiment}/fold{fold}/external/shortcut_audit.json",
-        text=report(
-            "results/experiments/{experiment}/fold{fold}/external/shortcut_audit.txt",
-            caption="../report/shortcut_external.rst",
-            category="2. Experiments",
-            subcategory="{experiment}",
-            labels={"fold": "{fold}", "figure": "external shortcut audit"},
-        ),
+        text="results/experiments/{experiment}/fold{fold}/external/shortcut_audit.txt",
     log:
         "results/logs/shortcut_audit_external/{experiment}/fold{fold}.log",
     benchmark:

@@ -11,16 +11,8 @@ rule make_splits:
     output:
         files=split_files(),
         assignments="results/splits/assignments.csv",
-        summary=report(
-            "results/splits/summary.json",
-            caption="../report/splits.rst",
-            category="1. Data",
-        ),
-        duplicates=report(
-            "results/audit/duplicates.csv",
-            caption="../report/duplicates.rst",
-            category="1. Data",
-        ),
+        summary="results/splits/summary.json",
+        duplicates="results/audit/duplicates.csv",
         duplicate_groups="results/audit/duplicate_groups.json",
     log:
         "results/logs/make_splits.log",
