@@ -35,6 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,10 +68,14 @@ def render(seed: int) -> np.ndarray:
 
 
 def write_jpeg(path: Path, seed: int) -> None:
+    """Write through a temporary name: a smaller set hard-links the larger one's files, and
+    changing an image in one set must not change it in the other."""
     ok, buf = cv2.imencode(".jpg", render(seed), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {path}")
-    path.write_bytes(buf.tobytes())
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
 
 
 def _write_one(args: tuple[str, int]) -> None:
@@ -81,15 +86,25 @@ def patient_ids(n: int) -> list[str]:
     return [f"{i:08x}-bench-{i:06d}" for i in range(n)]
 
 
-def make_rsna_like(root: Path, n: int) -> Path:
-    """Write (once; a `.complete` marker caches it) n images + the RSNA class table."""
+def make_rsna_like(root: Path, n: int, larger: Path | None = None) -> Path:
+    """Write (once; a `.complete` marker caches it) n images + the RSNA class table.
+
+    With ``larger`` (a complete set of at least n), its first n images are hard-linked
+    instead of rendered again: 27,000 images take minutes of both cores to render.
+    """
     if (root / ".complete").is_file():
         return root
     images = root / IMAGE_DIR
     images.mkdir(parents=True, exist_ok=True)
     ids = patient_ids(n)
-    with multiprocessing.Pool(WORKERS) as pool:
-        pool.map(_write_one, [(str(images / f"{pid}.jpg"), i) for i, pid in enumerate(ids)], chunksize=64)
+    if larger is not None:
+        for pid in ids:
+            target = images / f"{pid}.jpg"
+            if not target.exists():
+                os.link(larger / IMAGE_DIR / f"{pid}.jpg", target)
+    else:
+        with multiprocessing.Pool(WORKERS) as pool:
+            pool.map(_write_one, [(str(images / f"{pid}.jpg"), i) for i, pid in enumerate(ids)], chunksize=64)
     pd.DataFrame({"patientId": ids, "class": "Normal"}).to_csv(root / CLASS_CSV, index=False)
     (root / ".complete").write_text(f"{n}\n")
     return root
@@ -126,17 +141,43 @@ def parse_mode(mode: str) -> tuple[int, list[str]]:
     raise ValueError(f"unknown mode {mode!r}")
 
 
+def tree_rss(root: psutil.Process) -> int:
+    """Resident bytes of root and all its descendants (snakemake and the pool workers)."""
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def timed(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run cmd; return (wall seconds, peak RSS MiB of it and its waited-for children)."""
+    """Run cmd; return (wall seconds, peak MiB of its whole process tree).
+
+    The tree's RSS is summed every 0.25 s (shared library pages count once per process,
+    so this is an upper bound); wait4's maxrss, the largest single process, is a floor
+    that a short peak between samples cannot escape.
+    """
     start = time.perf_counter()
+    peak = 0
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        root = psutil.Process(proc.pid)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                peak = max(peak, tree_rss(root))
+            except psutil.Error:
+                pass
+            time.sleep(0.25)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])}... failed ({proc.returncode}); see {log}:\n{log.read_text()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, max(peak, usage.ru_maxrss * 1024) / 2**20
 
 
 # The HTML report is not preprocessing, and report-after-run fails in a dry run of a
@@ -156,7 +197,7 @@ def bench_profile(work: Path) -> Path:
 
 def snakemake_cmd(work: Path, cfg_path: Path, extra: Sequence[str], *args: str) -> list[str]:
     return [
-        str(REPO / ".venv/bin/python"), "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
         "--configfile", str(cfg_path), "--workflow-profile", str(bench_profile(work)),
         "--cores", str(WORKERS), *extra, *args, "preprocess",
     ]  # fmt: skip
@@ -263,13 +304,15 @@ def run_seed(n: int, work_root: Path, data_dir: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ report
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    head = "| images | mode | dry run s | run s | pool s | run/pool | no-op rerun s | 10-stale rerun s | peak MiB |"
-    lines = [head, "|" + "---|" * 9]
+    head = ("| images | mode | dry run s | run s | pool s | run/pool | no-op rerun s | 10-stale rerun s "
+            "| peak MiB | load |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         ratio = r["run_s"] / r["pool_s"] if r.get("pool_s") else float("nan")
         lines.append(
             f"| {r['n']} | {r['mode']} | {r['dry_s']:.1f} | {r['run_s']:.1f} | {r.get('pool_s') or float('nan'):.1f} "
-            f"| {ratio:.2f} | {r['noop_s']:.1f} | {r['stale_s']:.1f} | {r['peak_mib']:.0f} |"
+            f"| {ratio:.2f} | {r['noop_s']:.1f} | {r['stale_s']:.1f} | {r['peak_mib']:.0f} "
+            f"| {r.get('load_before', float('nan')):.1f}-{r['load1']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -294,19 +337,28 @@ def main() -> None:
               f"| ratio {row['preprocess_s'] / row['pool_s']:.2f} | split + data audit {row['split_audit_s']:.1f} s "
               f"| peak {row['peak_mib']:.0f} MiB | load {row['load1']:.1f} |", flush=True)  # fmt: skip
     rows = []
-    for n in (int(s) for s in args.sizes.split(",") if s):
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    larger = None
+    if sizes:  # render the largest set once; the smaller ones hard-link its first images
         t0 = time.perf_counter()
-        data = make_rsna_like(data_dir / f"rsna-{n}", n)
+        larger = make_rsna_like(data_dir / f"rsna-{max(sizes)}", max(sizes))
+        print(f"# {max(sizes)} images ready in {time.perf_counter() - t0:.0f} s ({larger})", flush=True)
+    for n in sizes:
+        t0 = time.perf_counter()
+        data = make_rsna_like(data_dir / f"rsna-{n}", n, larger)
         print(f"# {n} images ready in {time.perf_counter() - t0:.0f} s ({data})", flush=True)
         for mode in args.modes.split(","):
             # The pool right before each mode: other users' load on the 2 cores drifts,
             # and the ratio is only meaningful under the same load.
+            load_before = os.getloadavg()[0]
             pool_s = None if args.no_pool else run_pool(data, n, data_dir / "work")
-            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s, "load1": os.getloadavg()[0]}
+            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s,
+                   "load_before": load_before, "load1": os.getloadavg()[0],
+                   "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
             rows.append(row)
             with open(data_dir / "results.jsonl", "a") as handle:
                 handle.write(json.dumps(row) + "\n")
-            print(table([row]).splitlines()[-1], f"(load {row['load1']:.1f})", flush=True)
+            print(table([row]).splitlines()[-1], flush=True)
     print(table(rows))
 
 
