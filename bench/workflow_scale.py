@@ -24,6 +24,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -152,8 +153,8 @@ def tree_rss(root: psutil.Process) -> int:
     return total
 
 
-def timed(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run cmd; return (wall seconds, peak MiB of its whole process tree).
+def timed(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Run cmd; return (wall seconds, peak MiB of its whole process tree, CPU seconds of the tree).
 
     The tree's RSS is summed every 0.25 s (shared library pages count once per process,
     so this is an upper bound); wait4's maxrss, the largest single process, is a floor
@@ -177,7 +178,7 @@ def timed(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> t
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])}... failed ({proc.returncode}); see {log}:\n{log.read_text()[-3000:]}")
-    return wall, max(peak, usage.ru_maxrss * 1024) / 2**20
+    return wall, max(peak, usage.ru_maxrss * 1024) / 2**20, usage.ru_utime + usage.ru_stime
 
 
 # The HTML report is not preprocessing, and report-after-run fails in a dry run of a
@@ -213,16 +214,34 @@ def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
     cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     run = lambda name, *args: timed(snakemake_cmd(work, cfg_path, extra, *args), work / f"{name}.log", env)  # noqa: E731
-    dry, _ = run("dry", "-n")
-    full, peak = run("full")
+    dry, _, _ = run("dry", "-n")
+    full, peak, cpu = run("full")
     rows = len(pd.read_csv(work / "results/preprocessed/manifest.csv"))
     if rows != n:
         raise RuntimeError(f"{mode}: manifest has {rows} rows, expected {n}")
-    noop, noop_peak = run("noop")
-    change_content(data, n, STALE)
-    stale, stale_peak = run("stale")
-    return {"n": n, "mode": mode, "dry_s": dry, "run_s": full, "noop_s": noop, "stale_s": stale,
+    since = time.time()
+    noop, noop_peak, _ = run("noop")
+    if moved := written_since(work, since):
+        raise RuntimeError(f"{mode}: the no-op rerun rewrote {len(moved)} crops or records, e.g. {moved[:3]}")
+    picked = change_content(data, n, STALE)
+    since = time.time()
+    stale, stale_peak, _ = run("stale")
+    moved = written_since(work, since)
+    expected = sorted(f"{kind}/rsna/rsna-{pid}" for pid in picked for kind in ("images", "records"))
+    if moved != expected:  # exactly the changed images decoded again, nothing else moved
+        raise RuntimeError(f"{mode}: the {STALE}-stale rerun rewrote {moved[:6]}..., expected {expected[:6]}...")
+    return {"n": n, "mode": mode, "dry_s": dry, "run_s": full, "run_cpu_s": cpu, "noop_s": noop, "stale_s": stale,
             "peak_mib": max(peak, noop_peak, stale_peak)}  # fmt: skip
+
+
+def written_since(work: Path, since: float) -> list[str]:
+    """`images|records/<source>/<image_id>` of every crop or record written since ``since``."""
+    out = []
+    for kind in ("images", "records"):
+        for entry in (work / "results/preprocessed" / kind).glob("*/*"):
+            if entry.stat().st_mtime >= since:
+                out.append(f"{kind}/{entry.parent.name}/{entry.stem}")
+    return sorted(out)
 
 
 # The workflow's crop settings at the schema's defaults: the pool does the same work.
@@ -233,18 +252,30 @@ def _pool_one(args: tuple[str, str, str, str]) -> None:
     process_image(*args, **CROP)
 
 
-def run_pool(data: Path, n: int, work_root: Path) -> float:
+def run_pool(data: Path, n: int, work_root: Path) -> tuple[float, float]:
     """The same work with no workflow engine: the time to beat."""
     out = work_root / f"{n}-pool"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     jobs = [(pid, str(data / IMAGE_DIR / f"{pid}.jpg"), str(out / f"{pid}.png"), str(out / f"{pid}.json"))
             for pid in patient_ids(n)]  # fmt: skip
-    start = time.perf_counter()
+    return pool_map(jobs)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the pool's workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def pool_map(jobs: Sequence[tuple[str, str, str, str]]) -> tuple[float, float]:
+    """(wall, CPU seconds) of process_image over jobs in a plain Pool(2). CPU time moves far
+    less than wall time with other people's load on the shared cores."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     with multiprocessing.Pool(WORKERS) as pool:
         for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
             pass
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 # ------------------------------------------------------------------ real images, replicated
@@ -278,11 +309,8 @@ def run_seed(n: int, work_root: Path, data_dir: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     jobs = [(f"i{i}", str(p), str(out / f"{i}.png"), str(out / f"{i}.json")) for i, p in enumerate(links)]
-    start = time.perf_counter()
-    with multiprocessing.Pool(WORKERS) as pool:
-        for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
-            pass
-    pool_s = time.perf_counter() - start
+    load_before = os.getloadavg()[0]
+    pool_s, pool_cpu = pool_map(jobs)
     work = work_root / f"seed-{n}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -292,27 +320,32 @@ def run_seed(n: int, work_root: Path, data_dir: Path) -> dict[str, Any]:
                                         "experiments": {}}, sort_keys=False))  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     base = snakemake_cmd(work, cfg_path, [])[:-1]  # without the preprocess target
-    pre, peak = timed([*base, "preprocess"], work / "preprocess.log", env)
-    rest, peak2 = timed([*base, "split", "results/audit/data_audit.json"], work / "split_audit.log", env)
+    pre, peak, pre_cpu = timed([*base, "preprocess"], work / "preprocess.log", env)
+    load_after = os.getloadavg()[0]
+    rest, peak2, _ = timed([*base, "split", "results/audit/data_audit.json"], work / "split_audit.log", env)
     manifest = pd.read_csv(work / "results/preprocessed/manifest.csv")
     if len(manifest) != len(links) or (manifest["status"] != "ok").any():
         raise RuntimeError(f"seed replica: {len(manifest)} rows for {len(links)} links, "
                            f"{(manifest['status'] != 'ok').sum()} not ok")  # fmt: skip
-    return {"n": len(links), "mode": "seed-symlinks", "pool_s": pool_s, "preprocess_s": pre,
-            "split_audit_s": rest, "peak_mib": max(peak, peak2), "load1": os.getloadavg()[0]}  # fmt: skip
+    return {"n": len(links), "mode": "seed-symlinks", "pool_s": pool_s, "pool_cpu_s": pool_cpu, "preprocess_s": pre,
+            "preprocess_cpu_s": pre_cpu, "split_audit_s": rest, "peak_mib": max(peak, peak2),
+            "load_before": load_before, "load1": load_after,
+            "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
 
 
 # ------------------------------------------------------------------ report
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| images | mode | dry run s | run s | pool s | run/pool | no-op rerun s | 10-stale rerun s "
-            "| peak MiB | load |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| images | mode | dry run s | run s | pool s | run/pool | CPU run/pool | no-op rerun s "
+            "| 10-stale rerun s | peak MiB | load |")
+    lines = [head, "|" + "---|" * 11]
+    nan = float("nan")
     for r in rows:
-        ratio = r["run_s"] / r["pool_s"] if r.get("pool_s") else float("nan")
+        ratio = r["run_s"] / r["pool_s"] if r.get("pool_s") else nan
+        cpu = r["run_cpu_s"] / r["pool_cpu_s"] if r.get("pool_cpu_s") else nan
         lines.append(
-            f"| {r['n']} | {r['mode']} | {r['dry_s']:.1f} | {r['run_s']:.1f} | {r.get('pool_s') or float('nan'):.1f} "
-            f"| {ratio:.2f} | {r['noop_s']:.1f} | {r['stale_s']:.1f} | {r['peak_mib']:.0f} "
-            f"| {r.get('load_before', float('nan')):.1f}-{r['load1']:.1f} |"
+            f"| {r['n']} | {r['mode']} | {r['dry_s']:.1f} | {r['run_s']:.1f} | {r.get('pool_s') or nan:.1f} "
+            f"| {ratio:.2f} | {cpu:.2f} | {r['noop_s']:.1f} | {r['stale_s']:.1f} | {r['peak_mib']:.0f} "
+            f"| {r.get('load_before', nan):.1f}-{r['load1']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -333,16 +366,20 @@ def main() -> None:
         row = run_seed(args.seed_replicas, data_dir / "work", data_dir)
         with open(data_dir / "results.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
-        print(f"| {row['n']} real (symlinks) | preprocess {row['preprocess_s']:.1f} s | pool {row['pool_s']:.1f} s "
-              f"| ratio {row['preprocess_s'] / row['pool_s']:.2f} | split + data audit {row['split_audit_s']:.1f} s "
-              f"| peak {row['peak_mib']:.0f} MiB | load {row['load1']:.1f} |", flush=True)  # fmt: skip
+        print("| images | preprocess s | pool s | run/pool | CPU run/pool | split + data audit s | peak MiB | load |")
+        print(f"| {row['n']} real (symlinks) | {row['preprocess_s']:.1f} | {row['pool_s']:.1f} "
+              f"| {row['preprocess_s'] / row['pool_s']:.2f} | {row['preprocess_cpu_s'] / row['pool_cpu_s']:.2f} "
+              f"| {row['split_audit_s']:.1f} | {row['peak_mib']:.0f} | {row['load_before']:.1f}-{row['load1']:.1f} |",
+              flush=True)  # fmt: skip
     rows = []
     sizes = [int(s) for s in args.sizes.split(",") if s]
     larger = None
     if sizes:  # render the largest set once; the smaller ones hard-link its first images
+        have = [int(p.name[5:]) for p in data_dir.glob("rsna-*") if (p / ".complete").is_file() and p.name[5:].isdigit()]
+        biggest = max([max(sizes), *have])
         t0 = time.perf_counter()
-        larger = make_rsna_like(data_dir / f"rsna-{max(sizes)}", max(sizes))
-        print(f"# {max(sizes)} images ready in {time.perf_counter() - t0:.0f} s ({larger})", flush=True)
+        larger = make_rsna_like(data_dir / f"rsna-{biggest}", biggest)
+        print(f"# {biggest} images ready in {time.perf_counter() - t0:.0f} s ({larger})", flush=True)
     for n in sizes:
         t0 = time.perf_counter()
         data = make_rsna_like(data_dir / f"rsna-{n}", n, larger)
@@ -351,8 +388,8 @@ def main() -> None:
             # The pool right before each mode: other users' load on the 2 cores drifts,
             # and the ratio is only meaningful under the same load.
             load_before = os.getloadavg()[0]
-            pool_s = None if args.no_pool else run_pool(data, n, data_dir / "work")
-            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s,
+            pool_s, pool_cpu = (None, None) if args.no_pool else run_pool(data, n, data_dir / "work")
+            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s, "pool_cpu_s": pool_cpu,
                    "load_before": load_before, "load1": os.getloadavg()[0],
                    "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
             rows.append(row)

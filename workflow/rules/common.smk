@@ -11,7 +11,6 @@ from cxrflow import batch as cxr_batch  # noqa: E402
 from cxrflow import jobs as cxr_jobs  # noqa: E402
 from cxrflow import listing as cxr_listing  # noqa: E402
 from cxrflow import preprocess as cxr_preprocess  # noqa: E402
-from cxrflow import nested as cxr_nested  # noqa: E402
 
 RESULTS = Path("results")
 DEMO = config["demo"]
@@ -297,7 +296,13 @@ def external_metrics_rows():
 
 
 def grid_points(experiment):
-    return cxr_nested.grid_points(config["experiments"][experiment]["grid"])
+    """cxrflow.nested imports scikit-learn (1-2 s): only a workflow with a grid pays for it."""
+    grid = config["experiments"][experiment]["grid"]
+    if not grid:
+        return []
+    from cxrflow import nested as cxr_nested
+
+    return cxr_nested.grid_points(grid)
 
 
 def inner_params(wildcards):
