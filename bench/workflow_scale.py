@@ -1,7 +1,8 @@
 """Preprocessing at full-dataset scale: `snakemake preprocess` against a plain process pool.
 
 For each size N, synthetic RSNA-style images (1024x1024 gray JPEGs with black bars and
-a `stage_2_detailed_class_info.csv`, cached per N under --data-dir) are preprocessed by
+a `stage_2_detailed_class_info.csv`) are rendered once for the largest size under
+--data-dir and hard-linked for the smaller ones, then preprocessed by
 
 - `pool`: multiprocessing.Pool(2) calling cxrflow.preprocess.process_image (the floor),
   timed again right before each mode so that both see the same background load;
@@ -10,12 +11,18 @@ a `stage_2_detailed_class_info.csv`, cached per N under --data-dir) are preproce
   one job per image), `batchB` (batch_size B); suffix `-drop` adds --drop-metadata,
   `-nock` --max-checksum-file-size 0.
 
-Per mode it times the dry run of a fresh directory, the full run (and its peak RSS,
-snakemake incl. children, from wait4), the no-op rerun (everything up to date) and the
-rerun after re-encoding 10 images with new content (touch is not enough: Snakemake
-checksums inputs under 1 MB). Rows are appended to <data-dir>/results.jsonl.
+Per mode it times the dry run of a fresh directory, the full run (wall and CPU time of
+snakemake and its children; peak RSS of the whole process tree), the no-op rerun
+(everything up to date: checked to rewrite no crop or record) and the rerun after
+re-encoding 10 images with new content (checked to rewrite exactly those ten crops and
+records). Rows are appended to <data-dir>/results.jsonl.
 
-    .venv/bin/python bench/workflow_scale.py --sizes 1000,5000 --modes image,batch250
+--seed-replicas N runs preprocess, then split and the data audit, on ~N symlinks to the
+real ../shared/data/seed-covid19-detection images, with the pool on the same links.
+
+    python bench/workflow_scale.py                       # 1,000, 9,000 and 27,000, batch1000
+    python bench/workflow_scale.py --sizes 1000 --modes image,batch250
+    python bench/workflow_scale.py --sizes '' --seed-replicas 9000
 """
 
 from __future__ import annotations
