@@ -7,7 +7,6 @@ with the traceback.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import multiprocessing
@@ -172,12 +171,7 @@ def preprocess_line(summary_path: str, quarantine_path: str, records_dir: str, s
     if not summary_file.is_file() or summary_file.stat().st_mtime < since:
         return None
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    made = set()
-    with os.scandir(records_dir) if Path(records_dir).is_dir() else contextlib.nullcontext([]) as sources:
-        for source in sources:
-            if source.is_dir():
-                made.update((source.name, e.name[:-5]) for e in os.scandir(source.path)
-                            if e.name.endswith(".json") and e.stat().st_mtime >= since)  # fmt: skip
+    made = {(p.parent.name, p.stem) for p in Path(records_dir).glob("*/*.json") if p.stat().st_mtime >= since}
     quarantined = pd.read_csv(quarantine_path, dtype=str, keep_default_na=False)
     new_bad = len(made & set(zip(quarantined["source"], quarantined["image_id"])))
     return (
