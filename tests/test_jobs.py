@@ -61,7 +61,7 @@ def test_progress_lines_and_final_counts(tmp_path: Path, capsys: pytest.CaptureF
     run_batch(batch, SETTINGS, slow_map(0.5, 0.15), log, "src batch 1-0", progress_every=0.1)
     err = capsys.readouterr().err
     # Lines come on a clock, not with results: while the first image is still out, too.
-    assert "src batch 1-0: 0/5 images (0%), 0 img/s, ETA unknown" in err
+    assert "src batch 1-0: 0/5 images, none back from the pool yet (0 s)" in err
     assert re.search(r"src batch 1-0: [1-4]/5 images \(\d+%\), \d+ img/s, ETA \d+ s", err)  # to the terminal
     text = path.read_text()
     assert re.search(r"src batch 1-0: [1-4]/5 images \(\d+%\), \d+ img/s, ETA \d+ s", text)  # and the log

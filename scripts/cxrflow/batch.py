@@ -213,7 +213,14 @@ def run_batch(
 
 
 def progress(log: logging.Logger, where: str, done: int, total: int, elapsed: float) -> None:
-    """One line a person can watch: done/total, rate and time left."""
+    """One line a person can watch: done/total, rate and time left.
+
+    Nothing back yet is its own line: batches side by side share one pool, so a batch
+    often waits for the one queued before it.
+    """
+    if done == 0:
+        say(log, f"{where}: 0/{total} images, none back from the pool yet ({elapsed:.0f} s)")
+        return
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "unknown"
     say(log, f"{where}: {done}/{total} images ({100 * done / max(total, 1):.0f}%), {rate:.0f} img/s, ETA {eta}")
