@@ -1,27 +1,28 @@
 """Preprocessing at full-dataset scale: `snakemake preprocess` against a plain process pool.
 
 For each size N, synthetic RSNA-style images (1024x1024 gray JPEGs with black bars and
-a `stage_2_detailed_class_info.csv`, cached per N under --data-dir) are preprocessed by
+a `stage_2_detailed_class_info.csv`) are rendered once for the largest size under
+--data-dir and hard-linked for the smaller ones, then preprocessed by
 
 - `pool`: multiprocessing.Pool(2) calling cxrflow.preprocess.process_image (the floor),
   timed again right before each mode so that both see the same background load;
 - each workflow mode, in a fresh working directory: `snakemake --cores 2 preprocess`
   with a config whose only source is that folder. Modes: `image` (preprocess.batch_size 1,
   one job per image), `batchB` (batch_size B); suffix `-drop` adds --drop-metadata,
-  `-nock` --max-checksum-file-size 0. `--decode full,reduced` runs every mode (and the
-pool) once per `preprocess.reduced_decode` setting.
+  `-nock` --max-checksum-file-size 0.
 
-Per mode it times the dry run of a fresh directory, the full run (and its peak RSS,
-snakemake incl. children, from wait4), the no-op rerun (everything up to date) and the
-rerun after re-encoding 10 images with new content (touch is not enough: Snakemake
-checksums inputs under 1 MB). Rows are appended to <data-dir>/results.jsonl.
+Per mode it times the dry run of a fresh directory, the full run (wall and CPU time of
+snakemake and its children; peak RSS of the whole process tree), the no-op rerun
+(everything up to date: checked to rewrite no crop or record) and the rerun after
+re-encoding 10 images with new content (checked to rewrite exactly those ten crops and
+records). Rows are appended to <data-dir>/results.jsonl.
 
-`--per-image N` first prints the per-image step (process_image: decode, crop, resize,
-PNG, JSON; one core, best of 5) with the full and the reduced decode on N generated
-1024x1024 JPEGs (q90, RSNA size) and N 2000x2400 JPEGs (q95, hospital size).
+--seed-replicas N runs preprocess, then split and the data audit, on ~N symlinks to the
+real ../shared/data/seed-covid19-detection images, with the pool on the same links.
 
-    .venv/bin/python bench/workflow_scale.py --sizes 1000,5000 --modes image,batch250
-    .venv/bin/python bench/workflow_scale.py --per-image 12 --sizes 27000 --decode full,reduced
+    python bench/workflow_scale.py                       # 1,000, 9,000 and 27,000, batch1000
+    python bench/workflow_scale.py --sizes 1000 --modes image,batch250
+    python bench/workflow_scale.py --sizes '' --seed-replicas 9000
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,6 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,25 +62,28 @@ WORKERS = 2
 
 
 # ------------------------------------------------------------------ data
-def render(seed: int, height: int = SIDE, width: int = SIDE) -> np.ndarray:
-    """A smooth random 'anatomy' plus grain and black bars of random widths (JPEG ~150 KB at 1024)."""
+def render(seed: int) -> np.ndarray:
+    """A smooth random 'anatomy' plus grain and black bars of random widths (JPEG ~150 KB)."""
     rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
-    img = cv2.add(base, rng.integers(0, 12, (height, width), dtype=np.uint8))
-    top, bottom, left, right = rng.integers(0, 160, 4)  # at 1024 px; scaled with the image
-    top, bottom, left, right = top * height // SIDE, bottom * height // SIDE, left * width // SIDE, right * width // SIDE
+    base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
+    img = cv2.add(base, rng.integers(0, 12, (SIDE, SIDE), dtype=np.uint8))
+    top, bottom, left, right = rng.integers(0, 160, 4)
     img[:top] = 0
-    img[height - bottom :] = 0
+    img[SIDE - bottom :] = 0
     img[:, :left] = 0
-    img[:, width - right :] = 0
+    img[:, SIDE - right :] = 0
     return img
 
 
 def write_jpeg(path: Path, seed: int) -> None:
+    """Write through a temporary name: a smaller set hard-links the larger one's files, and
+    changing an image in one set must not change it in the other."""
     ok, buf = cv2.imencode(".jpg", render(seed), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {path}")
-    path.write_bytes(buf.tobytes())
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
 
 
 def _write_one(args: tuple[str, int]) -> None:
@@ -88,15 +94,25 @@ def patient_ids(n: int) -> list[str]:
     return [f"{i:08x}-bench-{i:06d}" for i in range(n)]
 
 
-def make_rsna_like(root: Path, n: int) -> Path:
-    """Write (once; a `.complete` marker caches it) n images + the RSNA class table."""
+def make_rsna_like(root: Path, n: int, larger: Path | None = None) -> Path:
+    """Write (once; a `.complete` marker caches it) n images + the RSNA class table.
+
+    With ``larger`` (a complete set of at least n), its first n images are hard-linked
+    instead of rendered again: 27,000 images take minutes of both cores to render.
+    """
     if (root / ".complete").is_file():
         return root
     images = root / IMAGE_DIR
     images.mkdir(parents=True, exist_ok=True)
     ids = patient_ids(n)
-    with multiprocessing.Pool(WORKERS) as pool:
-        pool.map(_write_one, [(str(images / f"{pid}.jpg"), i) for i, pid in enumerate(ids)], chunksize=64)
+    if larger is not None:
+        for pid in ids:
+            target = images / f"{pid}.jpg"
+            if not target.exists():
+                os.link(larger / IMAGE_DIR / f"{pid}.jpg", target)
+    else:
+        with multiprocessing.Pool(WORKERS) as pool:
+            pool.map(_write_one, [(str(images / f"{pid}.jpg"), i) for i, pid in enumerate(ids)], chunksize=64)
     pd.DataFrame({"patientId": ids, "class": "Normal"}).to_csv(root / CLASS_CSV, index=False)
     (root / ".complete").write_text(f"{n}\n")
     return root
@@ -113,10 +129,10 @@ def change_content(root: Path, n: int, count: int) -> list[str]:
 
 
 # ------------------------------------------------------------------ runs
-def workflow_config(data: Path, batch_size: int, reduced: bool = True) -> dict[str, Any]:
+def workflow_config(data: Path, batch_size: int) -> dict[str, Any]:
     """The user's my.yaml: their one source, no experiment, the batch size of the mode."""
     return {"sources": {"rsna": {"format": "rsna", "path": str(data), "filters": {"class": "Normal"}}},
-            "experiments": {}, "preprocess": {"batch_size": batch_size, "reduced_decode": reduced}}  # fmt: skip
+            "experiments": {}, "preprocess": {"batch_size": batch_size}}  # fmt: skip
 
 
 def parse_mode(mode: str) -> tuple[int, list[str]]:
@@ -133,17 +149,43 @@ def parse_mode(mode: str) -> tuple[int, list[str]]:
     raise ValueError(f"unknown mode {mode!r}")
 
 
-def timed(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run cmd; return (wall seconds, peak RSS MiB of it and its waited-for children)."""
+def tree_rss(root: psutil.Process) -> int:
+    """Resident bytes of root and all its descendants (snakemake and the pool workers)."""
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def timed(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Run cmd; return (wall seconds, peak MiB of its whole process tree, CPU seconds of the tree).
+
+    The tree's RSS is summed every 0.25 s (shared library pages count once per process,
+    so this is an upper bound); wait4's maxrss, the largest single process, is a floor
+    that a short peak between samples cannot escape.
+    """
     start = time.perf_counter()
+    peak = 0
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        root = psutil.Process(proc.pid)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                peak = max(peak, tree_rss(root))
+            except psutil.Error:
+                pass
+            time.sleep(0.25)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])}... failed ({proc.returncode}); see {log}:\n{log.read_text()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, max(peak, usage.ru_maxrss * 1024) / 2**20, usage.ru_utime + usage.ru_stime
 
 
 # The HTML report is not preprocessing, and report-after-run fails in a dry run of a
@@ -169,91 +211,78 @@ def snakemake_cmd(work: Path, cfg_path: Path, extra: Sequence[str], *args: str) 
     ]  # fmt: skip
 
 
-def run_mode(data: Path, n: int, mode: str, work_root: Path, reduced: bool = True) -> dict[str, Any]:
+def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
     batch_size, extra = parse_mode(mode)
-    work = work_root / f"{n}-{mode}-{'reduced' if reduced else 'full'}"
+    work = work_root / f"{n}-{mode}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy(REPO / "config.yaml", work / "config.yaml")  # the shipped file, as in a user's clone
     cfg_path = work / "my.yaml"
-    cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size, reduced), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     run = lambda name, *args: timed(snakemake_cmd(work, cfg_path, extra, *args), work / f"{name}.log", env)  # noqa: E731
-    dry, _ = run("dry", "-n")
-    full, peak = run("full")
+    dry, _, _ = run("dry", "-n")
+    full, peak, cpu = run("full")
     rows = len(pd.read_csv(work / "results/preprocessed/manifest.csv"))
     if rows != n:
         raise RuntimeError(f"{mode}: manifest has {rows} rows, expected {n}")
-    noop, noop_peak = run("noop")
-    change_content(data, n, STALE)
-    stale, stale_peak = run("stale")
-    return {"n": n, "mode": mode if reduced else f"{mode} full-decode", "dry_s": dry, "run_s": full, "noop_s": noop, "stale_s": stale,
+    since = time.time()
+    noop, noop_peak, _ = run("noop")
+    if moved := written_since(work, since):
+        raise RuntimeError(f"{mode}: the no-op rerun rewrote {len(moved)} crops or records, e.g. {moved[:3]}")
+    picked = change_content(data, n, STALE)
+    since = time.time()
+    stale, stale_peak, _ = run("stale")
+    moved = written_since(work, since)
+    expected = sorted(f"{kind}/rsna/rsna-{pid}" for pid in picked for kind in ("images", "records"))
+    if moved != expected:  # exactly the changed images decoded again, nothing else moved
+        raise RuntimeError(f"{mode}: the {STALE}-stale rerun rewrote {moved[:6]}..., expected {expected[:6]}...")
+    return {"n": n, "mode": mode, "dry_s": dry, "run_s": full, "run_cpu_s": cpu, "noop_s": noop, "stale_s": stale,
             "peak_mib": max(peak, noop_peak, stale_peak)}  # fmt: skip
+
+
+def written_since(work: Path, since: float) -> list[str]:
+    """`images|records/<source>/<image_id>` of every crop or record written since ``since``."""
+    out = []
+    for kind in ("images", "records"):
+        for entry in (work / "results/preprocessed" / kind).glob("*/*"):
+            if entry.stat().st_mtime >= since:
+                out.append(f"{kind}/{entry.parent.name}/{entry.stem}")
+    return sorted(out)
 
 
 # The workflow's crop settings at the schema's defaults: the pool does the same work.
 CROP = crop_settings(with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["preprocess"])
 
 
-def _pool_one(args: tuple[str, str, str, str], reduced: bool = True) -> None:
-    process_image(*args, **{**CROP, "reduced_decode": reduced})
+def _pool_one(args: tuple[str, str, str, str]) -> None:
+    process_image(*args, **CROP)
 
 
-def _pool_one_full(args: tuple[str, str, str, str]) -> None:
-    _pool_one(args, reduced=False)
-
-
-def run_pool(data: Path, n: int, work_root: Path, reduced: bool = True) -> float:
+def run_pool(data: Path, n: int, work_root: Path) -> tuple[float, float]:
     """The same work with no workflow engine: the time to beat."""
     out = work_root / f"{n}-pool"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     jobs = [(pid, str(data / IMAGE_DIR / f"{pid}.jpg"), str(out / f"{pid}.png"), str(out / f"{pid}.json"))
             for pid in patient_ids(n)]  # fmt: skip
-    start = time.perf_counter()
+    return pool_map(jobs)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the pool's workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def pool_map(jobs: Sequence[tuple[str, str, str, str]]) -> tuple[float, float]:
+    """(wall, CPU seconds) of process_image over jobs in a plain Pool(2). CPU time moves far
+    less than wall time with other people's load on the shared cores."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     with multiprocessing.Pool(WORKERS) as pool:
-        for _ in pool.imap_unordered(_pool_one if reduced else _pool_one_full, jobs, chunksize=16):
+        for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
             pass
-    return time.perf_counter() - start
-
-
-# ------------------------------------------------------------------ the per-image step
-def per_image(count: int, work_root: Path, repeats: int = 5) -> list[dict[str, Any]]:
-    """process_image ms/image on one core, full vs reduced decode, best of ``repeats`` passes.
-
-    CPU time of this (single-threaded) process is the figure: on the shared 2 cores the
-    wall clock also counts the time spent waiting for a core (1.5-6x under load 8-13);
-    the best wall time is kept beside it.
-    """
-    cv2.setNumThreads(1)
-    rows = []
-    for label, (height, width), quality in (("1024x1024 q90", (SIDE, SIDE), JPEG_QUALITY),
-                                            ("2000x2400 q95", (2400, 2000), 95)):  # fmt: skip
-        folder = work_root / f"per-image-{height}x{width}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        paths = []
-        for i in range(count):
-            ok, buf = cv2.imencode(".jpg", render(1000 + i, height, width), [cv2.IMWRITE_JPEG_QUALITY, quality])
-            paths.append(folder / f"{i}.jpg")
-            paths[-1].write_bytes(buf.tobytes())
-        best, wall = {}, {}
-        for reduced in (False, True):
-            settings = {**CROP, "reduced_decode": reduced}
-            cpu_times, wall_times = [], []
-            for _ in range(repeats):
-                start, start_cpu = time.perf_counter(), time.process_time()
-                for i, path in enumerate(paths):
-                    process_image(f"i{i}", path, folder / f"{i}.png", folder / f"{i}.json", **settings)
-                cpu_times.append((time.process_time() - start_cpu) / len(paths) * 1e3)
-                wall_times.append((time.perf_counter() - start) / len(paths) * 1e3)
-            best[reduced], wall[reduced] = min(cpu_times), min(wall_times)
-        scale = json.loads((folder / "0.json").read_text())["decode_scale"]
-        rows.append({"mode": "per-image", "images": label, "n": count, "full_ms": best[False],
-                     "reduced_ms": best[True], "ratio": best[True] / best[False], "scale": scale,
-                     "full_wall_ms": wall[False], "reduced_wall_ms": wall[True],
-                     "load1": os.getloadavg()[0]})  # fmt: skip
-    return rows
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 # ------------------------------------------------------------------ real images, replicated
@@ -287,11 +316,8 @@ def run_seed(n: int, work_root: Path, data_dir: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     jobs = [(f"i{i}", str(p), str(out / f"{i}.png"), str(out / f"{i}.json")) for i, p in enumerate(links)]
-    start = time.perf_counter()
-    with multiprocessing.Pool(WORKERS) as pool:
-        for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
-            pass
-    pool_s = time.perf_counter() - start
+    load_before = os.getloadavg()[0]
+    pool_s, pool_cpu = pool_map(jobs)
     work = work_root / f"seed-{n}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -301,25 +327,32 @@ def run_seed(n: int, work_root: Path, data_dir: Path) -> dict[str, Any]:
                                         "experiments": {}}, sort_keys=False))  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     base = snakemake_cmd(work, cfg_path, [])[:-1]  # without the preprocess target
-    pre, peak = timed([*base, "preprocess"], work / "preprocess.log", env)
-    rest, peak2 = timed([*base, "split", "results/audit/data_audit.json"], work / "split_audit.log", env)
+    pre, peak, pre_cpu = timed([*base, "preprocess"], work / "preprocess.log", env)
+    load_after = os.getloadavg()[0]
+    rest, peak2, _ = timed([*base, "split", "results/audit/data_audit.json"], work / "split_audit.log", env)
     manifest = pd.read_csv(work / "results/preprocessed/manifest.csv")
     if len(manifest) != len(links) or (manifest["status"] != "ok").any():
         raise RuntimeError(f"seed replica: {len(manifest)} rows for {len(links)} links, "
                            f"{(manifest['status'] != 'ok').sum()} not ok")  # fmt: skip
-    return {"n": len(links), "mode": "seed-symlinks", "pool_s": pool_s, "preprocess_s": pre,
-            "split_audit_s": rest, "peak_mib": max(peak, peak2), "load1": os.getloadavg()[0]}  # fmt: skip
+    return {"n": len(links), "mode": "seed-symlinks", "pool_s": pool_s, "pool_cpu_s": pool_cpu, "preprocess_s": pre,
+            "preprocess_cpu_s": pre_cpu, "split_audit_s": rest, "peak_mib": max(peak, peak2),
+            "load_before": load_before, "load1": load_after,
+            "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
 
 
 # ------------------------------------------------------------------ report
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    head = "| images | mode | dry run s | run s | pool s | run/pool | no-op rerun s | 10-stale rerun s | peak MiB |"
-    lines = [head, "|" + "---|" * 9]
+    head = ("| images | mode | dry run s | run s | pool s | run/pool | CPU run/pool | no-op rerun s "
+            "| 10-stale rerun s | peak MiB | load |")
+    lines = [head, "|" + "---|" * 11]
+    nan = float("nan")
     for r in rows:
-        ratio = r["run_s"] / r["pool_s"] if r.get("pool_s") else float("nan")
+        ratio = r["run_s"] / r["pool_s"] if r.get("pool_s") else nan
+        cpu = r["run_cpu_s"] / r["pool_cpu_s"] if r.get("pool_cpu_s") else nan
         lines.append(
-            f"| {r['n']} | {r['mode']} | {r['dry_s']:.1f} | {r['run_s']:.1f} | {r.get('pool_s') or float('nan'):.1f} "
-            f"| {ratio:.2f} | {r['noop_s']:.1f} | {r['stale_s']:.1f} | {r['peak_mib']:.0f} |"
+            f"| {r['n']} | {r['mode']} | {r['dry_s']:.1f} | {r['run_s']:.1f} | {r.get('pool_s') or nan:.1f} "
+            f"| {ratio:.2f} | {cpu:.2f} | {r['noop_s']:.1f} | {r['stale_s']:.1f} | {r['peak_mib']:.0f} "
+            f"| {r.get('load_before', nan):.1f}-{r['load1']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -331,50 +364,45 @@ def main() -> None:
                         help="image | image-drop | batchB | batchB-drop, comma-separated")  # fmt: skip
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--no-pool", action="store_true", help="skip the pool (ratio left blank)")
-    parser.add_argument("--decode", default="reduced",
-                        help="full | reduced, comma-separated: preprocess.reduced_decode of each run")  # fmt: skip
-    parser.add_argument("--per-image", type=int, default=0,
-                        help="first time process_image, full vs reduced decode, on N generated 1024x1024 "
-                             "and N 2000x2400 JPEGs (0: skip)")  # fmt: skip
     parser.add_argument("--seed-replicas", type=int, default=0,
                         help="also run preprocess + split + data audit on ~N symlinks to the real "
                              "../shared/data/seed-covid19-detection images (0: skip)")  # fmt: skip
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    decodes = [{"full": False, "reduced": True}[d] for d in args.decode.split(",")]
-    if args.per_image:
-        print("| per-image step (process_image), best of 5 | images | full decode CPU ms | reduced CPU ms "
-              "| reduced/full | scale | wall ms full / reduced | load |\n|---|---|---|---|---|---|---|---|",
-              flush=True)  # fmt: skip
-        for row in per_image(args.per_image, data_dir / "work"):
-            with open(data_dir / "results.jsonl", "a") as handle:
-                handle.write(json.dumps(row) + "\n")
-            print(f"| {row['images']} | {row['n']} | {row['full_ms']:.2f} | {row['reduced_ms']:.2f} "
-                  f"| {row['ratio']:.2f} | 1/{row['scale']} | {row['full_wall_ms']:.1f} / {row['reduced_wall_ms']:.1f} "
-                  f"| {row['load1']:.1f} |", flush=True)  # fmt: skip
     if args.seed_replicas:
         row = run_seed(args.seed_replicas, data_dir / "work", data_dir)
         with open(data_dir / "results.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
-        print(f"| {row['n']} real (symlinks) | preprocess {row['preprocess_s']:.1f} s | pool {row['pool_s']:.1f} s "
-              f"| ratio {row['preprocess_s'] / row['pool_s']:.2f} | split + data audit {row['split_audit_s']:.1f} s "
-              f"| peak {row['peak_mib']:.0f} MiB | load {row['load1']:.1f} |", flush=True)  # fmt: skip
+        print("| images | preprocess s | pool s | run/pool | CPU run/pool | split + data audit s | peak MiB | load |")
+        print(f"| {row['n']} real (symlinks) | {row['preprocess_s']:.1f} | {row['pool_s']:.1f} "
+              f"| {row['preprocess_s'] / row['pool_s']:.2f} | {row['preprocess_cpu_s'] / row['pool_cpu_s']:.2f} "
+              f"| {row['split_audit_s']:.1f} | {row['peak_mib']:.0f} | {row['load_before']:.1f}-{row['load1']:.1f} |",
+              flush=True)  # fmt: skip
     rows = []
-    for n in (int(s) for s in args.sizes.split(",") if s):
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    larger = None
+    if sizes:  # render the largest set once; the smaller ones hard-link its first images
+        have = [int(p.name[5:]) for p in data_dir.glob("rsna-*") if (p / ".complete").is_file() and p.name[5:].isdigit()]
+        biggest = max([max(sizes), *have])
         t0 = time.perf_counter()
-        data = make_rsna_like(data_dir / f"rsna-{n}", n)
+        larger = make_rsna_like(data_dir / f"rsna-{biggest}", biggest)
+        print(f"# {biggest} images ready in {time.perf_counter() - t0:.0f} s ({larger})", flush=True)
+    for n in sizes:
+        t0 = time.perf_counter()
+        data = make_rsna_like(data_dir / f"rsna-{n}", n, larger)
         print(f"# {n} images ready in {time.perf_counter() - t0:.0f} s ({data})", flush=True)
-        for mode, reduced in ((m, r) for m in args.modes.split(",") for r in decodes):
+        for mode in args.modes.split(","):
             # The pool right before each mode: other users' load on the 2 cores drifts,
             # and the ratio is only meaningful under the same load.
-            pool_s = None if args.no_pool else run_pool(data, n, data_dir / "work", reduced)
-            row = {**run_mode(data, n, mode, data_dir / "work", reduced), "pool_s": pool_s,
-                   "load1": os.getloadavg()[0]}  # fmt: skip
+            load_before = os.getloadavg()[0]
+            pool_s, pool_cpu = (None, None) if args.no_pool else run_pool(data, n, data_dir / "work")
+            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s, "pool_cpu_s": pool_cpu,
+                   "load_before": load_before, "load1": os.getloadavg()[0],
+                   "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
             rows.append(row)
             with open(data_dir / "results.jsonl", "a") as handle:
                 handle.write(json.dumps(row) + "\n")
-            print(table([row]).splitlines()[-1], f"(load {row['load1']:.1f})", flush=True)
+            print(table([row]).splitlines()[-1], flush=True)
     print(table(rows))
 
 

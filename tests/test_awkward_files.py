@@ -3,6 +3,7 @@ rows: the run goes to a complete manifest (every file a row) and exits 0."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -104,4 +105,8 @@ def test_awkward_files_run_to_a_complete_manifest(tmp_path: Path) -> None:
     ids = set(awkward.loc[awkward["listed"].isin(["COVID-19/png-named.jpg", "Normal/copy-of-png-named.jpg"]),
                           "image_id"])  # fmt: skip
     assert any({a, b} == ids for a, b in zip(pairs["image_id_a"], pairs["image_id_b"]))
-    assert "preprocess:" in proc.stderr and "quarantined (list: results/preprocessed/quarantine.csv)" in proc.stderr
+    # What a person watching sees: each batch's counts, then the run's, with the list's place.
+    assert re.search(r"^awkward batch \d+-\d+: \d+ images in [\d.]+ s: \d+ cropped, \d+ quarantined, 0 reused from cache$",
+                     proc.stderr, re.M), proc.stderr  # fmt: skip
+    assert ("preprocess: 29 images: 21 cropped, 0 reused from earlier runs, 8 quarantined by this run; "
+            "8 quarantined in all (list: results/preprocessed/quarantine.csv)") in proc.stderr.splitlines()

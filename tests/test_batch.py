@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,15 @@ def test_batches_rerun_only_what_changed(tmp_path: Path) -> None:
     batches = assign_batches([f"mine-a{i}" for i in range(12)], 4)
     assert sorted(p.stem for p in (work / "results/preprocessed/batches/mine").iterdir()) == sorted(batches)
 
-    # New content in one image: its batch only, then the aggregate.
+    # Up to date: the listings were not rewritten, nothing runs.
+    assert "Nothing to be done" in run_snakemake(work, cfg, "preprocess", "-n").stdout
+    # New content in one image, its mtime put back as `cp -p` would: its batch only, then the aggregate.
+    before = (data / "img" / "a3.png").stat()
     write_image(data / "img" / "a3.png", 99, bar=12)
+    os.utime(data / "img" / "a3.png", ns=(before.st_atime_ns, before.st_mtime_ns))
     dry = run_snakemake(work, cfg, "preprocess", "-n")
     assert planned_jobs(dry) == {"crop_batch": 1, "manifest": 1, "check_quarantine": 1, "preprocess": 1}
+    assert "Updated input files: results/preprocessed/listings/mine/" in dry.stdout
     run_snakemake(work, cfg, "preprocess")
     batch = next(b for b, members in batches.items() if "mine-a3" in members)
     log = (work / f"results/logs/crop_batch/mine/{batch}.log").read_text()

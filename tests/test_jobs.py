@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import time
 from pathlib import Path
 
 import cv2
@@ -29,7 +32,7 @@ def items(tmp_path: Path, n: int, bad: int = 0) -> list[BatchItem]:
         else:
             cv2.imwrite(str(raw), np.random.default_rng(i).integers(60, 200, (40, 36), dtype=np.uint8))
         out.append(BatchItem(f"i{i}", str(raw), "", str(tmp_path / "png" / f"i{i}.png"),
-                             str(tmp_path / "rec" / f"i{i}.json")))  # fmt: skip
+                             str(tmp_path / "rec" / "s" / f"i{i}.json")))  # fmt: skip
     return out
 
 
@@ -41,15 +44,29 @@ def logger(tmp_path: Path) -> tuple[logging.Logger, Path]:
     return log, path
 
 
+def slow_map(first_delay: float, delay: float):
+    """A lazy ordered map whose results come slowly: the first after ``first_delay`` s."""
+
+    def mapper(fn, *iterables):
+        for k, args in enumerate(zip(*iterables)):
+            time.sleep(first_delay if k == 0 else delay)
+            yield fn(*args)
+
+    return mapper
+
+
 def test_progress_lines_and_final_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log, path = logger(tmp_path)
     batch = items(tmp_path, 5, bad=1)
-    run_batch(batch, SETTINGS, map, log, "src batch 1-0", progress_every=0.0)
+    run_batch(batch, SETTINGS, slow_map(0.5, 0.15), log, "src batch 1-0", progress_every=0.1)
     err = capsys.readouterr().err
-    assert "src batch 1-0: 1/5 images (20%)" in err and "img/s, ETA" in err  # to the terminal
+    # Lines come on a clock, not with results: while the first image is still out, too.
+    assert "src batch 1-0: 0/5 images, none back from the pool yet (0 s)" in err
+    assert re.search(r"src batch 1-0: [1-4]/5 images \(\d+%\), \d+ img/s, ETA \d+ s", err)  # to the terminal
     text = path.read_text()
-    assert "src batch 1-0: 4/5 images (80%)" in text
-    assert "src batch 1-0: 5 images in" in text and ": 4 cropped, 1 quarantined, 0 reused from cache" in text
+    assert re.search(r"src batch 1-0: [1-4]/5 images \(\d+%\), \d+ img/s, ETA \d+ s", text)  # and the log
+    final = "src batch 1-0: 5 images in "
+    assert final in text and final in err and ": 4 cropped, 1 quarantined, 0 reused from cache" in err
     run_batch(batch, SETTINGS, map, log, "src batch 1-0")
     assert ": 0 cropped, 0 quarantined, 5 reused from cache" in path.read_text()
 
@@ -89,8 +106,17 @@ def test_batch_job_to_manifest_and_quarantine_list(tmp_path: Path) -> None:
     table = read_manifest(out / "manifest.csv")
     assert table["status"].tolist() == ["quarantined", "ok", "ok", "ok"]
     assert pd.read_csv(out / "quarantine.csv")["image_id"].tolist() == ["i0"]
-    line = preprocess_line(str(out / "summary.json"), "q.csv", str(tmp_path / "rec"), since=0.0)
-    assert line == "preprocess: 4 images: 3 ok, 1 quarantined (list: q.csv); 4 cropped or quarantined by this run, 0 reused"
+    quarantine = str(out / "quarantine.csv")
+    line = preprocess_line(str(out / "summary.json"), quarantine, str(tmp_path / "rec"), since=0.0)
+    assert line == (f"preprocess: 4 images: 3 cropped, 0 reused from earlier runs, 1 quarantined by this run; "
+                    f"1 quarantined in all (list: {quarantine})")  # fmt: skip
+    # A later run that re-made one image's record: the others count as reused.
+    since = time.time() + 5
+    os.utime(out / "summary.json", (since, since))
+    os.utime(tmp_path / "rec" / "s" / "i2.json", (since, since))
+    line = preprocess_line(str(out / "summary.json"), quarantine, str(tmp_path / "rec"), since=since)
+    assert line is not None and line.startswith("preprocess: 4 images: 1 cropped, 3 reused from earlier runs, 0 quar")
+    assert preprocess_line(str(out / "summary.json"), quarantine, str(tmp_path / "rec"), since=since + 1) is None
 
 
 def summary_of(rows: list[tuple[str, str]]) -> dict:

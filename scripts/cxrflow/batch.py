@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from .preprocess import INTERNAL_ERROR, key_settings, process_image
 KEY_FIELD = "input_key"
 KEY_VERSION = 1
 _CHUNK = 1 << 20
+# Seconds between a batch job's progress lines: often enough for a person watching.
+PROGRESS_EVERY = 5.0
 
 
 @dataclass(frozen=True)
@@ -172,39 +175,60 @@ def run_batch(
     map_fn: Callable[..., Iterable[dict[str, Any]]],
     log: logging.Logger,
     where: str,
-    progress_every: float = 5.0,
+    progress_every: float = PROGRESS_EVERY,
 ) -> list[dict[str, Any]]:
     """process_item over ``items`` through ``map_fn`` (an ordered, lazy map over workers).
 
-    Logs a progress line (done/total, rate, ETA) at most every ``progress_every``
-    seconds, to the log and to stderr (the terminal of a local run), each internal
-    error's traceback, and a final count line. A failure that is not about one image
+    While it runs, a ticker logs a progress line (done/total, rate, ETA) every
+    ``progress_every`` seconds (0: none), whether or not results arrive, so a person
+    sees a slow image or a busy pool as such; then a final count line. Both go to the
+    log and to stderr (the terminal of a local run, the job's output on a cluster),
+    each internal error's traceback to the log. A failure that is not about one image
     (``OutputError`` from a worker, or ``check_systemic``) propagates.
     """
-    start = last = time.monotonic()
+    start = time.monotonic()
     summaries: list[dict[str, Any]] = []
-    for summary in map_fn(process_item, items, [settings] * len(items)):
-        summaries.append(summary)
-        if summary["traceback"]:
-            log.error("%s %s\n%s", summary["image_id"], summary["reason"], summary["traceback"].rstrip())
-        now = time.monotonic()
-        if now - last >= progress_every and len(summaries) < len(items):
-            last = now
-            progress(log, where, len(summaries), len(items), now - start)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(progress_every):
+            progress(log, where, len(summaries), len(items), time.monotonic() - start)
+
+    ticker = threading.Thread(target=tick, name=f"progress {where}", daemon=True)
+    if progress_every > 0:
+        ticker.start()
+    try:
+        for summary in map_fn(process_item, items, [settings] * len(items)):
+            summaries.append(summary)
+            if summary["traceback"]:
+                log.error("%s %s\n%s", summary["image_id"], summary["reason"], summary["traceback"].rstrip())
+    finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
     check_systemic(summaries, where)
     fresh = [s for s in summaries if not s["reused"]]
-    log.info(
-        "%s: %d images in %.1f s: %d cropped, %d quarantined, %d reused from cache",
-        where, len(summaries), time.monotonic() - start, sum(s["status"] == "ok" for s in fresh),
-        sum(s["status"] != "ok" for s in fresh), len(summaries) - len(fresh),
-    )  # fmt: skip
+    say(log, f"{where}: {len(summaries)} images in {time.monotonic() - start:.1f} s: "
+             f"{sum(s['status'] == 'ok' for s in fresh)} cropped, {sum(s['status'] != 'ok' for s in fresh)} "
+             f"quarantined, {len(summaries) - len(fresh)} reused from cache")  # fmt: skip
     return summaries
 
 
 def progress(log: logging.Logger, where: str, done: int, total: int, elapsed: float) -> None:
-    """One line a person can watch: done/total, rate and time left."""
+    """One line a person can watch: done/total, rate and time left.
+
+    Nothing back yet is its own line: batches side by side share one pool, so a batch
+    often waits for the one queued before it.
+    """
+    if done == 0:
+        say(log, f"{where}: 0/{total} images, none back from the pool yet ({elapsed:.0f} s)")
+        return
     rate = done / elapsed if elapsed > 0 else 0.0
-    eta = (total - done) / rate if rate > 0 else float("inf")
-    line = f"{where}: {done}/{total} images ({100 * done / max(total, 1):.0f}%), {rate:.0f} img/s, ETA {eta:.0f} s"
+    eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "unknown"
+    say(log, f"{where}: {done}/{total} images ({100 * done / max(total, 1):.0f}%), {rate:.0f} img/s, ETA {eta}")
+
+
+def say(log: logging.Logger, line: str) -> None:
+    """To the job's log and to stderr."""
     log.info(line)
     print(line, file=sys.stderr, flush=True)

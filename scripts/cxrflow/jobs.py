@@ -53,20 +53,6 @@ def pool_workers(cores: int | None) -> int:
     return max(1, min(limits))
 
 
-def file_stat(path: str) -> list[int] | None:
-    """(size, mtime_ns) of a raw image, through symlinks: what tells Snakemake it changed.
-
-    Like make's and rsync's quick check: cheap at 27,000 images, and copies that keep
-    mtimes (cp -a, rsync -a) stay up to date. A job that does run still checks each
-    image's bytes (cxrflow.batch.input_key) before reusing its record.
-    """
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
-
-
 def crop_image_job(item: cxr_batch.BatchItem, settings: Mapping[str, Any], log_path: str) -> None:
     """One image, one job (`preprocess.batch_size: 1`)."""
     with job_log(log_path) as log:
@@ -174,18 +160,22 @@ def check_quarantine_job(summary_path: str, max_share: float, output: str, log_p
 
 
 def preprocess_line(summary_path: str, quarantine_path: str, records_dir: str, since: float) -> str | None:
-    """The last line of a run that rebuilt the manifest: cropped, reused, quarantined, and where the list is.
+    """The last line of a run that rebuilt the manifest: images cropped, reused and
+    quarantined, and where the quarantine list is.
 
-    A record written since the run began was made by it; any other was reused.
-    None when this run did not rebuild the manifest.
+    A record written since the run began (``records_dir/<source>/<image_id>.json``) was
+    made by it, any other reused; the quarantine list says which of them are quarantined.
+    Only file times are read, not the records. None when this run did not rebuild the manifest.
     """
     summary_file = Path(summary_path)
     if not summary_file.is_file() or summary_file.stat().st_mtime < since:
         return None
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    made = sum(1 for p in Path(records_dir).rglob("*.json") if p.stat().st_mtime >= since)
+    made = {(p.parent.name, p.stem) for p in Path(records_dir).glob("*/*.json") if p.stat().st_mtime >= since}
+    quarantined = pd.read_csv(quarantine_path, dtype=str, keep_default_na=False)
+    new_bad = len(made & set(zip(quarantined["source"], quarantined["image_id"])))
     return (
-        f"preprocess: {summary['images']} images: {summary['ok']} ok, {summary['quarantined']} "
-        f"quarantined (list: {quarantine_path}); {made} cropped or quarantined by this run, "
-        f"{summary['images'] - made} reused"
+        f"preprocess: {summary['images']} images: {len(made) - new_bad} cropped, "
+        f"{summary['images'] - len(made)} reused from earlier runs, {new_bad} quarantined by this run; "
+        f"{summary['quarantined']} quarantined in all (list: {quarantine_path})"
     )

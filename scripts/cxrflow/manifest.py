@@ -66,7 +66,8 @@ def _text(value: Any) -> str:
 
 
 def _same_path(a: str, b: str) -> bool:
-    return Path(a).resolve(strict=False) == Path(b).resolve(strict=False)
+    """Equal text first: resolving both of 27,000 pairs took seconds of the manifest job."""
+    return a == b or Path(a).resolve(strict=False) == Path(b).resolve(strict=False)
 
 
 def read_records(record_paths: Sequence[Path]) -> list[dict[str, Any]]:

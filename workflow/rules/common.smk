@@ -12,6 +12,7 @@ from cxrflow import sources as cxr_sources  # noqa: E402
 from cxrflow import synth as cxr_synth  # noqa: E402
 from cxrflow import batch as cxr_batch  # noqa: E402
 from cxrflow import jobs as cxr_jobs  # noqa: E402
+from cxrflow import listing as cxr_listing  # noqa: E402
 from cxrflow import preprocess as cxr_preprocess  # noqa: E402
 from cxrflow import nested as cxr_nested  # noqa: E402
 from cxrflow import report_views as cxr_views  # noqa: E402
@@ -124,43 +125,46 @@ def batch_rows(wildcards):
     ]
 
 
-def batch_inputs(wildcards):
-    """Only a demo source's metadata (written by demo_data): real raw images are no inputs.
-
-    Declaring hundreds of raw images per job cost Snakemake ~2.5 ms each; their
-    (size, mtime) in the params below tell it instead when a batch is stale.
-    """
-    return source_inputs(wildcards) if is_demo_source(wildcards.source) else []
+def listing_path(source, batch):
+    return str(RESULTS / "preprocessed" / "listings" / source / f"{batch}.tsv")
 
 
-def batch_images(wildcards):
-    """id, raw path, known problem and (size, mtime_ns) per image: a change of any re-runs the batch.
+def write_listings():
+    """One listing per batch (cxrflow.listing), rewritten now only where a row changed.
 
     Demo images do not exist at parse time; their content follows from demo_data's
-    metadata input, so no stat is taken for them.
+    metadata, a batch input of its own, so they are listed without a stat.
     """
-    demo = is_demo_source(wildcards.source)
+    for source, batches in BATCHES.items():
+        stat = not is_demo_source(source)
+        for batch, image_ids in batches.items():
+            rows = [IMAGES[(source, i)] for i in image_ids]
+            text = cxr_listing.listing_text(
+                ((r.image_id, r.raw_path, r.problem) for r in rows), stat=stat
+            )
+            cxr_listing.write_if_changed(listing_path(source, batch), text)
+        cxr_listing.remove_others(
+            Path(listing_path(source, "x")).parent, [f"{b}.tsv" for b in batches]
+        )
+
+
+def batch_inputs(wildcards):
+    """The batch's listing (one input instead of hundreds of raw images) and, for the
+    demo, its metadata (written by demo_data)."""
+    demo = source_inputs(wildcards) if is_demo_source(wildcards.source) else []
+    return [listing_path(wildcards.source, wildcards.batch), *demo]
+
+
+def batch_items(wildcards):
     return [
-        [
+        cxr_batch.BatchItem(
             row.image_id,
             row.raw_path,
             row.problem,
-            None if demo or row.problem else cxr_jobs.file_stat(row.raw_path),
-        ]
-        for row in batch_rows(wildcards)
-    ]
-
-
-def batch_items(wildcards, params):
-    return [
-        cxr_batch.BatchItem(
-            image_id,
-            raw,
-            problem,
-            png_path(wildcards.source, image_id),
-            record_path(wildcards.source, image_id),
+            png_path(wildcards.source, row.image_id),
+            record_path(wildcards.source, row.image_id),
         )
-        for image_id, raw, problem, _ in params.images
+        for row in batch_rows(wildcards)
     ]
 
 
@@ -211,6 +215,9 @@ def crop_item(wildcards, params):
 
 def experiment_params(wildcards):
     return config["experiments"][wildcards.experiment]
+
+
+write_listings()
 
 
 def experiment_fold_ids(experiment):
@@ -290,7 +297,13 @@ def external_metrics_rows():
 
 
 def grid_points(experiment):
-    return cxr_nested.grid_points(config["experiments"][experiment]["grid"])
+    """cxrflow.nested imports scikit-learn (1-2 s): only a workflow with a grid pays for it."""
+    grid = config["experiments"][experiment]["grid"]
+    if not grid:
+        return []
+    from cxrflow import nested as cxr_nested
+
+    return cxr_nested.grid_points(grid)
 
 
 def inner_params(wildcards):

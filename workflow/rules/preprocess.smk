@@ -1,8 +1,9 @@
 # Crop jobs run inside the Snakemake process (`run:` + the profile's
 # force-use-threads) so that a job costs milliseconds of bookkeeping instead
 # of a Python start; then one aggregate manifest. preprocess.batch_size 1: one
-# job per image; above 1: one job per stable batch of images (bench/README.md),
-# which skips images whose cached record still matches their bytes.
+# job per image; above 1: one job per stable batch of images (docs/performance.md),
+# whose one input is the batch's listing (cxrflow.listing) and which skips images
+# whose cached record still matches their bytes.
 
 
 rule crop_image:
@@ -42,11 +43,10 @@ rule crop_batch:
     # of its own: the profile's set-threads gives it its CPUs.
     threads: 1
     params:
-        images=batch_images,
         settings=CROP_SETTINGS,
     run:
         cxr_jobs.crop_batch_job(
-            batch_items(wildcards, params),
+            batch_items(wildcards),
             params.settings,
             workflow.cores,
             output[0],
@@ -95,7 +95,9 @@ rule check_quarantine:
     params:
         max_share=config["preprocess"]["max_quarantined_share"],
     run:
-        cxr_jobs.check_quarantine_job(input.summary, params.max_share, output[0], log[0])
+        cxr_jobs.check_quarantine_job(
+            input.summary, params.max_share, output[0], log[0]
+        )
 
 
 rule preprocess:
