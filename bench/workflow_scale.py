@@ -9,7 +9,9 @@ a `stage_2_detailed_class_info.csv`) are rendered once for the largest size unde
 - each workflow mode, in a fresh working directory: `snakemake --cores 2 preprocess`
   with a config whose only source is that folder. Modes: `image` (preprocess.batch_size 1,
   one job per image), `batchB` (batch_size B); suffix `-drop` adds --drop-metadata,
-  `-nock` --max-checksum-file-size 0.
+  `-nock` --max-checksum-file-size 0. `--decode full,reduced` runs every mode (and its
+  pool) once per `preprocess.reduced_decode` setting; the mode label gets " full-decode"
+  when it is off.
 
 Per mode it times the dry run of a fresh directory, the full run (wall and CPU time of
 snakemake and its children; peak RSS of the whole process tree), the no-op rerun
@@ -17,17 +19,23 @@ snakemake and its children; peak RSS of the whole process tree), the no-op rerun
 re-encoding 10 images with new content (checked to rewrite exactly those ten crops and
 records). Rows are appended to <data-dir>/results.jsonl.
 
+--per-image N first prints the per-image step (process_image: decode, crop, resize, PNG,
+JSON; one core, best of 5, CPU time) with the full and the reduced decode on N generated
+1024x1024 JPEGs (q90, RSNA size) and N 2000x2400 JPEGs (q95, hospital size).
+
 --seed-replicas N runs preprocess, then split and the data audit, on ~N symlinks to the
 real ../shared/data/seed-covid19-detection images, with the pool on the same links.
 
     python bench/workflow_scale.py                       # 1,000, 9,000 and 27,000, batch1000
     python bench/workflow_scale.py --sizes 1000 --modes image,batch250
     python bench/workflow_scale.py --sizes '' --seed-replicas 9000
+    python bench/workflow_scale.py --per-image 12 --sizes 27000 --modes batch1000 --decode full,reduced
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -62,16 +70,17 @@ WORKERS = 2
 
 
 # ------------------------------------------------------------------ data
-def render(seed: int) -> np.ndarray:
-    """A smooth random 'anatomy' plus grain and black bars of random widths (JPEG ~150 KB)."""
+def render(seed: int, height: int = SIDE, width: int = SIDE) -> np.ndarray:
+    """A smooth random 'anatomy' plus grain and black bars of random widths (JPEG ~150 KB at 1024)."""
     rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
-    img = cv2.add(base, rng.integers(0, 12, (SIDE, SIDE), dtype=np.uint8))
-    top, bottom, left, right = rng.integers(0, 160, 4)
+    base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
+    img = cv2.add(base, rng.integers(0, 12, (height, width), dtype=np.uint8))
+    top, bottom, left, right = rng.integers(0, 160, 4)  # at 1024 px; scaled with the image
+    top, bottom, left, right = top * height // SIDE, bottom * height // SIDE, left * width // SIDE, right * width // SIDE
     img[:top] = 0
-    img[SIDE - bottom :] = 0
+    img[height - bottom :] = 0
     img[:, :left] = 0
-    img[:, SIDE - right :] = 0
+    img[:, width - right :] = 0
     return img
 
 
@@ -129,10 +138,10 @@ def change_content(root: Path, n: int, count: int) -> list[str]:
 
 
 # ------------------------------------------------------------------ runs
-def workflow_config(data: Path, batch_size: int) -> dict[str, Any]:
-    """The user's my.yaml: their one source, no experiment, the batch size of the mode."""
+def workflow_config(data: Path, batch_size: int, reduced: bool = True) -> dict[str, Any]:
+    """The user's my.yaml: their one source, no experiment, the batch size and decode of the mode."""
     return {"sources": {"rsna": {"format": "rsna", "path": str(data), "filters": {"class": "Normal"}}},
-            "experiments": {}, "preprocess": {"batch_size": batch_size}}  # fmt: skip
+            "experiments": {}, "preprocess": {"batch_size": batch_size, "reduced_decode": reduced}}  # fmt: skip
 
 
 def parse_mode(mode: str) -> tuple[int, list[str]]:
@@ -211,33 +220,34 @@ def snakemake_cmd(work: Path, cfg_path: Path, extra: Sequence[str], *args: str) 
     ]  # fmt: skip
 
 
-def run_mode(data: Path, n: int, mode: str, work_root: Path) -> dict[str, Any]:
+def run_mode(data: Path, n: int, mode: str, work_root: Path, reduced: bool = True) -> dict[str, Any]:
     batch_size, extra = parse_mode(mode)
-    work = work_root / f"{n}-{mode}"
+    label = mode if reduced else f"{mode} full-decode"
+    work = work_root / f"{n}-{mode}-{'reduced' if reduced else 'full'}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy(REPO / "config.yaml", work / "config.yaml")  # the shipped file, as in a user's clone
     cfg_path = work / "my.yaml"
-    cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(workflow_config(data, batch_size, reduced), sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
     run = lambda name, *args: timed(snakemake_cmd(work, cfg_path, extra, *args), work / f"{name}.log", env)  # noqa: E731
     dry, _, _ = run("dry", "-n")
     full, peak, cpu = run("full")
     rows = len(pd.read_csv(work / "results/preprocessed/manifest.csv"))
     if rows != n:
-        raise RuntimeError(f"{mode}: manifest has {rows} rows, expected {n}")
+        raise RuntimeError(f"{label}: manifest has {rows} rows, expected {n}")
     since = time.time()
     noop, noop_peak, _ = run("noop")
     if moved := written_since(work, since):
-        raise RuntimeError(f"{mode}: the no-op rerun rewrote {len(moved)} crops or records, e.g. {moved[:3]}")
+        raise RuntimeError(f"{label}: the no-op rerun rewrote {len(moved)} crops or records, e.g. {moved[:3]}")
     picked = change_content(data, n, STALE)
     since = time.time()
     stale, stale_peak, _ = run("stale")
     moved = written_since(work, since)
     expected = sorted(f"{kind}/rsna/rsna-{pid}" for pid in picked for kind in ("images", "records"))
     if moved != expected:  # exactly the changed images decoded again, nothing else moved
-        raise RuntimeError(f"{mode}: the {STALE}-stale rerun rewrote {moved[:6]}..., expected {expected[:6]}...")
-    return {"n": n, "mode": mode, "dry_s": dry, "run_s": full, "run_cpu_s": cpu, "noop_s": noop, "stale_s": stale,
+        raise RuntimeError(f"{label}: the {STALE}-stale rerun rewrote {moved[:6]}..., expected {expected[:6]}...")
+    return {"n": n, "mode": label, "dry_s": dry, "run_s": full, "run_cpu_s": cpu, "noop_s": noop, "stale_s": stale,
             "peak_mib": max(peak, noop_peak, stale_peak)}  # fmt: skip
 
 
@@ -255,18 +265,18 @@ def written_since(work: Path, since: float) -> list[str]:
 CROP = crop_settings(with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["preprocess"])
 
 
-def _pool_one(args: tuple[str, str, str, str]) -> None:
-    process_image(*args, **CROP)
+def _pool_one(args: tuple[str, str, str, str], reduced: bool = True) -> None:
+    process_image(*args, **{**CROP, "reduced_decode": reduced})
 
 
-def run_pool(data: Path, n: int, work_root: Path) -> tuple[float, float]:
+def run_pool(data: Path, n: int, work_root: Path, reduced: bool = True) -> tuple[float, float]:
     """The same work with no workflow engine: the time to beat."""
     out = work_root / f"{n}-pool"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     jobs = [(pid, str(data / IMAGE_DIR / f"{pid}.jpg"), str(out / f"{pid}.png"), str(out / f"{pid}.json"))
             for pid in patient_ids(n)]  # fmt: skip
-    return pool_map(jobs)
+    return pool_map(jobs, reduced)
 
 
 def cpu_seconds() -> float:
@@ -275,14 +285,56 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def pool_map(jobs: Sequence[tuple[str, str, str, str]]) -> tuple[float, float]:
-    """(wall, CPU seconds) of process_image over jobs in a plain Pool(2). CPU time moves far
-    less than wall time with other people's load on the shared cores."""
+def pool_map(jobs: Sequence[tuple[str, str, str, str]], reduced: bool = True) -> tuple[float, float]:
+    """(wall, CPU seconds) of process_image over jobs in a plain Pool(2), with the given
+    reduced_decode. CPU time moves far less than wall time with other people's load on the
+    shared cores."""
     start, cpu = time.perf_counter(), cpu_seconds()
     with multiprocessing.Pool(WORKERS) as pool:
-        for _ in pool.imap_unordered(_pool_one, jobs, chunksize=16):
+        for _ in pool.imap_unordered(functools.partial(_pool_one, reduced=reduced), jobs, chunksize=16):
             pass
     return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+# ------------------------------------------------------------------ the per-image step
+def per_image(count: int, work_root: Path, repeats: int = 5) -> list[dict[str, Any]]:
+    """process_image ms/image on one core, full vs reduced decode, best of ``repeats`` passes.
+
+    CPU time of this (single-threaded) process is the figure: on the shared 2 cores the
+    wall clock also counts the time spent waiting for a core (1.5-6x under load 8-13);
+    the best wall time is kept beside it.
+    """
+    cv2.setNumThreads(1)
+    rows = []
+    for label, (height, width), quality in (("1024x1024 q90", (SIDE, SIDE), JPEG_QUALITY),
+                                            ("2000x2400 q95", (2400, 2000), 95)):  # fmt: skip
+        folder = work_root / f"per-image-{height}x{width}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        paths = []
+        for i in range(count):
+            ok, buf = cv2.imencode(".jpg", render(1000 + i, height, width), [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                raise RuntimeError(f"JPEG encoding failed for the {label} image {i}")
+            paths.append(folder / f"{i}.jpg")
+            paths[-1].write_bytes(buf.tobytes())
+        best, wall = {}, {}
+        for reduced in (False, True):
+            settings = {**CROP, "reduced_decode": reduced}
+            cpu_times, wall_times = [], []
+            for _ in range(repeats):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                for i, path in enumerate(paths):
+                    process_image(f"i{i}", path, folder / f"{i}.png", folder / f"{i}.json", **settings)
+                cpu_times.append((time.process_time() - start_cpu) / len(paths) * 1e3)
+                wall_times.append((time.perf_counter() - start) / len(paths) * 1e3)
+            best[reduced], wall[reduced] = min(cpu_times), min(wall_times)
+        scale = json.loads((folder / "0.json").read_text())["decode_scale"]  # of the last (reduced) pass
+        rows.append({"mode": "per-image", "images": label, "n": count, "full_ms": best[False],
+                     "reduced_ms": best[True], "ratio": best[True] / best[False], "scale": scale,
+                     "full_wall_ms": wall[False], "reduced_wall_ms": wall[True],
+                     "load1": os.getloadavg()[0], "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())})  # fmt: skip
+    return rows
 
 
 # ------------------------------------------------------------------ real images, replicated
@@ -364,11 +416,31 @@ def main() -> None:
                         help="image | image-drop | batchB | batchB-drop, comma-separated")  # fmt: skip
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--no-pool", action="store_true", help="skip the pool (ratio left blank)")
+    parser.add_argument("--decode", default="reduced",
+                        help="full | reduced, comma-separated: preprocess.reduced_decode of each mode and its pool")  # fmt: skip
+    parser.add_argument("--per-image", type=int, default=0,
+                        help="first time process_image, full vs reduced decode, on N generated 1024x1024 "
+                             "and N 2000x2400 JPEGs (0: skip)")  # fmt: skip
     parser.add_argument("--seed-replicas", type=int, default=0,
                         help="also run preprocess + split + data audit on ~N symlinks to the real "
                              "../shared/data/seed-covid19-detection images (0: skip)")  # fmt: skip
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    decode_choices = {"full": False, "reduced": True}
+    if unknown := [d for d in args.decode.split(",") if d not in decode_choices]:
+        parser.error(f"--decode takes full and/or reduced, not {', '.join(map(repr, unknown))}")
+    decodes = [decode_choices[d] for d in args.decode.split(",")]
+    if args.per_image:
+        print("| per-image step (process_image), best of 5 | images | full decode CPU ms | reduced CPU ms "
+              "| reduced/full | scale | wall ms full / reduced | load |\n|---|---|---|---|---|---|---|---|",
+              flush=True)  # fmt: skip
+        for row in per_image(args.per_image, data_dir / "work"):
+            with open(data_dir / "results.jsonl", "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(f"| {row['images']} | {row['n']} | {row['full_ms']:.2f} | {row['reduced_ms']:.2f} "
+                  f"| {row['ratio']:.2f} | 1/{row['scale']} | {row['full_wall_ms']:.1f} / {row['reduced_wall_ms']:.1f} "
+                  f"| {row['load1']:.1f} |", flush=True)  # fmt: skip
     if args.seed_replicas:
         row = run_seed(args.seed_replicas, data_dir / "work", data_dir)
         with open(data_dir / "results.jsonl", "a") as handle:
@@ -391,12 +463,12 @@ def main() -> None:
         t0 = time.perf_counter()
         data = make_rsna_like(data_dir / f"rsna-{n}", n, larger)
         print(f"# {n} images ready in {time.perf_counter() - t0:.0f} s ({data})", flush=True)
-        for mode in args.modes.split(","):
-            # The pool right before each mode: other users' load on the 2 cores drifts,
-            # and the ratio is only meaningful under the same load.
+        for mode, reduced in ((m, r) for m in args.modes.split(",") for r in decodes):
+            # The pool right before each mode, with the same decode: other users' load on
+            # the 2 cores drifts, and the ratio is only meaningful under the same load.
             load_before = os.getloadavg()[0]
-            pool_s, pool_cpu = (None, None) if args.no_pool else run_pool(data, n, data_dir / "work")
-            row = {**run_mode(data, n, mode, data_dir / "work"), "pool_s": pool_s, "pool_cpu_s": pool_cpu,
+            pool_s, pool_cpu = (None, None) if args.no_pool else run_pool(data, n, data_dir / "work", reduced)
+            row = {**run_mode(data, n, mode, data_dir / "work", reduced), "pool_s": pool_s, "pool_cpu_s": pool_cpu,
                    "load_before": load_before, "load1": os.getloadavg()[0],
                    "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
             rows.append(row)
