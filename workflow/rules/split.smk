@@ -22,14 +22,14 @@ rule make_splits:
             category="1. Data",
         ),
         duplicate_groups="results/audit/duplicate_groups.json",
-    # the copy search decodes and aligns in one process per core; every later job waits on this one
-    threads: workflow.cores
     log:
         "results/logs/make_splits.log",
     benchmark:
         "results/benchmarks/make_splits.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    # the copy search decodes and aligns in one process per core; every later job waits on this one
+    threads: workflow.cores
     params:
         split=config["split"],
         classes=config["classes"],
