@@ -69,11 +69,6 @@ _REFINE_FROM = 0.3
 _BLACK = 6
 # Grey level from which a pixel is saturated white, without detail.
 _WHITE = 250
-# A raw JPEG decodes reduced (8, 4, 2 in libjpeg) as long as its short side keeps this many times
-# work_size: at 1x or 2x the area resize to work_size aliases, and the high-pass detail the score
-# reads drifts (correlation 0.91-0.98 with the full decode; shared twins found fell from 69 to
-# 64-65 of 72); at 4x it is 0.998 and the twins stay at 69.
-_DECODE_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -92,6 +87,7 @@ class Settings:
     candidate_min: float
     min_score: float
     highpass_sigma: float
+    decode_margin: float
 
     @classmethod
     def from_config(cls, duplicates: Mapping[str, Any]) -> Settings:
@@ -115,9 +111,13 @@ def work_image(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(_gray(img), (size, size), interpolation=cv2.INTER_AREA)
 
 
-def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, size: int) -> tuple[dict[str, np.ndarray],
-                                                                                                  str]:  # fmt: skip
+def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, size: int,
+               decode_margin: float = 0) -> tuple[dict[str, np.ndarray], str]:  # fmt: skip
     """Work images of the raw file and of the cropped image (whichever exist) and a digest of the decoded raw pixels.
+
+    A raw JPEG decodes reduced while its short side keeps ``decode_margin`` x ``size`` pixels (0:
+    in full): at 1x or 2x the area resize aliases and the high-pass detail the score reads drifts
+    (correlation 0.91-0.98 with the full decode), at 4x it is 0.998.
 
     Raises ``ImageError`` when neither can be read.
     """
@@ -125,8 +125,7 @@ def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, siz
     digest = ""
     if raw_path:
         try:
-            # a JPEG decodes at the largest reduction that keeps _DECODE_MARGIN x the work size
-            decoded = decode_image(Path(raw_path), keep_short_side=_DECODE_MARGIN * size)
+            decoded = decode_image(Path(raw_path), keep_short_side=int(np.ceil(decode_margin * size)))
             pixels = _gray(decoded.pixels)
             digest = hashlib.blake2b(pixels.tobytes() + f"{pixels.shape}/{decoded.scale}".encode(),
                                      digest_size=16).hexdigest()  # fmt: skip
@@ -429,9 +428,10 @@ def _align_task(shm_name: str, shape: tuple[int, ...], has: np.ndarray, rows: li
     return [align_pair(_ATTACHED["stack"], has, *row, s) for row in rows]
 
 
-def _load_task(raw: str | Path | None, cropped: str | Path | None, size: int) -> tuple[dict[str, np.ndarray], str]:
+def _load_task(raw: str | Path | None, cropped: str | Path | None, size: int,
+               decode_margin: float) -> tuple[dict[str, np.ndarray], str]:  # fmt: skip
     cv2.setNumThreads(1)
-    return load_views(raw, cropped, size)
+    return load_views(raw, cropped, size, decode_margin)
 
 
 def verify(stack: np.ndarray, has: np.ndarray, cands: pd.DataFrame, s: Settings,
@@ -481,11 +481,13 @@ def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], crop
         raise ValueError("image ids must be unique")
     s = Settings.from_config(duplicates)
     if workers <= 1 or len(ids) < 2:
-        loaded = [load_views(raw, cropped, s.work_size) for raw, cropped in zip(raw_paths, cropped_paths)]
+        loaded = [load_views(raw, cropped, s.work_size, s.decode_margin) for raw, cropped in zip(raw_paths,
+                                                                                                 cropped_paths)]  # fmt: skip
         return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s)
     # spawn, not fork: forking a process whose BLAS/OpenCV threads ran can deadlock (cxrflow.jobs)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        loaded = list(pool.map(_load_task, raw_paths, cropped_paths, [s.work_size] * len(ids), chunksize=32))
+        loaded = list(pool.map(_load_task, raw_paths, cropped_paths, [s.work_size] * len(ids),
+                               [s.decode_margin] * len(ids), chunksize=32))  # fmt: skip
         return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s, pool)
 
 
