@@ -28,7 +28,9 @@ it finds a third of such twins. Here each image is matched in two stages:
    are removed.
 
 Pairs with a score >= ``min_score`` are copies. Exact pixel copies are matched first
-(digest of the decoded pixels) and skip the verification. Measured precision/recall and
+(digest of the decoded pixels) and skip the verification. With ``workers`` > 1 the files are
+decoded and the pairs aligned in that many spawned processes (the prepared images in one
+shared-memory array); the search itself runs in the calling process. Measured precision/recall and
 speed: bench/README.md, docs/audits.md.
 """
 
@@ -37,8 +39,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import product
 from multiprocessing import shared_memory
 from pathlib import Path
@@ -421,13 +423,21 @@ _PAIRS_PER_TASK = 64
 _ATTACHED: dict[str, Any] = {}
 
 
-def _align_task(shm_name: str, shape: tuple[int, ...], has: np.ndarray, rows: list[tuple], s: Settings) -> list[tuple]:
+def _shared_arrays(buf: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The image stack and its ``has`` table (which views exist), one after the other in ``buf``."""
+    size = int(np.prod(shape))
+    return (np.ndarray(shape, np.uint8, buffer=buf),
+            np.ndarray(shape[:2], np.bool_, buffer=buf, offset=size))  # fmt: skip
+
+
+def _align_task(shm_name: str, shape: tuple[int, ...], rows: list[tuple], s: Settings) -> list[tuple]:
     """``align_pair`` over some pairs, in a worker process, reading the images from shared memory."""
     if _ATTACHED.get("name") != shm_name:
         cv2.setNumThreads(1)  # one worker per core: OpenCV's own threads would only compete
         shm = shared_memory.SharedMemory(name=shm_name)
-        _ATTACHED.update(name=shm_name, shm=shm, stack=np.ndarray(shape, np.uint8, buffer=shm.buf))
-    return [align_pair(_ATTACHED["stack"], has, *row, s) for row in rows]
+        _ATTACHED.update(name=shm_name, shm=shm, arrays=_shared_arrays(shm.buf, shape))
+    stack, has = _ATTACHED["arrays"]
+    return [align_pair(stack, has, *row, s) for row in rows]
 
 
 def _load_task(raw: str | Path | None, cropped: str | Path | None, size: int,
@@ -439,10 +449,11 @@ def _load_task(raw: str | Path | None, cropped: str | Path | None, size: int,
 def verify(stack: np.ndarray, has: np.ndarray, cands: pd.DataFrame, s: Settings,
            pool: ProcessPoolExecutor | None = None, shm_name: str = "") -> pd.DataFrame:  # fmt: skip
     """Align each candidate pair once (both directions merged, best window match first), keep those
-    scoring >= ``min_score``; with ``pool``, the pairs are aligned there (``stack`` then lives in the
-    shared memory ``shm_name``), in the same order and with the same results as here.
+    scoring >= ``min_score``; with ``pool``, the pairs are aligned there (``stack`` and ``has`` then
+    live in the shared memory ``shm_name``, ``_shared_arrays``), in the same order and with the same
+    results as here.
     """
-    rows, keys = [], []
+    rows = []
     seen: set[tuple[int, int]] = set()
     for c in cands.sort_values("sim", ascending=False).itertuples(index=False):
         key = (min(c.a, c.b), max(c.a, c.b))
@@ -453,7 +464,7 @@ def verify(stack: np.ndarray, has: np.ndarray, cands: pd.DataFrame, s: Settings,
     if pool is None:
         results = [align_pair(stack, has, *row, s) for row in rows]
     else:
-        tasks = [pool.submit(_align_task, shm_name, stack.shape, has, rows[k : k + _PAIRS_PER_TASK], s)
+        tasks = [pool.submit(_align_task, shm_name, stack.shape, rows[k : k + _PAIRS_PER_TASK], s)
                  for k in range(0, len(rows), _PAIRS_PER_TASK)]  # fmt: skip
         results = [r for t in tasks for r in t.result()]
     out = []
@@ -483,8 +494,8 @@ def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], crop
         raise ValueError("image ids must be unique")
     s = Settings.from_config(duplicates)
     if workers <= 1 or len(ids) < 2:
-        loaded = [load_views(raw, cropped, s.work_size, s.decode_margin) for raw, cropped in zip(raw_paths,
-                                                                                                 cropped_paths)]  # fmt: skip
+        pairs = zip(raw_paths, cropped_paths)
+        loaded = [load_views(raw, cropped, s.work_size, s.decode_margin) for raw, cropped in pairs]
         return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s)
     # spawn, not fork: forking a process whose BLAS/OpenCV threads ran can deadlock (cxrflow.jobs)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -493,11 +504,11 @@ def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], crop
         return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s, pool)
 
 
-def _prepared_stack(works: Sequence[dict[str, np.ndarray]], s: Settings,
-                    stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Every view ``prepare``d into ``stack[image, view]``, and which exist; each view is moved out of
-    ``works`` as it is done, so that one copy of the images stays in memory."""
-    has = np.zeros(stack.shape[:2], bool)
+def _prepared_stack(works: Sequence[dict[str, np.ndarray]], s: Settings, stack: np.ndarray,
+                    has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Every view ``prepare``d into ``stack[image, view]``, and which exist into ``has`` (all False on
+    entry); each view is moved out of ``works`` as it is done, so that one copy of the images stays
+    in memory."""
     for i, views in enumerate(works):
         for v, name in enumerate(VIEWS):
             if name in views:
@@ -527,13 +538,14 @@ def pairs_from_views(ids: Sequence[str], works: Sequence[dict[str, np.ndarray]],
         del index
         shape = (len(works), len(VIEWS), s.work_size, s.work_size)
         if pool is None:
-            verified = verify(*_prepared_stack(works, s, np.zeros(shape, np.uint8)), cands, s)
+            stack, has = _prepared_stack(works, s, np.zeros(shape, np.uint8), np.zeros(shape[:2], bool))
+            verified = verify(stack, has, cands, s)
         else:
-            shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)))
+            shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)) + int(np.prod(shape[:2])))
             try:
-                stack, has = _prepared_stack(works, s, np.ndarray(shape, np.uint8, buffer=shm.buf))
+                stack, has = _prepared_stack(works, s, *_shared_arrays(shm.buf, shape))
                 verified = verify(stack, has, cands, s, pool, shm.name)
-                del stack  # no view of the buffer may outlive it
+                del stack, has  # no view of the buffer may outlive it
             finally:
                 shm.close()
                 shm.unlink()
