@@ -4,9 +4,12 @@ Near-duplicates are found here, not in a rule of their own, because they decide
 the split (cxrflow.split.make_splits_main).
 """
 
+from cxrflow.jobs import pool_workers
 from cxrflow.joblog import run_rule
 from cxrflow.split import make_splits_main
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
-run_rule(sm.log[0], make_splits_main, sm.input.manifest, dict(sm.output.items()), sm.params.out_dir,
-         sm.params.split, list(sm.params.classes), sm.params.duplicates)  # fmt: skip
+# guarded: the copy search's worker processes are spawned and import this file as __mp_main__
+if __name__ == "__main__":
+    sm = snakemake  # noqa: F821 (injected by Snakemake)
+    run_rule(sm.log[0], make_splits_main, sm.input.manifest, dict(sm.output.items()), sm.params.out_dir,
+             sm.params.split, list(sm.params.classes), sm.params.duplicates, pool_workers(sm.threads))  # fmt: skip

@@ -180,3 +180,19 @@ def test_two_different_crops_of_one_original_meet(ieee: tuple[Path, pd.DataFrame
     assert groups.get("x/left") is not None and groups.get("x/left") == groups.get("y/right")
     assert groups["x/left"] == groups.get(ids[0])
     assert {"raw", "cropped"} >= set(pairs["view_a"]) | set(pairs["view_b"])
+
+
+def test_worker_processes_give_the_same_pairs(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """``workers`` > 1 decodes and aligns in spawned processes (images in shared memory): same table."""
+    images, meta = ieee
+    files = [images / f for f in meta["filename"][:6]]
+    paths = list(files)
+    for kind, src in (("crop", files[0]), ("rotate", files[1]), ("contrast", files[2])):
+        out, params = _copy(_gray(src), kind)
+        paths.append(tmp_path / f"{kind}.png")
+        cv2.imwrite(str(paths[-1]), out, params)
+    ids = [p.name for p in paths]
+    serial = copies.find_copies(ids, paths, [None] * len(ids), SETTINGS)
+    pooled = copies.find_copies(ids, paths, [None] * len(ids), SETTINGS, workers=2)
+    assert len(serial) >= 3
+    pd.testing.assert_frame_equal(serial, pooled)

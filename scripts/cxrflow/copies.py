@@ -28,16 +28,21 @@ it finds a third of such twins. Here each image is matched in two stages:
    are removed.
 
 Pairs with a score >= ``min_score`` are copies. Exact pixel copies are matched first
-(digest of the decoded pixels) and skip the verification. Measured precision/recall and
+(digest of the decoded pixels) and skip the verification. With ``workers`` > 1 the files are
+decoded and the pairs aligned in that many spawned processes (the prepared images in one
+shared-memory array); the search itself runs in the calling process. Measured precision/recall and
 speed: bench/README.md, docs/audits.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import product
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +89,7 @@ class Settings:
     candidate_min: float
     min_score: float
     highpass_sigma: float
+    decode_margin: float
 
     @classmethod
     def from_config(cls, duplicates: Mapping[str, Any]) -> Settings:
@@ -107,9 +113,15 @@ def work_image(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(_gray(img), (size, size), interpolation=cv2.INTER_AREA)
 
 
-def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, size: int) -> tuple[dict[str, np.ndarray],
-                                                                                                  str]:  # fmt: skip
+def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, size: int,
+               decode_margin: float = 0) -> tuple[dict[str, np.ndarray], str]:  # fmt: skip
     """Work images of the raw file and of the cropped image (whichever exist) and a digest of the decoded raw pixels.
+
+    A raw JPEG decodes reduced while its short side keeps ``decode_margin`` x ``size`` pixels (0:
+    in full): at 1x or 2x the area resize aliases and the high-pass detail the score reads drifts
+    (correlation 0.91-0.98 with the full decode), at 4x it is 0.998. The digest is of the pixels as
+    decoded (and the reduction): identical files still match, a lossless re-save of a JPEG's pixels
+    is left to the alignment.
 
     Raises ``ImageError`` when neither can be read.
     """
@@ -117,8 +129,10 @@ def load_views(raw_path: str | Path | None, cropped_path: str | Path | None, siz
     digest = ""
     if raw_path:
         try:
-            pixels = _gray(decode_image(Path(raw_path)).pixels)
-            digest = hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=16).hexdigest()
+            decoded = decode_image(Path(raw_path), keep_short_side=int(np.ceil(decode_margin * size)))
+            pixels = _gray(decoded.pixels)
+            digest = hashlib.blake2b(pixels.tobytes() + f"{pixels.shape}/{decoded.scale}".encode(),
+                                     digest_size=16).hexdigest()  # fmt: skip
             views["raw"] = work_image(pixels, size)
         except ImageError:
             pass
@@ -382,10 +396,62 @@ def _transform_summary(warp: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt(abs(np.linalg.det(a)))), float(np.degrees(np.arctan2(a[1, 0], a[0, 0])))
 
 
-def verify(works: Sequence[Mapping[str, np.ndarray]], cands: pd.DataFrame, s: Settings) -> pd.DataFrame:
-    """Align each candidate pair once (both directions merged), keep those scoring >= ``min_score``.
+def align_pair(stack: np.ndarray, has: np.ndarray, a: int, b: int, view_a: int, box_a: np.ndarray, view_b: int,
+               box_b: np.ndarray, s: Settings) -> tuple[float, np.ndarray, float, int, int]:  # fmt: skip
+    """Align one candidate pair; return (score, warp, overlap, view_a, view_b) of its best view pair.
 
-    ``works`` hold ``prepare``d views.
+    ``stack[i, v]`` is the ``prepare``d view ``v`` of image ``i`` where ``has[i, v]``.
+    """
+    score, warp, overlap = align(stack[a, view_a], box_a, stack[b, view_b], box_b, s)
+    if _REFINE_FROM <= score < s.min_score:
+        # close: the other view pairs may align better (a copy of a raw file with the other raw file)
+        full = np.array([0, 0, s.work_size, s.work_size])
+        for va2, vb2 in product(range(len(VIEWS)), range(len(VIEWS))):
+            if (va2, vb2) == (view_a, view_b) or not has[a, va2] or not has[b, vb2]:
+                continue
+            alt = align(stack[a, va2], box_a if va2 == view_a else full, stack[b, vb2],
+                        box_b if vb2 == view_b else full, s)  # fmt: skip
+            if alt[0] > score:
+                score, warp, overlap, view_a, view_b = *alt, va2, vb2
+    return score, warp, overlap, view_a, view_b
+
+
+# Candidate pairs per task sent to a worker process: large enough that sending them costs
+# little next to ~100 ECC fits, small enough that both workers finish together.
+_PAIRS_PER_TASK = 64
+# The worker's attachment to the shared image stack (by shared-memory name), opened once.
+_ATTACHED: dict[str, Any] = {}
+
+
+def _shared_arrays(buf: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The image stack and its ``has`` table (which views exist), one after the other in ``buf``."""
+    size = int(np.prod(shape))
+    return (np.ndarray(shape, np.uint8, buffer=buf),
+            np.ndarray(shape[:2], np.bool_, buffer=buf, offset=size))  # fmt: skip
+
+
+def _align_task(shm_name: str, shape: tuple[int, ...], rows: list[tuple], s: Settings) -> list[tuple]:
+    """``align_pair`` over some pairs, in a worker process, reading the images from shared memory."""
+    if _ATTACHED.get("name") != shm_name:
+        cv2.setNumThreads(1)  # one worker per core: OpenCV's own threads would only compete
+        shm = shared_memory.SharedMemory(name=shm_name)
+        _ATTACHED.update(name=shm_name, shm=shm, arrays=_shared_arrays(shm.buf, shape))
+    stack, has = _ATTACHED["arrays"]
+    return [align_pair(stack, has, *row, s) for row in rows]
+
+
+def _load_task(raw: str | Path | None, cropped: str | Path | None, size: int,
+               decode_margin: float) -> tuple[dict[str, np.ndarray], str]:  # fmt: skip
+    cv2.setNumThreads(1)
+    return load_views(raw, cropped, size, decode_margin)
+
+
+def verify(stack: np.ndarray, has: np.ndarray, cands: pd.DataFrame, s: Settings,
+           pool: ProcessPoolExecutor | None = None, shm_name: str = "") -> pd.DataFrame:  # fmt: skip
+    """Align each candidate pair once (both directions merged, best window match first), keep those
+    scoring >= ``min_score``; with ``pool``, the pairs are aligned there (``stack`` and ``has`` then
+    live in the shared memory ``shm_name``, ``_shared_arrays``), in the same order and with the same
+    results as here.
     """
     rows = []
     seen: set[tuple[int, int]] = set()
@@ -394,35 +460,32 @@ def verify(works: Sequence[Mapping[str, np.ndarray]], cands: pd.DataFrame, s: Se
         if key in seen:
             continue
         seen.add(key)
-        va, vb = VIEWS[c.view_a], VIEWS[c.view_b]
-        score, warp, overlap = align(works[c.a][va], c.box_a, works[c.b][vb], c.box_b, s)
-        if _REFINE_FROM <= score < s.min_score:
-            # close: the other view pairs may align better (a copy of a raw file with the other raw file)
-            for va2, vb2 in product(VIEWS, VIEWS):
-                if (va2, vb2) == (va, vb) or va2 not in works[c.a] or vb2 not in works[c.b]:
-                    continue
-                full = np.array([0, 0, s.work_size, s.work_size])
-                box_b = c.box_b if vb2 == vb else full
-                box_a = c.box_a if va2 == va else full
-                alt = align(works[c.a][va2], box_a, works[c.b][vb2], box_b, s)
-                if alt[0] > score:
-                    score, warp, overlap, va, vb = *alt, va2, vb2
+        rows.append((int(c.a), int(c.b), int(c.view_a), np.asarray(c.box_a), int(c.view_b), np.asarray(c.box_b)))
+    if pool is None:
+        results = [align_pair(stack, has, *row, s) for row in rows]
+    else:
+        tasks = [pool.submit(_align_task, shm_name, stack.shape, rows[k : k + _PAIRS_PER_TASK], s)
+                 for k in range(0, len(rows), _PAIRS_PER_TASK)]  # fmt: skip
+        results = [r for t in tasks for r in t.result()]
+    out = []
+    for row, (score, warp, overlap, va, vb) in zip(rows, results):
         if score >= s.min_score:
             scale, rot = _transform_summary(warp)
-            rows.append({"a": c.a, "b": c.b, "method": "aligned", "score": score, "view_a": va, "view_b": vb,
-                         "overlap": overlap, "scale": scale, "rotation_deg": rot})  # fmt: skip
-    return pd.DataFrame(rows, columns=["a", "b", "method", "score", "view_a", "view_b", "overlap", "scale",
-                                       "rotation_deg"])  # fmt: skip
+            out.append({"a": row[0], "b": row[1], "method": "aligned", "score": score, "view_a": VIEWS[va],
+                        "view_b": VIEWS[vb], "overlap": overlap, "scale": scale, "rotation_deg": rot})  # fmt: skip
+    return pd.DataFrame(out, columns=["a", "b", "method", "score", "view_a", "view_b", "overlap", "scale",
+                                      "rotation_deg"])  # fmt: skip
 
 
 def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], cropped_paths: Sequence[str | Path | None],
-                duplicates: Mapping[str, Any]) -> pd.DataFrame:  # fmt: skip
+                duplicates: Mapping[str, Any], workers: int = 1) -> pd.DataFrame:  # fmt: skip
     """Pairs of images that show one radiograph (``PAIR_COLUMNS``), best score first.
 
     ``duplicates`` is the config's ``audit.duplicates``. ``method`` is ``exact`` (same decoded
     pixels, score 1) or ``aligned`` (window candidate, ECC affine, high-pass correlation =
     ``score``); ``view_a``/``view_b`` say which views matched (raw file or cropped image),
     ``overlap`` the share of image a covered by b, ``scale``/``rotation_deg`` the transform.
+    ``workers`` > 1 decodes and aligns in that many processes (the result is the same).
     """
     ids = [str(i) for i in ids]
     if not len(ids) == len(raw_paths) == len(cropped_paths):
@@ -430,18 +493,33 @@ def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], crop
     if len(set(ids)) != len(ids):
         raise ValueError("image ids must be unique")
     s = Settings.from_config(duplicates)
-    works, digests = [], []
-    for raw, cropped in zip(raw_paths, cropped_paths):
-        views, digest = load_views(raw, cropped, s.work_size)
-        works.append(views)
-        digests.append(digest)
-    return pairs_from_views(ids, works, digests, s)
+    if workers <= 1 or len(ids) < 2:
+        pairs = zip(raw_paths, cropped_paths)
+        loaded = [load_views(raw, cropped, s.work_size, s.decode_margin) for raw, cropped in pairs]
+        return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s)
+    # spawn, not fork: forking a process whose BLAS/OpenCV threads ran can deadlock (cxrflow.jobs)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        loaded = list(pool.map(_load_task, raw_paths, cropped_paths, [s.work_size] * len(ids),
+                               [s.decode_margin] * len(ids), chunksize=32))  # fmt: skip
+        return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s, pool)
+
+
+def _prepared_stack(works: Sequence[dict[str, np.ndarray]], s: Settings, stack: np.ndarray,
+                    has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Every view ``prepare``d into ``stack[image, view]``, and which exist into ``has`` (all False on
+    entry); each view is moved out of ``works`` as it is done, so that one copy of the images stays
+    in memory."""
+    for i, views in enumerate(works):
+        for v, name in enumerate(VIEWS):
+            if name in views:
+                stack[i, v], has[i, v] = prepare(views.pop(name)), True
+    return stack, has
 
 
 def pairs_from_views(ids: Sequence[str], works: Sequence[dict[str, np.ndarray]], digests: Sequence[str],
-                     s: Settings) -> pd.DataFrame:  # fmt: skip
-    """``find_copies`` on loaded uint8 work images (``load_views``); each is replaced, in place, by
-    its ``prepare``d form once the search no longer needs it."""
+                     s: Settings, pool: ProcessPoolExecutor | None = None) -> pd.DataFrame:  # fmt: skip
+    """``find_copies`` on loaded uint8 work images (``load_views``); each is moved, ``prepare``d, into
+    one array once the search no longer needs it (shared memory when ``pool`` aligns the pairs)."""
     exact = []
     by_digest: dict[str, int] = {}
     for i, d in enumerate(digests):
@@ -458,10 +536,19 @@ def pairs_from_views(ids: Sequence[str], works: Sequence[dict[str, np.ndarray]],
         keys = [(min(a, b), max(a, b)) for a, b in zip(cands["a"], cands["b"])]
         cands = cands[[k not in done for k in keys]] if len(cands) else cands
         del index
-        for views in works:  # in place, so that one copy of the images stays in memory
-            for name in list(views):
-                views[name] = prepare(views[name])
-        verified = verify(works, cands, s)
+        shape = (len(works), len(VIEWS), s.work_size, s.work_size)
+        if pool is None:
+            stack, has = _prepared_stack(works, s, np.zeros(shape, np.uint8), np.zeros(shape[:2], bool))
+            verified = verify(stack, has, cands, s)
+        else:
+            shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)) + int(np.prod(shape[:2])))
+            try:
+                stack, has = _prepared_stack(works, s, *_shared_arrays(shm.buf, shape))
+                verified = verify(stack, has, cands, s, pool, shm.name)
+                del stack, has  # no view of the buffer may outlive it
+            finally:
+                shm.close()
+                shm.unlink()
     pairs = pd.concat([pd.DataFrame(exact), verified], ignore_index=True) if exact else verified
     if pairs.empty:
         return pd.DataFrame(columns=list(PAIR_COLUMNS))

@@ -131,14 +131,15 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "distance", "view
                 "rotation_deg", "source_a", "source_b", "patient_id_a", "patient_id_b", "label_a", "label_b")  # fmt: skip
 
 
-def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[str, str]]:
+def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any],
+                    workers: int = 1) -> tuple[pd.DataFrame, dict[str, str]]:  # fmt: skip
     """Pairs of ok images that show one radiograph (cxrflow.copies: raw file and cropped image searched,
     each pair aligned and scored; ``settings``: the config's audit.duplicates), with each side's source,
     patient and label so cross-source copies show at a glance, the cropped images' pHash distance, and
-    image_id -> cluster key for ``split.assign_splits``' extra_groups."""
+    image_id -> cluster key for ``split.assign_splits``' extra_groups; ``workers`` processes decode and align."""
     ok = table[table["status"] == "ok"].reset_index(drop=True)
     raw = ok["resolved_path"].where(ok["resolved_path"].astype(str) != "", ok["raw_path"])
-    pairs = find_copies(ok["image_id"].tolist(), raw.tolist(), ok["output_path"].tolist(), settings)
+    pairs = find_copies(ok["image_id"].tolist(), raw.tolist(), ok["output_path"].tolist(), settings, workers)
     hashes = dict(zip(ok["image_id"], perceptual_hashes(ok["output_path"])))
     pairs["distance"] = hamming(pairs["image_id_a"].map(hashes).to_numpy(np.uint64),
                                 pairs["image_id_b"].map(hashes).to_numpy(np.uint64))  # fmt: skip

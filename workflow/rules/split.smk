@@ -20,6 +20,8 @@ rule make_splits:
         "results/benchmarks/make_splits.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    # the copy search decodes and aligns in one process per core; every later job waits on this one
+    threads: workflow.cores
     params:
         split=config["split"],
         classes=config["classes"],
