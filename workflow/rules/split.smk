@@ -20,8 +20,10 @@ rule make_splits:
         "results/benchmarks/make_splits.tsv"
     conda:
         "../../envs/preprocess.yaml"
-    # the copy search decodes and aligns in one process per core; every later job waits on this one
-    threads: workflow.cores
+    # The copy search decodes and aligns in a pool of `threads` processes (scaled down to
+    # --cores locally). A number, not workflow.cores: that would make `snakemake --unlock`,
+    # `-n` and `--lint` demand --cores, and ask a cluster node for every core of the run.
+    threads: 2
     params:
         split=config["split"],
         classes=config["classes"],
