@@ -20,6 +20,8 @@ Times are wall-clock of the whole ``find_copies`` (decode, index, search, verify
 
 from __future__ import annotations
 
+import json
+
 import argparse
 import os
 import resource
@@ -39,15 +41,7 @@ IEEE = DATA / "ieee8023-covid-chestxray-2020-03-24"
 SEED = DATA / "seed-covid19-detection" / "covid_adjusted"
 # ieee8023 files that are one radiograph under two names (judged by eye on the side-by-side
 # figure, docs/audits.md): pairs among them or their seed copies are true duplicates.
-KNOWN_SAME = [
-    {"35AF5C3B-D04D-4B4B-92B7-CB1F67D83085.jpeg", "D5ACAA93-C779-4E22-ADFA-6A220489F840.jpeg"},
-    {"E63574A7-4188-4C8D-8D17-9D67A18A1AFA.jpeg", "F4341CE7-73C9-45C6-99C8-8567A5484B63.jpeg"},
-    {"auntminnie-2020_01_31_20_24_2322_2020_01_31_x-ray_coronavirus_US.jpg", "nejmoa2001191_f5-PA.jpeg"},
-    {"nCoV-Snohomish-20382862_web1_M1-Lungs-EDH-200201-640x300@2x.jpg", "nejmoa2001191_f1-PA.jpeg"},
-    {"pneumonia-7.jpg", "streptococcus-pneumoniae-pneumonia-temporal-evolution-1-day1.jpg"},
-    {"31BA3780-2323-493F-8AED-62081B9C383B.jpeg",
-     "covid-19-rapidly-progressive-acute-respiratory-distress-syndrome-ards-day-2.jpg"},
-]
+KNOWN_SAME = [set(names) for names in json.loads((Path(__file__).resolve().parents[1] / "tests" / "data" / "ieee8023_known_same.json").read_text())]
 OUT = Path(__file__).resolve().parent / "out"
 CLASSES = ("crop", "resize_aspect", "jpeg", "contrast", "rotate", "grey_rgb", "all")
 
