@@ -598,9 +598,10 @@ def test_real_per_image_mode_goes_in_group_jobs(
 def test_request_over_any_node_fails_before_submitting(
     slurm_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The shipped profile's widest job on a site with smaller nodes: checked against sinfo at start."""
+    """The shipped profile's widest job on a site with smaller nodes: checked against sinfo at start.
+    (`cores` too: Snakemake caps a job's threads at it, so set-threads alone never asks more.)"""
     profile = layered_profile(SLURM_PROFILE, tmp_path / "profile",
-                              _deep_merge(REAL_OVERRIDES, {"set-threads": {"crop_batch": 8}}))  # fmt: skip
+                              _deep_merge(REAL_OVERRIDES, {"cores": 8, "set-threads": {"crop_batch": 8}}))  # fmt: skip
     work = tmp_path / "work"
     cfg = real_config(work, write_site_b(tmp_path / "site_b", 3), batch_size=6)
     run = run_snakemake(REPO / "Snakefile", work, profile, slurm_env, targets=["preprocess"],

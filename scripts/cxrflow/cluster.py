@@ -13,7 +13,9 @@ Snakefile only wires them to Snakemake's jobs and to the real commands.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -225,3 +227,18 @@ class Watchdog(threading.Thread):
             if fatal:
                 self.stop([describe(j, self.partitions, self.gpu_rules) for j in fatal], [j.job_id for j in fatal])
                 return
+
+
+def stop_process(pid: int, grace_s: float) -> None:
+    """SIGINT ``pid`` (Snakemake then cancels its jobs and releases its lock); if it is still
+    running after ``grace_s``, end it with exit status 1, saying how to recover."""
+    os.kill(pid, signal.SIGINT)
+
+    def hard_stop() -> None:
+        time.sleep(grace_s)
+        print(f"ERROR: Snakemake did not stop within {grace_s:.0f} s of the interrupt; exiting. "
+              "Before the next run: snakemake --unlock", file=sys.stderr, flush=True)  # fmt: skip
+        os._exit(1)
+
+    if pid == os.getpid():
+        threading.Thread(target=hard_stop, name="cxrflow-hard-stop", daemon=True).start()

@@ -2,7 +2,7 @@
 # profile key to change, before submission (sinfo) or within a minute of it
 # (squeue watchdog). scripts/cxrflow/cluster.py holds the logic.
 
-import _thread
+import os
 import shutil
 
 from snakemake.exceptions import WorkflowError
@@ -39,11 +39,14 @@ def slurm_jobs():
 
 
 def stop_run(messages, job_ids):
-    """Say why, cancel the jobs that cannot start, and stop Snakemake as Ctrl-C would."""
+    """Say why, cancel the jobs that cannot start, and stop Snakemake as Ctrl-C would.
+
+    A real SIGINT (not _thread.interrupt_main, which cannot wake a main thread blocked in
+    a sleep or a subprocess call); if Snakemake has not stopped within 30 s, exit hard."""
     for message in messages:
         print(f"ERROR: {message}", file=sys.stderr, flush=True)
     cxr_cluster.run_command(["scancel", *job_ids])
-    _thread.interrupt_main()
+    cxr_cluster.stop_process(os.getpid(), grace_s=30.0)
 
 
 def check_slurm_run():
