@@ -42,7 +42,8 @@ def stop_run(messages, job_ids):
     """Say why, cancel the jobs that cannot start, and stop Snakemake as Ctrl-C would.
 
     A real SIGINT (not _thread.interrupt_main, which cannot wake a main thread blocked in
-    a sleep or a subprocess call); if Snakemake has not stopped within 30 s, exit hard."""
+    a sleep or a subprocess call); if Snakemake has not stopped within 30 s, exit hard.
+    """
     for message in messages:
         print(f"ERROR: {message}", file=sys.stderr, flush=True)
     cxr_cluster.run_command(["scancel", *job_ids])
