@@ -31,7 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import baselines, copies_figure
-from .manifest import read_manifest
+from .manifest import raw_files, read_manifest
 from .metrics import json_safe, write_json
 from .split import fold_columns_of, patient_keys
 
@@ -344,8 +344,7 @@ def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str
     write_json(result, output)
     leakage, source = result["leakage"], result["source_predictability"]
     LOG.info("leakage ok=%s (total shared %d); %s", leakage["ok"], leakage["total_shared"], source["sentence"])
-    raw = table["resolved_path"].where(table["resolved_path"].astype(str) != "", table["raw_path"])
-    copies_figure.shared_figure(pairs, dict(zip(table["image_id"].astype(str), raw)), shared_png)
+    copies_figure.shared_figure(pairs, dict(zip(table["image_id"].astype(str), raw_files(table))), shared_png)
     for row in copies_figure.shared_by_source(pairs).itertuples(index=False):
         LOG.info("shared %s/%s: %d pairs (%d exact)", row.source_a, row.source_b, row.pairs, row.exact)
     return result

@@ -29,6 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .copies import find_copies
 from .data import read_gray
+from .manifest import raw_files
 
 HASH_BITS = 64
 _DCT_SIZE = 32  # pHash: DCT of a 32x32 thumbnail ...
@@ -138,8 +139,7 @@ def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any],
     patient and label so cross-source copies show at a glance, the cropped images' pHash distance, and
     image_id -> cluster key for ``split.assign_splits``' extra_groups; ``workers`` processes decode and align."""
     ok = table[table["status"] == "ok"].reset_index(drop=True)
-    raw = ok["resolved_path"].where(ok["resolved_path"].astype(str) != "", ok["raw_path"])
-    pairs = find_copies(ok["image_id"].tolist(), raw.tolist(), ok["output_path"].tolist(), settings, workers)
+    pairs = find_copies(ok["image_id"].tolist(), raw_files(ok).tolist(), ok["output_path"].tolist(), settings, workers)
     hashes = dict(zip(ok["image_id"], perceptual_hashes(ok["output_path"])))
     pairs["distance"] = hamming(pairs["image_id_a"].map(hashes).to_numpy(np.uint64),
                                 pairs["image_id_b"].map(hashes).to_numpy(np.uint64))  # fmt: skip

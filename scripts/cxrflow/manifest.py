@@ -223,6 +223,12 @@ def write_manifest(df: pd.DataFrame, path: Path) -> Path:
     return write_csv_atomic(df[list(MANIFEST_COLUMNS)], path)
 
 
+def raw_files(table: pd.DataFrame) -> pd.Series:
+    """The raw file to read for each row: the symlink's target where the listing resolved one,
+    else the path as listed (the copy search and its figure read the raw images again)."""
+    return table["resolved_path"].where(table["resolved_path"].astype(str) != "", table["raw_path"])
+
+
 def read_manifest(path: Path) -> pd.DataFrame:
     """Read a manifest CSV back with its dtypes (ids like "007" stay strings)."""
     df = pd.read_csv(
