@@ -229,10 +229,9 @@ class Watchdog(threading.Thread):
                 return
 
 
-def stop_process(pid: int, grace_s: float) -> None:
-    """SIGINT ``pid`` (Snakemake then cancels its jobs and releases its lock); if it is still
-    running after ``grace_s``, end it with exit status 1, saying how to recover."""
-    os.kill(pid, signal.SIGINT)
+def stop_this_process(grace_s: float) -> None:
+    """SIGINT this process (Snakemake then cancels its jobs and releases its lock); if it is
+    still running after ``grace_s``, end it with exit status 1, saying how to recover."""
 
     def hard_stop() -> None:
         time.sleep(grace_s)
@@ -240,5 +239,5 @@ def stop_process(pid: int, grace_s: float) -> None:
               "Before the next run: snakemake --unlock", file=sys.stderr, flush=True)  # fmt: skip
         os._exit(1)
 
-    if pid == os.getpid():
-        threading.Thread(target=hard_stop, name="cxrflow-hard-stop", daemon=True).start()
+    threading.Thread(target=hard_stop, name="cxrflow-hard-stop", daemon=True).start()
+    os.kill(os.getpid(), signal.SIGINT)

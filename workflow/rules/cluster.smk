@@ -2,7 +2,6 @@
 # profile key to change, before submission (sinfo) or within a minute of it
 # (squeue watchdog). scripts/cxrflow/cluster.py holds the logic.
 
-import os
 import shutil
 
 from snakemake.exceptions import WorkflowError
@@ -47,7 +46,7 @@ def stop_run(messages, job_ids):
     for message in messages:
         print(f"ERROR: {message}", file=sys.stderr, flush=True)
     cxr_cluster.run_command(["scancel", *job_ids])
-    cxr_cluster.stop_process(os.getpid(), grace_s=30.0)
+    cxr_cluster.stop_this_process(grace_s=30.0)
 
 
 def check_slurm_run():
