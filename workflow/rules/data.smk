@@ -1,6 +1,8 @@
 # Raw data: the embedded synthetic demo, per-source selection tables, and
 # optional downloads of the public collections.
 
+from cxrflow import jobs as cxr_jobs
+
 
 rule demo_data:
     output:

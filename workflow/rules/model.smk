@@ -2,6 +2,8 @@
 # test split, and a per-experiment summary over folds. Split files come from the
 # shared split, or from the experiment's own (external.smk) when it has one.
 
+from cxrflow import layout as cxr_layout
+
 
 rule train:
     input:
@@ -45,7 +47,7 @@ rule evaluate:
         history_plot=report(
             "results/experiments/{experiment}/fold{fold}/history.png",
             caption="../report/history.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -56,7 +58,7 @@ rule evaluate:
         confusion=report(
             "results/experiments/{experiment}/fold{fold}/confusion_matrix.png",
             caption="../report/confusion.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -67,7 +69,7 @@ rule evaluate:
         roc=report(
             "results/experiments/{experiment}/fold{fold}/roc.png",
             caption="../report/roc.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "fold": "{fold}", "figure": "ROC"},
         ),
@@ -114,7 +116,7 @@ rule summarize:
         plot=report(
             "results/experiments/{experiment}/summary.png",
             caption="../report/summary_plot.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",

@@ -5,6 +5,8 @@
 # whose one input is the batch's listing (cxrflow.listing) and which skips images
 # whose cached record still matches their bytes.
 
+from cxrflow import jobs as cxr_jobs
+
 
 rule crop_image:
     input:

@@ -4,6 +4,8 @@
 # the model's score, and a Grad-CAM panel showing where the model looks.
 # README "Can you trust the numbers?".
 
+from cxrflow import layout as cxr_layout
+
 
 rule train_border_only:
     input:
@@ -94,7 +96,7 @@ rule gradcam:
         report(
             "results/experiments/{experiment}/fold{fold}/gradcam.png",
             caption="../report/gradcam.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
