@@ -1,6 +1,7 @@
 # Chest X-ray COVID-19 classification experiments: raw collections -> cropped
 # 224x224 images -> leakage-free splits -> Keras models -> F1 reports.
-# Settings: config.yaml, validated and defaulted by workflow/schemas/.
+# Settings: config.yaml, validated and defaulted by the package's schema
+# (scripts/cxrflow/config.schema.yaml, shipped with the package).
 
 
 import sys
@@ -33,7 +34,7 @@ DEMO_ACTIVE = cxr_config.apply_demo(
 )
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, str(cxr_config.SCHEMA))
 cxr_config.check_source_mix(config)
 cxr_config.check_experiments(config)
 RUN_START = time.time()
