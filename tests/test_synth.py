@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cxrflow import synth
-from cxrflow.config import apply_demo
+from cxrflow.config import apply_demo, with_defaults
 from cxrflow.sources import load_source, select_images
 
 SMALL = {
@@ -24,10 +24,11 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def config(repo_root: Path) -> dict:
-    """The settings a demo run uses: the shipped config.yaml with workflow/demo.yaml laid under it."""
+    """The settings a demo run uses: the shipped config.yaml with workflow/demo.yaml laid under it,
+    the schema's defaults filled in (as the Snakefile's validate does)."""
     settings = yaml.safe_load((repo_root / "config.yaml").read_text())
     assert apply_demo(settings, yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text()))
-    return settings
+    return with_defaults(settings)
 
 
 def demo_sources(config: dict, out: Path) -> dict:
