@@ -106,7 +106,7 @@ def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None)
 
     Patients are keyed by source + patient_id (ids are only unique within a
     collection, as in ``split``); images without a patient id count as their own
-    patient. With ``pairs`` (``dedup.near_duplicate_pairs``), near-duplicate pairs
+    patient. With ``pairs`` (``duplicates.csv``, ``dedup.find_duplicates``), duplicate pairs
     whose two images sit in different splits are counted as leaks too.
     """
     missing = {"image_id", "patient_id", "source", "group"} - set(assignments.columns)
