@@ -12,10 +12,8 @@ from cxrflow.sources import (
     COLUMNS,
     SourceError,
     load_source,
-    load_sources,
     read_metadata,
     select_images,
-    selection_summary,
     unique_ids,
 )
 
@@ -325,18 +323,12 @@ def test_image_ids_unique_and_safe(tmp_path: Path) -> None:
     assert len(unique_ids("s", ["x" * 400 + ".jpg"])[0]) < 200
 
 
-def test_sources_combined_and_summary(tmp_path: Path) -> None:
-    a, b = old_style(tmp_path / "a"), old_style(tmp_path / "b")
-    images = load_sources(
-        {
-            "a": spec_for("ieee8023", a, filters=COVID_FILTERS),
-            "b": spec_for("ieee8023", b, filters=COVID_FILTERS, limit=1),
-        },
-        LABELS,
-    )
-    assert images["source"].tolist() == ["a"] * 3 + ["b"]
-    summary = selection_summary(images)
-    assert summary[["source", "images", "patients", "problems"]].values.tolist() == [["a", 3, 2, 0], ["b", 1, 1, 0]]
+def test_limit_keeps_the_first_rows(tmp_path: Path) -> None:
+    root = old_style(tmp_path / "b")
+    every = load_source("b", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS)
+    first = load_source("b", spec_for("ieee8023", root, filters=COVID_FILTERS, limit=1), LABELS)
+    assert len(every) == 3 and first["image_id"].tolist() == every["image_id"].tolist()[:1]
+    assert (first["source"] == "b").all() and first["image_id"].str.startswith("b-").all()
 
 
 # ---------------------------------------------------------------- real data
@@ -371,7 +363,7 @@ def test_real_seed_csvs(shared_data: Path) -> None:
             "columns": cols,
         },
     }
-    images = load_sources(sources, LABELS)
+    images = pd.concat([load_source(name, spec, LABELS) for name, spec in sources.items()], ignore_index=True)
     assert images.groupby("source").size().to_dict() == {"seed_covid": 92, "seed_normal": 400}
     # Fact of the published data: rows 312-400 of normal_xray_dataset.csv name files that
     # normal_dataset/ lacks (it holds 89 other files instead); they are reported, not dropped.

@@ -364,23 +364,3 @@ def load_source(
             f"and labels {dict(spec.get('labels') or labels)} among {len(table)} metadata rows"
         )
     return images
-
-
-def load_sources(
-    sources: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str], check_files: bool = True
-) -> pd.DataFrame:
-    """All sources in config order; image ids must stay unique across sources."""
-    frames = [load_source(name, spec, labels, check_files) for name, spec in sources.items()]
-    images = pd.concat(frames, ignore_index=True)
-    clash = images["image_id"].str.lower().duplicated(keep=False)
-    if clash.any():
-        raise SourceError(f"image ids repeat across sources: {sorted(set(images.loc[clash, 'image_id']))[:10]}")
-    return images
-
-
-def selection_summary(images: pd.DataFrame) -> pd.DataFrame:
-    """Per source and label: images, patients and images with a problem (for logs and reports)."""
-    grouped = images.assign(has_problem=images["problem"] != "").groupby(["source", "label"], sort=False)
-    return grouped.agg(
-        images=("image_id", "size"), patients=("patient_id", "nunique"), problems=("has_problem", "sum")
-    ).reset_index()
