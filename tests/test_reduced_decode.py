@@ -7,6 +7,7 @@ large JPEGs and on every real JPEG of ../shared/data that the default settings r
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrflow.batch import BatchItem, process_batch
+from cxrflow.batch import BatchItem, run_batch
 from cxrflow.decode import decode_image, jpeg_frame, reduced_scale
 from cxrflow.preprocess import key_settings, process_image
 from workflow_helpers import crop_defaults
@@ -23,6 +24,11 @@ from workflow_helpers import crop_defaults
 SETTINGS: dict[str, Any] = crop_defaults()  # size 224, decode_margin 2, reduced_decode on
 BOX = ("crop_x0", "crop_y0", "crop_x1", "crop_y1")
 
+
+
+def crop_batch(items: list[BatchItem], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The crop job's loop (batch.run_batch) in this process, without progress lines."""
+    return run_batch(items, settings, map, logging.getLogger("test"), "test batch", progress_every=0)
 
 def radiograph(seed: int, height: int, width: int, color: bool = False) -> np.ndarray:
     """Smooth body with two darker lungs, mottling and grain, black bars of random widths."""
@@ -192,9 +198,9 @@ def test_changing_the_setting_recrops_only_images_whose_scale_changes(tmp_path: 
     names = [i.image_id for i in items]
 
     def reused(settings: dict[str, Any]) -> dict[str, bool]:
-        return {s["image_id"]: s["reused"] for s in process_batch(items, settings)}
+        return {s["image_id"]: s["reused"] for s in crop_batch(items, settings)}
 
-    first = process_batch(items, SETTINGS)
+    first = crop_batch(items, SETTINGS)
     assert {s["image_id"]: s["record"]["decode_scale"] for s in first} == {
         "big.jpg": 2, "huge.jpg": 4, "small.jpg": 1, "big.png": 1}  # fmt: skip
     assert all(reused(SETTINGS).values())
