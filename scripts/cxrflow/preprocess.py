@@ -244,8 +244,3 @@ def encode_png(img: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError(f"cv2.imencode failed on a {img.shape} {img.dtype} image")
     return buf.tobytes()
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Pretty, key-ordered JSON with a trailing newline (stable diffs)."""
-    atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
