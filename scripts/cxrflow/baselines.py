@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -96,25 +95,6 @@ def logistic_baseline(X_train: np.ndarray, y_train: Sequence, X_test: np.ndarray
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=_MAX_ITER, random_state=seed))
     model.fit(X_train, y)
     return model.predict_proba(X_test)
-
-
-def cross_validated_predictions(
-    X: np.ndarray, y: Sequence, *, folds: int, seed: int, groups: Sequence | None = None
-) -> np.ndarray:
-    """Out-of-fold predicted labels of ``logistic_baseline`` under stratified (grouped, if given) k-fold CV.
-
-    Pass patient ids as ``groups`` so no patient is both trained and tested on.
-    """
-    y = np.asarray(y)
-    if groups is None:
-        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)
-    else:
-        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, groups)
-    predicted = np.empty(len(y), dtype=y.dtype)
-    for train, test in splits:
-        probs = logistic_baseline(X[train], y[train], X[test], seed)
-        predicted[test] = np.unique(y[train])[probs.argmax(axis=1)]
-    return predicted
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
