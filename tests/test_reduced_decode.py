@@ -14,7 +14,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 
 from cxrflow.batch import BatchItem, run_batch
 from cxrflow.decode import decode_image, jpeg_frame, reduced_scale

@@ -16,13 +16,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pytest
 import yaml
-
 from workflow_helpers import planned_jobs, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -13,8 +13,8 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 _SHA = re.compile(r"[0-9a-fA-F]{7,40}")
 
