@@ -30,7 +30,6 @@ from .copies import find_copies
 from .data import read_gray
 from .manifest import raw_files
 
-HASH_BITS = 64
 _DCT_SIZE = 32  # pHash: DCT of a 32x32 thumbnail ...
 _LOW = 8  # ... keeping the 8x8 lowest frequencies = 64 bits
 
