@@ -11,7 +11,7 @@ import yaml
 
 from cxrflow import synth
 from cxrflow.config import apply_demo, with_defaults
-from cxrflow.sources import load_source, select_images
+from cxrflow.sources import load_source, metadata_file, select_images
 
 SMALL = {
     "path": "unused",
@@ -122,7 +122,7 @@ def test_default_demo_loads_with_config_sources(config: dict, tmp_path: Path) ->
         name: select_images(
             name,
             spec,
-            tables[synth.DEMO_TABLES[spec["format"]]],
+            tables[str((Path(spec["path"]) / metadata_file(spec["format"], spec)).relative_to(tmp_path))],
             Path(spec["path"]),
             config["labels"],
             check_files=False,
