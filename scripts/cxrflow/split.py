@@ -63,7 +63,6 @@ from .manifest import read_manifest, write_csv_atomic
 LOG = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-ASSIGNMENT_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "source", "group", "path")
 SPLIT_FILE_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "path", "source")
 _MANIFEST_NEEDS: tuple[str, ...] = (
     "image_id",
