@@ -23,7 +23,6 @@ from typing import Any, Literal
 import pandas as pd
 
 from .layout import DATA_AUDIT, ExperimentPlan, experiment_dir, fold_dir
-from .metrics import write_json
 
 LOG = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ def build_record(experiment: str, fold: int, paths: Mapping[str, str]) -> dict[s
 def write_record(output: str, experiment: str, fold: int, paths: Mapping[str, str]) -> dict[str, Any]:
     """Rule model_record: :func:`build_record` written to ``record.json``."""
     record = build_record(experiment, fold, paths)
-    write_json(record, output)
+    Path(output).write_text(json.dumps(record, indent=2) + "\n")  # the parts were JSON already
     LOG.info("record of %s fold %s: %s", experiment, fold, ", ".join(sorted(paths)))
     return record
 

@@ -182,8 +182,14 @@ def file_view(path: str | Path, title: str) -> str:
 
 # --- The Verdict page ---------------------------------------------------------------------------------
 
-_VERDICT_STATUS = {"shortcut": "red", "borders informative": "amber", "inconclusive": "amber",
-                   "no shortcut": "green"}  # fmt: skip
+def _verdict_status(verdict: str) -> str | None:
+    """The colour of a shortcut verdict (shortcut.VERDICTS, in its order); None for ``not run``.
+
+    Imported here, not at the top: shortcut imports scikit-learn, and every Snakemake start
+    imports this module (view_place) but only the verdict job colours cells."""
+    from .shortcut import VERDICTS
+
+    return dict(zip(VERDICTS, ("red", "amber", "green", "amber"), strict=True)).get(verdict)
 
 
 def _missing(value: Any) -> bool:
@@ -206,7 +212,7 @@ def cell_status(column: str, value: Any) -> str | None:
     if _missing(value):
         return None
     if column in ("shortcut_verdict", "experiment_shortcut_verdict", "external_shortcut_verdict"):
-        return _VERDICT_STATUS.get(str(value))
+        return _verdict_status(str(value))
     if column == "patients_shared":
         return "red" if float(value) > 0 else "green"
     if column in ("duplicates_across_splits", "duplicates_internal_external"):
