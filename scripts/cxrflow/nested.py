@@ -163,9 +163,6 @@ def read_choice(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-NESTED_COLUMNS_TAIL = ("inner_macro_f1", "inner_macro_f1_sd", "outer_macro_f1", "outer_accuracy")
-
-
 def nested_table(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Mapping[str, Any]],
                  classes: Sequence[str]) -> pd.DataFrame:
     """One row per outer fold: the chosen settings, their inner score, and the outer test scores;
