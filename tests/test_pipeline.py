@@ -84,6 +84,7 @@ def test_kfold_summary_mean_and_sd(tmp_path: Path) -> None:
     assert acc["mean"] == pytest.approx(np.mean(accs)) and acc["sd"] == pytest.approx(np.std(accs, ddof=1))
 
 
+@pytest.mark.shared_data
 def test_original_experiment_data_end_to_end(tmp_path: Path, shared_data: Path) -> None:
     """92 COVID-19 + the first 99 normal images, as in the original experiment, cropped at 224
     in the default batch mode; the model sees them at 64 px (a 224 px VGG19 on a CPU would

@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from cxrflow.batch import BatchItem, run_batch
 from cxrflow.decode import decode_image, jpeg_frame, reduced_scale
@@ -173,6 +174,7 @@ def test_generated_large_jpegs_stay_close_to_the_full_decode(tmp_path: Path) -> 
     assert q["means"].max() <= 2.0 and q["p99s"].max() <= 8
 
 
+@pytest.mark.shared_data
 def test_real_jpegs_stay_close_to_the_full_decode(tmp_path: Path, shared_data: Path) -> None:
     images = shared_data / "ieee8023-covid-chestxray-2020-03-24" / "images"
     paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))

@@ -92,6 +92,7 @@ def test_adding_images_schedules_only_their_crops(tmp_path: Path) -> None:
     assert planned_jobs(run_snakemake(work, cfg, "split", "-n"))["crop_image"] == 1
 
 
+@pytest.mark.shared_data
 def test_ieee8023_2020_03_24_original_filters(tmp_path: Path, shared_data: Path) -> None:
     spec = {"format": "ieee8023", "path": str(shared_data / "ieee8023-covid-chestxray-2020-03-24"),
             "filters": {"finding": "COVID-19", "modality": "X-ray", "view": "PA"}}  # fmt: skip
@@ -107,6 +108,7 @@ def test_ieee8023_2020_03_24_original_filters(tmp_path: Path, shared_data: Path)
         assert cv2.imread(str(tmp_path / path), cv2.IMREAD_UNCHANGED).shape == (224, 224)
 
 
+@pytest.mark.shared_data
 def test_seed_covid19_detection_as_two_csv_sources(tmp_path: Path, shared_data: Path) -> None:
     root = shared_data / "seed-covid19-detection"
     columns = {"filename": "filename", "label": "finding"}
