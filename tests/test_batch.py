@@ -81,7 +81,7 @@ def test_process_batch_redoes_only_changed_images(tmp_path: Path) -> None:
     Path(items[2].png).unlink()  # lost output
     again = crop_batch(items, SETTINGS)
     assert [s["reused"] for s in again] == [True, False, False]
-    assert Path(items[2].png).is_file()
+    assert cv2.imread(items[2].png, cv2.IMREAD_UNCHANGED).shape == (16, 16)  # redone at the settings' size
     # Other settings: nothing reused.
     assert not any(s["reused"] for s in crop_batch(items, {**SETTINGS, "size": 8}))
 
