@@ -277,3 +277,47 @@ def test_no_file_written_while_the_dag_is_built(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-3000:]
         written = sorted(set(tree_of(work).items()) - set(before.items()))
         assert not written, f"snakemake {flag} wrote {written}"
+
+
+def package_imports(path: Path) -> set[str]:
+    """Top-level modules ``path`` imports by absolute name (third-party and standard library)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def reached_modules(path: Path) -> set[Path]:
+    """``path`` and every package module it imports, directly or not (imports inside functions too)."""
+    reached, todo = {path}, [path]
+    while todo:
+        for module, _, _ in internal_imports(todo.pop()):
+            target = PACKAGE / f"{module}.py"
+            if target.is_file() and target not in reached:
+                reached.add(target)
+                todo.append(target)
+    return reached
+
+
+def rule_scripts() -> list[tuple[str, Path, Path]]:
+    """(rule, its script, its conda env file) of every rule that runs a script in a conda env."""
+    found = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for rule in re.finditer(r"^rule (\w+):(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
+            env = re.search(r'conda:\s*"([^"]+)"', rule[2])
+            script = re.search(r'script:\s*"([^"]+)"', rule[2])
+            if env and script:
+                found.append((rule[1], (smk.parent / script[1]).resolve(), (smk.parent / env[1]).resolve()))
+    return found
+
+
+def test_every_rule_env_lists_matplotlib_where_its_script_draws() -> None:
+    rules = rule_scripts()
+    assert len(rules) > 20  # the walk found the rules
+    missing = [f"{rule} ({env.name})" for rule, script, env in rules
+               if "matplotlib" in set().union(*(package_imports(p) for p in reached_modules(script)))
+               and "matplotlib" not in env.read_text()]  # fmt: skip
+    assert not missing, f"rules whose script imports matplotlib but whose conda env lacks it: {missing}"
