@@ -53,7 +53,7 @@ def _group_split(assignments: pd.DataFrame, col: str = "fold0") -> pd.Series:
 
 
 def test_uniform_is_the_documented_hash() -> None:
-    # The README formula, recomputed, and a pinned value: a change of hash or formula
+    # The formula of docs/stages.md, recomputed, and a pinned value: a change of hash or formula
     # would silently reshuffle every existing split.
     digest = hashlib.blake2b(b"42:src:0001", digest_size=8).digest()
     assert group_uniform(42, "src:0001") == (int.from_bytes(digest, "big") >> 11) / 2**53

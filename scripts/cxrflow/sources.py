@@ -1,6 +1,6 @@
 """Read the public chest X-ray collections into one uniform image table.
 
-Each collection keeps its own on-disk format (see README / docs): ieee8023
+Each collection keeps its own on-disk format (docs/data.md): ieee8023
 ``metadata.csv``, the Kaggle RSNA class table, Kaggle folder trees, or any CSV
 with a column mapping. ``select_images`` turns any of them into rows with the
 columns of :data:`COLUMNS`; rows are never dropped silently: a bad path or a

@@ -2,7 +2,7 @@
 # training, split and, for nested experiments, chosen settings, on images whose
 # central lung field is masked), a verdict on whether the borders alone explain
 # the model's score, and a Grad-CAM panel showing where the model looks.
-# README "Can you trust the numbers?".
+# docs/trust.md.
 
 from cxrflow import layout as cxr_layout
 
