@@ -120,7 +120,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 def test_shared_twins_found(shared_data: Path) -> None:
     """ieee8023 originals vs the original experiment's cropped, squashed, re-encoded copies.
 
-    Goal of the issue: >= 69 of 72 twins, no false pair among the first 100. Measured
+    Goal: >= 69 of 72 twins, no false pair among the first 100. Measured
     (bench/README.md): 69 found, no false pair at all; the 3 missed are discussed in docs/audits.md.
     """
     ieee = sorted((shared_data / "ieee8023-covid-chestxray-2020-03-24" / "images").iterdir())
