@@ -321,3 +321,10 @@ def test_every_rule_env_lists_matplotlib_where_its_script_draws() -> None:
                if "matplotlib" in set().union(*(package_imports(p) for p in reached_modules(script)))
                and "matplotlib" not in env.read_text()]  # fmt: skip
     assert not missing, f"rules whose script imports matplotlib but whose conda env lacks it: {missing}"
+
+
+def test_the_package_docstring_names_every_module() -> None:
+    """The module list a newcomer reads first (scripts/cxrflow/__init__.py) stays complete."""
+    listed = set(re.findall(r"``(\w+)``", ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text())) or ""))
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert modules <= listed, f"modules missing from the package docstring: {sorted(modules - listed)}"

@@ -1,11 +1,24 @@
 """Library behind the chest X-ray workflow: pure functions, no Snakemake inside.
 
-Modules, one job each: ``sources`` (read collections), ``synth`` (embedded demo
-data), ``download`` (fetch public collections), ``decode`` (bytes -> 8-bit
-array), ``crop`` (black-bar crop), ``preprocess`` (one image end to end),
-``manifest``, ``split``, ``data``, ``augment``, ``model``, ``train``,
-``metrics``, ``plots``, ``audit``, ``external`` (held-out sources),
-``nested`` (nested cross-validation), ``summary`` (an experiment over its folds).
+Modules by stage (each module's docstring says why it exists):
+
+* settings and layout: ``config`` (configuration, the demo, the schema's defaults),
+  ``layout`` (where results live, report categories), ``joblog`` (a job's log),
+  ``console`` (a quiet console), ``cluster`` (SLURM jobs that can never start)
+* select: ``sources`` (read collections), ``synth`` (embedded demo data),
+  ``download`` (fetch public collections)
+* crop: ``decode`` (bytes -> 8-bit array), ``crop`` (black-bar crop), ``preprocess``
+  (one image end to end), ``batch`` and ``listing`` (batched crop jobs), ``jobs``
+  (the crop and manifest jobs), ``manifest``
+* split: ``split``, ``dedup`` (copies kept in one split), ``copies`` (copy search),
+  ``copies_figure``, ``external`` (held-out sources), ``nested`` (nested CV)
+* train: ``data``, ``augment``, ``model``, ``train``
+* evaluate: ``metrics``, ``uncertainty`` (bootstrap CIs), ``plots``, ``summary`` (an
+  experiment over its folds)
+* audit: ``baselines``, ``audit`` (leakage, source predictability), ``shortcut``
+  (border-only control), ``gradcam``
+* report: ``record`` (one evaluation record per model, the trust summary's columns),
+  ``report_views`` (HTML views, the Verdict page)
 """
 
 __version__ = "0.1.0"
