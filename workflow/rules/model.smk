@@ -2,6 +2,8 @@
 # test split, and a per-experiment summary over folds. Split files come from the
 # shared split, or from the experiment's own (external.smk) when it has one.
 
+from pathlib import Path
+
 from cxrflow import layout as cxr_layout
 
 

@@ -4,6 +4,8 @@
 # the model's score, and a Grad-CAM panel showing where the model looks.
 # docs/trust.md.
 
+from pathlib import Path
+
 from cxrflow import layout as cxr_layout
 
 
