@@ -9,9 +9,11 @@ imports inside functions, which is where a cycle used to hide.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -209,9 +211,9 @@ def public_names(path: Path) -> list[str]:
 def test_no_name_is_used_only_by_the_tests() -> None:
     """A public name that nothing but its own definition mentions (outside the tests) is dead code or
     a test's private helper living in the package."""
-    text = "\n".join(callers().values())
+    words = Counter(re.findall(r"\w+", "\n".join(callers().values())))
     unused = [f"{path.stem}.{name}" for path in sorted(PACKAGE.glob("*.py")) for name in public_names(path)
-              if len(re.findall(rf"\b{re.escape(name)}\b", text)) < 2]  # fmt: skip
+              if words[name] < 2]  # fmt: skip
     assert not unused, f"defined but used by no rule, script, module or benchmark: {unused}"
 
 
@@ -279,6 +281,7 @@ def test_no_file_written_while_the_dag_is_built(tmp_path: Path) -> None:
         assert not written, f"snakemake {flag} wrote {written}"
 
 
+@functools.cache
 def package_imports(path: Path) -> set[str]:
     """Top-level modules ``path`` imports by absolute name (third-party and standard library)."""
     found: set[str] = set()
@@ -290,11 +293,16 @@ def package_imports(path: Path) -> set[str]:
     return found
 
 
+@functools.cache
+def package_modules_imported(path: Path) -> tuple[str, ...]:
+    return tuple(module for module, _, _ in internal_imports(path))
+
+
 def reached_modules(path: Path) -> set[Path]:
     """``path`` and every package module it imports, directly or not (imports inside functions too)."""
     reached, todo = {path}, [path]
     while todo:
-        for module, _, _ in internal_imports(todo.pop()):
+        for module in package_modules_imported(todo.pop()):
             target = PACKAGE / f"{module}.py"
             if target.is_file() and target not in reached:
                 reached.add(target)
