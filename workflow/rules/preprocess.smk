@@ -58,11 +58,13 @@ rule crop_batch:
 rule manifest:
     input:
         selections=expand("results/sources/{source}.csv", source=config["sources"]),
+        skipped=expand("results/sources/skipped/{source}.csv", source=config["sources"]),
         records=all_records(),
     output:
         manifest="results/preprocessed/manifest.csv",
         summary="results/preprocessed/summary.json",
         quarantine="results/preprocessed/quarantine.csv",
+        skipped="results/preprocessed/skipped.csv",
     log:
         "results/logs/manifest.log",
     benchmark:
@@ -77,6 +79,8 @@ rule manifest:
             output.summary,
             output.quarantine,
             log[0],
+            input.skipped,
+            output.skipped,
         )
 
 
