@@ -246,9 +246,10 @@ def inventory_folders(root: Path, labels: Mapping[str, str] | None = None) -> Me
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
 
-    def skip_all(folder: Path, reason: str) -> None:
+    def skip_all(folder: Path, reason: str, first: bool = False) -> None:
+        """Every file below ``folder`` skipped: with ``reason``, or (``first`` False) its own if it has one."""
         for path, why in _walk(folder, frozenset({os.path.realpath(folder)})):
-            skipped.append((rel(path), why or reason))
+            skipped.append((rel(path), reason if first else why or reason))
 
     def list_base(base: Path, subset: str) -> None:
         for entry in sorted(os.scandir(base), key=lambda e: e.name):
@@ -262,7 +263,7 @@ def inventory_folders(root: Path, labels: Mapping[str, str] | None = None) -> Me
                 skipped.append((rel(path), system or f"not in {where}"))
                 continue
             if system:
-                skip_all(path, system)
+                skip_all(path, system, first=True)
                 continue
             if subsets and subset == "":
                 skip_all(path, f"not in train/val/test: {entry.name}")
