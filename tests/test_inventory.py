@@ -280,7 +280,7 @@ def test_a_folders_run_lists_skipped_files_and_counts_them_last(tmp_path: Path) 
         == {**{f"n{i}.jpeg": "ok" for i in range(4)}, **{f"p{i}.jpeg": "ok" for i in range(4)}, "IM000001": "ok",
             "bomb.png": "quarantinedtoo large: 30000 x 30000 px, over preprocess.max_pixels 100000000"}  # fmt: skip
     assert sorted(skipped["reason"]) == ["system file: .DS_Store", "system folder: __MACOSX"]
-    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    last = [line for line in proc.stderr.splitlines() if line.startswith("preprocess: ")][-1]
     assert last.startswith("preprocess: 10 images: 9 cropped, 0 reused from earlier runs, 1 quarantined by this run;")
     assert last.endswith("in all 9 ok (list: results/preprocessed/manifest.csv), 1 quarantined (list: "
                          "results/preprocessed/quarantine.csv), 2 files skipped (list: results/preprocessed/skipped.csv)")
