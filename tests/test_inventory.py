@@ -157,6 +157,33 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None
     assert record_of(tmp_path / "d.dcm", tmp_path, max_pixels=5000)["reason"].startswith("too large: 100 x 120")
 
 
+@pytest.mark.slow
+def test_a_real_bomb_is_never_decoded(tmp_path: Path) -> None:
+    """A PNG with all 30000 x 30000 pixels compressed in (4 MB): the refusal costs no more memory
+    than the imports (a decode would take 900 MB). Pillow loads a whole PNG to look for EXIF
+    after its pixels, so the size must be checked before anything else is asked of the header."""
+    side, rows = 30000, 1000
+    packer = zlib.compressobj(1)
+    idat = b"".join([packer.compress(bytes((side + 1) * rows)) for _ in range(side // rows)] + [packer.flush()])
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
+                                        + png_chunk(b"IEND", b""))  # fmt: skip
+    code = ("import resource, sys\nfrom cxrflow.copies import load_views\nfrom cxrflow.decode import ImageError\n"
+            "from cxrflow.preprocess import process_image\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "r = process_image('b', sys.argv[1], sys.argv[2] + '/b.png', sys.argv[2] + '/b.json', size=32, "
+            "black_threshold=40, black_fraction=0.5, protect=(0.2, 0.8), interpolation='area', min_side=8, "
+            "reduced_decode=True, decode_margin=2)\n"
+            "try:\n    load_views(sys.argv[1], None, 64)\nexcept ImageError:\n    pass\n"
+            "print(r['reason'], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")  # fmt: skip
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bomb.png"), str(tmp_path)], capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    assert " ".join(out[:-1]) == "too large: 30000 x 30000 px, over preprocess.max_pixels 100000000"
+    assert int(out[-1]) < 100  # MiB above the imports' own peak
+
+
 def test_the_copy_search_decodes_through_the_same_guard(tmp_path: Path) -> None:
     (tmp_path / "bomb.png").write_bytes(bomb_png())
     with pytest.raises(ImageError, match="neither the raw nor the cropped"):

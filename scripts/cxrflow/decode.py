@@ -313,16 +313,24 @@ class Header:
     orientation: int  # EXIF orientation, 1 = as stored
 
 
-def raster_header(data: bytes, fmt: str) -> Header | None:
-    """Size, frame count and EXIF orientation from the header (Pillow opens lazily); None if Pillow cannot."""
+def raster_header(data: bytes, fmt: str, max_pixels: int) -> Header | None:
+    """Size, frame count and EXIF orientation from the header (Pillow opens lazily); None if Pillow cannot.
+
+    The size is checked (check_pixels) before anything else is asked: Pillow decodes a whole
+    PNG to look for an EXIF chunk after the pixels, so a PNG's EXIF is read only when its
+    header already holds one.
+    """
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
+            check_pixels(int(width), int(height), max_pixels)
             frames = int(getattr(img, "n_frames", 1) or 1) if fmt in PILLOW_FORMATS else 1
-            try:
-                orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-            except Exception:  # noqa: BLE001 - a damaged EXIF block must not lose the image
-                orientation = 1
+            orientation = 1
+            if fmt != "png" or "exif" in img.info:
+                try:
+                    orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                except Exception:  # noqa: BLE001 - a damaged EXIF block must not lose the image
+                    orientation = 1
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
         return None
     return Header(fmt, int(width), int(height), frames, orientation if orientation in _ORIENTATIONS else 1)
@@ -356,14 +364,12 @@ def decode_raster(data: bytes, keep_short_side: int = 0, max_pixels: int | None 
             data = data[:end]
     else:
         check_complete(data)
-    header = raster_header(data, fmt)
+    header = raster_header(data, fmt, limit)
     frame = jpeg_frame(data)
-    if header is not None:
-        check_pixels(header.width, header.height, limit)
-    elif frame is not None:
+    if frame is not None:
         check_pixels(frame.width, frame.height, limit)
-    elif fmt in PILLOW_FORMATS or fmt == "unknown":
-        raise ImageError(f"unreadable: not a decodable {fmt} image")
+    if header is None and frame is None:  # no size known: never decode blind
+        raise ImageError(f"unreadable: no readable {fmt} header")
     orientation = header.orientation if header is not None else 1
     if orientation != 1:
         notes.append(f"EXIF orientation {orientation} applied")
