@@ -135,6 +135,18 @@ def manifest_job(
         log.info("manifest: %s", json.dumps(summary))
 
 
+def write_inventory(inventory: cxr_sources.SourceInventory, output: str, skipped_output: str, log_path: str) -> None:
+    """write_selection of a source read by sources.inventory_source: its images, skipped files and encoding."""
+    write_selection(inventory.images, output, log_path, inventory.skipped, skipped_output, inventory.encoding)
+
+
+def manifest_rule(inputs: Any, outputs: Any, log_path: str, batched: bool) -> None:
+    """manifest_job from the rule's named inputs and outputs; ``batched``: the records are batch files."""
+    records = list(inputs.records)
+    manifest_job(inputs.selections, [] if batched else records, records if batched else [], outputs.manifest,
+                 outputs.summary, outputs.quarantine, log_path, inputs.skipped, outputs.skipped)  # fmt: skip
+
+
 def write_selection(
     table: pd.DataFrame,
     output: str,

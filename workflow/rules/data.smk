@@ -37,13 +37,8 @@ rule select_source:
             index=False
         ),
     run:
-        cxr_jobs.write_selection(
-            SELECTIONS[wildcards.source],
-            output.selection,
-            log[0],
-            INVENTORIES[wildcards.source].skipped,
-            output.skipped,
-            INVENTORIES[wildcards.source].encoding,
+        cxr_jobs.write_inventory(
+            INVENTORIES[wildcards.source], output.selection, output.skipped, log[0]
         )
 
 

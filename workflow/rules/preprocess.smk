@@ -71,17 +71,7 @@ rule manifest:
         "results/benchmarks/manifest.tsv"
     localrule: True
     run:
-        cxr_jobs.manifest_job(
-            input.selections,
-            input.records if BATCH_SIZE == 1 else [],
-            input.records if BATCH_SIZE > 1 else [],
-            output.manifest,
-            output.summary,
-            output.quarantine,
-            log[0],
-            input.skipped,
-            output.skipped,
-        )
+        cxr_jobs.manifest_rule(input, output, log[0], BATCH_SIZE > 1)
 
 
 # A source mostly quarantined is a wrong path or format, not bad luck: stop before
