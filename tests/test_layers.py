@@ -129,7 +129,7 @@ def test_the_loader_does_not_depend_on_an_audit() -> None:
 
 
 # Import name -> the distribution pyproject.toml declares for it.
-DISTRIBUTIONS = {"cv2": "opencv-python-headless", "sklearn": "scikit-learn", "yaml": "pyyaml"}
+DISTRIBUTIONS = {"cv2": "opencv-python-headless", "sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow"}
 # Installed with a declared package and imported only where that package needs it.
 INDIRECT = {
     "h5py": "keras (its legacy .h5 format)",

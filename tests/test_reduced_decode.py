@@ -117,15 +117,19 @@ def test_scale_is_the_largest_reduction_that_keeps_the_margin(tmp_path: Path) ->
     assert reduced_scale(None, keep) == 1
 
 
-def test_reduced_decode_keeps_stored_orientation_and_format(tmp_path: Path) -> None:
+def test_reduced_decode_applies_exif_orientation_like_the_full_path(tmp_path: Path) -> None:
+    """Orientation 6 (rotate 90 degrees clockwise): both paths show it upright, as viewers do."""
     img = radiograph(3, 600, 1200)
     data = with_exif_orientation(write_jpeg(tmp_path / "a.jpg", img).read_bytes(), 6)
     (tmp_path / "rot.jpg").write_bytes(data)
     full = decode_image(tmp_path / "rot.jpg")
     red = decode_image(tmp_path / "rot.jpg", keep_short_side=150)
-    assert full.pixels.shape == (600, 1200) and full.scale == 1
-    assert red.pixels.shape == (150, 300) and red.scale == 4  # not rotated, as the full path
-    assert (red.orig_width, red.orig_height, red.orig_channels, red.orig_dtype) == (1200, 600, 1, "uint8")
+    assert full.pixels.shape == (1200, 600) and full.scale == 1
+    assert np.array_equal(full.pixels, cv2.rotate(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED
+                                                               | cv2.IMREAD_IGNORE_ORIENTATION), cv2.ROTATE_90_CLOCKWISE))  # fmt: skip
+    assert red.pixels.shape == (300, 150) and red.scale == 4
+    assert (red.orig_width, red.orig_height, red.orig_channels, red.orig_dtype) == (600, 1200, 1, "uint8")
+    assert full.note == red.note == "EXIF orientation 6 applied"
     color = decode_image(write_jpeg(tmp_path / "c.jpg", radiograph(1, 1001, 999, color=True)), 448)
     assert color.pixels.shape == (501, 500, 3) and color.scale == 2  # sides rounded up, BGR kept
     assert decode_image(write_jpeg(tmp_path / "s.jpg", img[:400, :400]), 448).scale == 1

@@ -49,18 +49,21 @@ def planned_demo_metadata(spec):
     return cxr_sources.tidy_metadata(spec["format"], cxr_synth.plan_demo(DEMO)[rel])
 
 
-def select_source(name):
+def inventory_source(name):
+    """The source's image rows, the files it skips and its metadata's encoding."""
     spec = config["sources"][name]
     labels = spec.get("labels", config["labels"])
     planned = planned_demo_metadata(spec)
     if planned is None:
-        return cxr_sources.load_source(name, spec, labels, check_files=True)
-    return cxr_sources.select_images(
+        return cxr_sources.inventory_source(name, spec, labels, check_files=True)
+    images = cxr_sources.select_images(
         name, spec, planned, Path(spec["path"]), labels, check_files=False
     )
+    return cxr_sources.SourceInventory.of_images(images)
 
 
-SELECTIONS = {name: select_source(name) for name in config["sources"]}
+INVENTORIES = {name: inventory_source(name) for name in config["sources"]}
+SELECTIONS = {name: inv.images for name, inv in INVENTORIES.items()}
 DEMO_SOURCES = set(cxr_config.synthetic_sources(config))
 IMAGES = {
     (row.source, row.image_id): row
