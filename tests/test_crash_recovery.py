@@ -23,7 +23,7 @@ import pytest
 from cxrflow import synth
 from cxrflow.config import schema_defaults, with_defaults
 from cxrflow.manifest import read_manifest
-from cxrflow.sources import load_source
+from cxrflow.sources import inventory_source
 from workflow_helpers import check_keras_archive, fresh_repo, snakemake_command
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def selected_images(work: Path) -> int:
     """How many images the user's sources select (what the crop jobs will write a record for)."""
     my = json.loads((work / "my.yaml").read_text())
     labels = schema_defaults()["labels"]
-    return sum(len(load_source(name, spec, labels)) for name, spec in my["sources"].items())
+    return sum(len(inventory_source(name, spec, labels).images) for name, spec in my["sources"].items())
 
 
 # Kill points: when the first image's record exists, when half of them do, when all do but the

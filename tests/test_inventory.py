@@ -23,7 +23,7 @@ from pydicom.uid import JPEGLSLossless, SecondaryCaptureImageStorage, generate_u
 from cxrflow.copies import load_views
 from cxrflow.decode import ImageError, decode_image
 from cxrflow.preprocess import process_image
-from cxrflow.sources import inventory_source, load_source
+from cxrflow.sources import inventory_source
 from test_decode import make_dicom
 from workflow_helpers import crop_defaults, run_snakemake
 
@@ -267,7 +267,7 @@ def test_a_malformed_metadata_row_is_quarantined_and_the_rest_goes_on(tmp_path: 
     for name in ("a.jpg", "c.jpg"):
         touch(tmp_path / "img" / name)
     (tmp_path / "meta.csv").write_text("file,finding\na.jpg,COVID-19\nb.jpg,Normal,one too many\nc.jpg,Normal\n")
-    images = load_source("f", csv_source(tmp_path), LABELS)
+    images = inventory_source("f", csv_source(tmp_path), LABELS).images
     assert images["problem"].tolist() == ["", "", "malformed metadata row: line 3: 3 fields, the header has 2"]
     assert images["image_id"].tolist()[-1] == "f-metadata-line3"
 
@@ -277,7 +277,7 @@ def test_file_names_match_exactly_first_then_whitespace_normalised(tmp_path: Pat
     touch(tmp_path / "img" / "b.jpg ")
     touch(tmp_path / "img" / "b.jpg")
     (tmp_path / "meta.csv").write_text('file,finding\na.jpg,COVID-19\n"b.jpg ",Normal\n')
-    images = load_source("f", csv_source(tmp_path), LABELS)
+    images = inventory_source("f", csv_source(tmp_path), LABELS).images
     assert images["problem"].tolist() == ["", ""]
     assert images["raw_path"].tolist() == [str(tmp_path / "img" / "a.jpg "), str(tmp_path / "img" / "b.jpg ")]
     assert images["note"].tolist() == ["file name matched after normalising whitespace: 'a.jpg' is 'a.jpg ' on disk", ""]

@@ -11,7 +11,7 @@ import yaml
 
 from cxrflow import synth
 from cxrflow.config import apply_demo, with_defaults
-from cxrflow.sources import load_source, metadata_file, select_images
+from cxrflow.sources import inventory_source, metadata_file, select_images
 
 SMALL = {
     "path": "unused",
@@ -130,7 +130,7 @@ def test_default_demo_loads_with_config_sources(config: dict, tmp_path: Path) ->
         for name, spec in sources.items()
     }
     synth.write_demo(demo, tmp_path)
-    loaded = {name: load_source(name, spec, config["labels"]) for name, spec in sources.items()}
+    loaded = {name: inventory_source(name, spec, config["labels"]).images for name, spec in sources.items()}
     assert len(loaded["demo_covid"]) == demo["covid"]["images"]
     assert loaded["demo_covid"]["patient_id"].nunique() == demo["covid"]["patients"]
     assert len(loaded["demo_normal"]) == demo["normal"]["images"]

@@ -239,11 +239,6 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def is_dicom(path: Path, data: bytes) -> bool:
-    """DICOM by the preamble magic (files from PACS often have no extension); the name is not asked."""
-    return sniff_format(data) == "dicom"
-
-
 def not_an_image_reason(data: bytes) -> str:
     """A true reason for content that is neither DICOM nor a known raster format."""
     head = data[:1024]

@@ -639,9 +639,3 @@ def inventory_source(
         )
     return SourceInventory(images, table, read.encoding)
 
-
-def load_source(
-    name: str, spec: Mapping[str, Any], labels: Mapping[str, str], check_files: bool = True
-) -> pd.DataFrame:
-    """The image rows of inventory_source (an empty selection is an error there)."""
-    return inventory_source(name, spec, labels, check_files).images
