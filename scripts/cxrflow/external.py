@@ -50,6 +50,7 @@ def external_table(manifest: pd.DataFrame, test_sources: Sequence[str]) -> pd.Da
         raise ValueError(f"test_sources {empty} have no ok image in the manifest: nothing to test externally")
     out = ok.rename(columns={"output_path": "path"})
     out = out.assign(patient_id=out["patient_id"].fillna("").astype(str))
+    out = out.assign(group=cxr_split.patient_keys(out))  # the resampling unit, as a split group
     return out[list(EXTERNAL_COLUMNS)].reset_index(drop=True)
 
 
