@@ -180,7 +180,8 @@ def summary_text(summary: Mapping[str, Any], classes: Sequence[str]) -> str:
             lines.append(f"fold {row['fold']:>4} {row['class']:>14} {row['metric']:>8}  internal "
                          f"{_fmt(row['internal'])} [{_fmt(row['internal_low'])}, {_fmt(row['internal_high'])}]"
                          f"  external {_fmt(row['external'])} [{_fmt(row['external_low'])}, "
-                         f"{_fmt(row['external_high'])}]  difference {_fmt(row['external_minus_internal'])}")
+                         f"{_fmt(row['external_high'])}]  difference {_fmt(row['external_minus_internal'])} "
+                         f"[{_fmt(row.get('difference_low'))}, {_fmt(row.get('difference_high'))}]")
     if "nested" in summary:
         nested = summary["nested"]
         f1 = nested["outer_macro_f1"]
