@@ -1,6 +1,6 @@
 """Coverage of the reported intervals, and how often the shortcut audit clears a model, on simulated test sets.
 
-Two simulations through the package's own code (``uncertainty.bootstrap_ci`` and
+Two simulations through the package's own code (``uncertainty.metric_intervals`` and
 ``shortcut.shortcut_audit``), printed as the tables of docs/trust.md:
 
 1. **Coverage.** Test sets of 10, 20 and 40 patients (30% COVID-19, stratified:
@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from cxrflow.shortcut import shortcut_audit
-from cxrflow.uncertainty import bootstrap_ci
+from cxrflow.uncertainty import metric_intervals
 
 CLASSES = ["COVID-19", "Normal"]
 MEAN_POS, SD_PATIENT, SD_IMAGE, THRESHOLD, PREVALENCE = 2.5, 0.6, 0.6, 1.0, 0.3
@@ -68,7 +68,7 @@ def coverage(sizes: list[int], sims: int, n_boot: int, seed: int) -> pd.DataFram
         hits = {k: [] for k in true}
         width = {k: [] for k in true}
         for s in range(sims):
-            ci = bootstrap_ci(simulated_set(n, rng), CLASSES, n_boot=n_boot, seed=s, level=0.95)
+            ci = metric_intervals(simulated_set(n, rng), CLASSES, n_boot=n_boot, seed=s, level=0.95)
             got = {"accuracy": ci["accuracy"], "sensitivity": ci["per_class"]["COVID-19"]["recall"],
                    "F1 (COVID-19)": ci["per_class"]["COVID-19"]["f1"], "macro F1": ci["macro_f1"],
                    "ROC AUC": ci["per_class"]["COVID-19"]["roc_auc"]}

@@ -84,7 +84,7 @@ def test_paired_bootstrap() -> None:
     half = predictions(true, ["COVID-19"] * 5 + ["Normal"] * 10 + ["COVID-19"] * 5)
     ci = paired_bootstrap({"full": perfect, "border_only": half}, CLASSES, n_boot=500, seed=0, level=0.95)
     full = ci["full"]["macro_f1"]
-    assert (full["estimate"], full["low"], full["high"], full["n_used"]) == (1.0, 1.0, 1.0, 500)
+    assert full["estimate"] == 1.0 and full["high"] == 1.0 and 0.5 < full["low"] < 1.0  # 20 patients prove no 1.0
     assert ci["border_only"]["macro_f1"]["estimate"] == pytest.approx(0.5)
     diff = ci["full - border_only"]["macro_f1"]
     assert diff["estimate"] == pytest.approx(0.5) and 0 < diff["low"] < 0.5 < diff["high"]
@@ -126,6 +126,9 @@ def test_a_model_that_learns_nothing_never_flags() -> None:
     assert "not clearly above chance" in result["sentence"]
     learned = predictions(true, true)
     result = shortcut_audit(learned, constant, CLASSES, SETTINGS, BOOTSTRAP)
+    assert result["verdict"] == "inconclusive" and "too few test patients: 20" in result["sentence"]
+    many = ["COVID-19"] * 32 + ["Normal"] * 48  # 80 patients show the constant control near chance
+    result = shortcut_audit(predictions(many, many), predictions(many, ["Normal"] * 80), CLASSES, SETTINGS, BOOTSTRAP)
     assert result["verdict"] == "no shortcut" and result["flag"] is False
     result = shortcut_audit(learned, learned, CLASSES, {**SETTINGS, "metric": "positive_f1"}, BOOTSTRAP)
     assert result["verdict"] == "shortcut" and result["flag"] is True
@@ -136,26 +139,26 @@ def test_a_model_that_learns_nothing_never_flags() -> None:
 
 
 def test_experiment_verdict_pools_the_folds() -> None:
-    """Five folds of 10 test patients, each too small to decide; pooled (each fold's patients kept apart) they flag.
+    """Eight folds of 10 test patients, each too small to decide; pooled (each fold's patients kept apart) they flag.
 
     The control predicts exactly what the model does (7 of 10 right): the frame explains
-    the whole score, which one fold cannot show and 50 patients can.
+    the whole score, which one fold cannot show and 80 patients can.
     """
     true = ["COVID-19"] * 5 + ["Normal"] * 5
     guess = ["Normal", *true[1:3], "Normal", *true[4:6], "COVID-19", *true[7:]]  # 3 wrong
-    folds = [predictions(true, guess) for _ in range(5)]  # equal image and patient ids in every fold
+    folds = [predictions(true, guess) for _ in range(8)]  # equal image and patient ids in every fold
     audits = [shortcut_audit(f, f, CLASSES, SETTINGS, BOOTSTRAP) | {"fold": str(k)} for k, f in enumerate(folds)]
-    assert [a["verdict"] for a in audits] == ["inconclusive"] * 5
+    assert [a["verdict"] for a in audits] == ["inconclusive"] * 8
     pooled = experiment_audit(folds, folds, audits, CLASSES, SETTINGS, BOOTSTRAP)
     assert pooled["verdict"] == "shortcut" and pooled["flag"] is True
-    assert pooled["n_test"] == 50 and pooled["folds"] == 5 and pooled["fold"] == "all"
+    assert pooled["n_test"] == 80 and pooled["folds"] == 8 and pooled["fold"] == "all"
     assert pooled["full"]["macro_f1"]["estimate"] == pytest.approx(audits[0]["full"]["macro_f1"]["estimate"])
     assert pooled["border_only"]["macro_f1"]["low"] > pooled["chance"]["macro_f1"] >= audits[0]["border_only"][
         "macro_f1"]["low"]
-    assert pooled["per_fold"] == [{"fold": str(k), "verdict": "inconclusive", "flag": False} for k in range(5)]
+    assert pooled["per_fold"] == [{"fold": str(k), "verdict": "inconclusive", "flag": False} for k in range(8)]
     assert pooled["flagged_folds"] == 0
     text = experiment_audit_text({"experiment": "e", **pooled})
-    assert "5 folds' test predictions pooled" in text and "0 of 5 flagged" in text and "fold 2: inconclusive" in text
+    assert "8 folds' test predictions pooled" in text and "0 of 8 flagged" in text and "fold 2: inconclusive" in text
     one = experiment_audit(folds[:1], folds[:1], audits[:1], CLASSES, SETTINGS, BOOTSTRAP)
     keys = ("full", "border_only", "difference", "verdict")
     assert {k: one[k] for k in keys} == {k: audits[0][k] for k in keys}  # one fold: that fold's audit

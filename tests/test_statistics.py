@@ -25,7 +25,7 @@ from cxrflow.external import side_by_side
 from cxrflow.metrics import compute_metrics, confidence_intervals, summarize_folds
 from cxrflow.shortcut import shortcut_audit
 from cxrflow.summary import experiment_summary, summary_text
-from cxrflow.uncertainty import bootstrap_ci, paired_bootstrap, proportion_interval
+from cxrflow.uncertainty import metric_intervals, paired_bootstrap, proportion_interval
 
 CLASSES = ["COVID-19", "Normal"]
 SETTINGS = {"enabled": True, "mask": 0.8, "fill": 128, "metric": "macro_f1", "flag_margin": 0.1,
@@ -59,7 +59,7 @@ def test_one_class_test_set_refuses_macro_f1_and_the_verdict() -> None:
                             BOOTSTRAP)  # fmt: skip
     assert result["verdict"] == "inconclusive" and "absent from the test set" in result["sentence"]
     assert np.isnan(result["full"]["macro_f1"]["estimate"]) and np.isnan(result["full"]["macro_f1"]["low"])
-    ci = bootstrap_ci(table(true, true), CLASSES, n_boot=1000, seed=0, level=0.95)
+    ci = metric_intervals(table(true, true), CLASSES, n_boot=1000, seed=0, level=0.95)
     assert np.isnan(ci["macro_f1"]["estimate"]) and "Normal absent" in ci["macro_f1"]["refused"]
     # Where defined, no estimate lies outside its own interval, paired differences included.
     rng = np.random.default_rng(0)
@@ -75,7 +75,7 @@ def test_one_class_test_set_refuses_macro_f1_and_the_verdict() -> None:
 def test_few_patients_give_honest_intervals() -> None:
     """A perfect model on 6 patients: the percentile bootstrap said 1.00 [1.00, 1.00]."""
     true = ["COVID-19"] * 3 + ["Normal"] * 3
-    ci = bootstrap_ci(table(true, true), CLASSES, n_boot=1000, seed=0, level=0.95)
+    ci = metric_intervals(table(true, true), CLASSES, n_boot=1000, seed=0, level=0.95)
     acc = ci["accuracy"]
     assert acc["estimate"] == 1.0 and acc["high"] == 1.0
     assert acc["low"] == pytest.approx(beta.ppf(0.025, 6, 1))  # Clopper-Pearson of 6 of 6: 0.54
@@ -94,10 +94,10 @@ def test_the_split_group_is_the_resampling_unit() -> None:
     true = ["COVID-19"] * 10 + ["Normal"] * 10
     preds = table(true, true, patients=[f"p{k}" for k in range(20)])
     grouped = preds.assign(group=[f"g{k // 2}" for k in range(20)])  # pairs of copies
-    assert bootstrap_ci(preds, CLASSES, n_boot=1000, seed=0, level=0.95)["n_units"] == 20
-    ci = bootstrap_ci(grouped, CLASSES, n_boot=1000, seed=0, level=0.95)
+    assert metric_intervals(preds, CLASSES, n_boot=1000, seed=0, level=0.95)["n_units"] == 20
+    ci = metric_intervals(grouped, CLASSES, n_boot=1000, seed=0, level=0.95)
     assert ci["n_units"] == 10
-    assert ci["accuracy"]["low"] < bootstrap_ci(preds, CLASSES, n_boot=1000, seed=0, level=0.95)["accuracy"]["low"]
+    assert ci["accuracy"]["low"] < metric_intervals(preds, CLASSES, n_boot=1000, seed=0, level=0.95)["accuracy"]["low"]
 
 
 def test_missing_patient_ids_are_their_own_units_everywhere() -> None:

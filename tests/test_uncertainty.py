@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from cxrflow.uncertainty import bootstrap_auc, bootstrap_ci, ci_table, point_estimates
+from cxrflow.uncertainty import bootstrap_auc, metric_intervals, ci_table, point_estimates
 
 CLASSES = ["COVID-19", "Normal"]
 
@@ -35,9 +35,9 @@ def _predictions(n_patients: int = 60, seed: int = 0, classes: list[str] = CLASS
 
 def test_reproducible_and_estimate_inside_ci() -> None:
     preds = _predictions()
-    a = bootstrap_ci(preds, CLASSES, n_boot=400, seed=7, level=0.95)
-    b = bootstrap_ci(preds, CLASSES, n_boot=400, seed=7, level=0.95)
-    c = bootstrap_ci(preds, CLASSES, n_boot=400, seed=8, level=0.95)
+    a = metric_intervals(preds, CLASSES, n_boot=400, seed=7, level=0.95)
+    b = metric_intervals(preds, CLASSES, n_boot=400, seed=7, level=0.95)
+    c = metric_intervals(preds, CLASSES, n_boot=400, seed=8, level=0.95)
     assert a == b
     assert a != c
     assert a["n_patients"] == 60 and a["unit"] == "split group" and a["level"] == 0.95
@@ -51,7 +51,7 @@ def test_reproducible_and_estimate_inside_ci() -> None:
     assert a["per_class"]["COVID-19"]["roc_auc"]["estimate"] == pytest.approx(
         roc_auc_score(y == "COVID-19", preds["prob_COVID-19"])
     )
-    narrow = bootstrap_ci(preds, CLASSES, n_boot=400, seed=7, level=0.5)
+    narrow = metric_intervals(preds, CLASSES, n_boot=400, seed=7, level=0.5)
     assert (
         narrow["accuracy"]["high"] - narrow["accuracy"]["low"] < a["accuracy"]["high"] - a["accuracy"]["low"]
     )
@@ -87,7 +87,7 @@ def test_patients_are_the_resampling_unit() -> None:
                     "prob_Normal": 0.1 if correct else 0.9,
                 }
             )
-    res = bootstrap_ci(pd.DataFrame(rows), CLASSES, n_boot=500, seed=0, level=0.95)
+    res = metric_intervals(pd.DataFrame(rows), CLASSES, n_boot=500, seed=0, level=0.95)
     acc = res["accuracy"]
     assert acc["estimate"] == pytest.approx(0.7)
     assert acc["high"] - acc["low"] > 0.4  # image-level resampling would give ~0.18
@@ -100,7 +100,7 @@ def test_patients_are_the_resampling_unit() -> None:
 def test_three_classes() -> None:
     classes = ["COVID-19", "Pneumonia", "Normal"]
     preds = _predictions(45, seed=5, classes=classes)
-    res = bootstrap_ci(preds, classes, n_boot=200, seed=1, level=0.9)
+    res = metric_intervals(preds, classes, n_boot=200, seed=1, level=0.9)
     assert set(res["per_class"]) == set(classes)
     est = point_estimates(preds, classes)
     assert res["accuracy"]["estimate"] == est["accuracy"]["estimate"]
@@ -109,10 +109,10 @@ def test_three_classes() -> None:
 def test_bad_input_raises() -> None:
     preds = _predictions(10)
     with pytest.raises(ValueError, match="lack columns"):
-        bootstrap_ci(preds.drop(columns="prob_Normal"), CLASSES, n_boot=10, seed=0, level=0.95)
+        metric_intervals(preds.drop(columns="prob_Normal"), CLASSES, n_boot=10, seed=0, level=0.95)
     bad = preds.copy()
     bad.loc[0, "true_label"] = "Flu"
     with pytest.raises(ValueError, match="outside classes"):
-        bootstrap_ci(bad, CLASSES, n_boot=10, seed=0, level=0.95)
+        metric_intervals(bad, CLASSES, n_boot=10, seed=0, level=0.95)
     with pytest.raises(ValueError, match="level"):
-        bootstrap_ci(preds, CLASSES, n_boot=10, seed=0, level=95)
+        metric_intervals(preds, CLASSES, n_boot=10, seed=0, level=95)

@@ -306,14 +306,14 @@ def json_safe(tree: Any) -> Any:
 
 def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
                          settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Every test metric's interval from the statistics core (uncertainty.bootstrap_ci), NaN -> None for JSON.
+    """Every test metric's interval from the statistics core (uncertainty.metric_intervals), NaN -> None for JSON.
 
     The unit is the split group (the ``group`` column), else the patient id, else
     the image (``uncertainty.resampling_units``).
     """
-    from .uncertainty import bootstrap_ci
+    from .uncertainty import metric_intervals
 
-    ci = bootstrap_ci(predictions, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"])
+    ci = metric_intervals(predictions, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"])
     return json_safe(ci)
 
 
