@@ -70,6 +70,10 @@ def compute_metrics(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[s
     per_class_auc = roc_auc_per_class(predictions, classes)
     notes = [f"ROC AUC of {c} undefined: the true labels are all {'other classes' if not (y_true == c).any() else c}"
              for c, auc in per_class_auc.items() if auc is None]
+    absent = [c for c in classes if not (y_true == c).any()]
+    if absent:  # sklearn's macro avg counts such a class as F1 0; the intervals (uncertainty) refuse it
+        notes.append(f"macro F1 undefined: {', '.join(absent)} absent from the test set (sklearn's macro avg "
+                     "above counts it as 0)")
     if len(classes) == 2:
         roc_auc, roc_kind = per_class_auc[classes[0]], f"binary, positive class {classes[0]}"
     elif all(auc is not None for auc in per_class_auc.values()):
