@@ -97,7 +97,7 @@ def _fold(seed: int) -> dict:
     pred = predictions_table(pd.DataFrame({"image_id": [f"i{i}" for i in range(n)],
                                            "patient_id": [f"p{i}" for i in range(n)],
                                            "label": np.asarray(CLASSES)[true]}), probs, CLASSES)
-    ci = confidence_intervals(pred, CLASSES, {"n": 50, "level": 0.95, "seed": 0})
+    ci = confidence_intervals(pred, CLASSES, {"n": 1000, "level": 0.95, "seed": 0})
     return {"metrics": compute_metrics(pred, CLASSES), "ci": ci}
 
 

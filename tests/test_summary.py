@@ -12,7 +12,7 @@ from cxrflow.metrics import compute_metrics, confidence_intervals, predictions_t
 from cxrflow.summary import experiment_summary, pooled_ci, summary_plot, summary_text
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
-BOOT = {"n": 200, "level": 0.95, "seed": 0}
+BOOT = {"n": 1000, "level": 0.95, "seed": 0}
 
 
 def predictions(seed: int, n: int = 24, prefix: str = "") -> pd.DataFrame:

@@ -147,8 +147,8 @@ def _value(fold: Mapping[str, Any], cls: str, metric: str) -> float:
 
 
 SIDE_BY_SIDE_COLUMNS = ("fold", "class", "metric", "internal", "internal_low", "internal_high", "internal_sd",
-                        "external", "external_low", "external_high", "external_sd", "external_minus_internal", "difference_low",
-                        "difference_high")  # fmt: skip
+                        "external", "external_low", "external_high", "external_sd", "external_minus_internal",
+                        "difference_low", "difference_high")  # fmt: skip
 
 
 def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mapping[str, Any]],

@@ -317,7 +317,8 @@ def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
     """
     from .uncertainty import metric_intervals
 
-    ci = metric_intervals(predictions, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"])
+    ci = metric_intervals(predictions, list(classes), n_boot=settings["n"], seed=settings["seed"],
+                          level=settings["level"])
     return json_safe(ci)
 
 

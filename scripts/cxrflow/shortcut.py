@@ -34,7 +34,7 @@ import pandas as pd
 
 from .metrics import json_safe, read_predictions, write_json
 from .summary import pool_folds
-from .uncertainty import METRICS, absent_classes, metrics_from_confusion, paired_bootstrap, resampling_units, unit_confusion
+from .uncertainty import absent_classes, metrics_from_confusion, paired_bootstrap, resampling_units, unit_confusion
 
 LOG = logging.getLogger(__name__)
 

@@ -42,7 +42,6 @@ Only ``status == "ok"`` rows are split; quarantined images are listed nowhere.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 from collections.abc import Mapping, Sequence

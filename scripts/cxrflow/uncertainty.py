@@ -265,7 +265,8 @@ def class_f1_interval(per_unit: np.ndarray, k: int, level: float) -> tuple[float
     tp = per_unit[:, k, k]
     union = per_unit[:, k, :].sum(axis=1) + per_unit[:, :, k].sum(axis=1) - tp
     est, low, high = proportion_interval(tp, union, level)
-    return tuple(float(2 * v / (1 + v)) if np.isfinite(v) else float("nan") for v in (est, low, high))  # type: ignore[return-value]
+    to_f1 = [float(2 * v / (1 + v)) if np.isfinite(v) else float("nan") for v in (est, low, high)]
+    return to_f1[0], to_f1[1], to_f1[2]
 
 
 def macro_f1_interval(per_unit: np.ndarray, level: float) -> dict[str, Any]:
