@@ -21,6 +21,7 @@ from scipy.stats import beta, chi2_contingency
 from sklearn.metrics import accuracy_score, f1_score
 
 from cxrflow.audit import bias_corrected_cramers_v, source_check
+from cxrflow.baselines import margin_intervals
 from cxrflow.external import side_by_side
 from cxrflow.metrics import compute_metrics, confidence_intervals, summarize_folds
 from cxrflow.shortcut import shortcut_audit
@@ -162,6 +163,14 @@ def test_comparisons_carry_intervals_and_the_schema_states_the_rules() -> None:
     macro = rows[rows["class"] == "macro avg"].iloc[0]
     assert np.isfinite(macro["internal_low"]) and macro["difference_low"] < macro["external_minus_internal"]
     assert macro["difference_high"] > macro["external_minus_internal"]
+    # a baseline margin (model - baseline, same test units) is a paired interval, not a bare difference
+    baseline = table(true, true[:12] + ["COVID-19"] * 8)
+    margin = margin_intervals(internal, baseline, CLASSES, BOOTSTRAP)
+    model_f1 = f1_score(true, true, average="macro")
+    base_f1 = f1_score(baseline["true_label"], baseline["predicted_label"], average="macro")
+    assert margin["macro_f1"]["estimate"] == pytest.approx(model_f1 - base_f1)
+    assert margin["macro_f1"]["low"] < margin["macro_f1"]["estimate"] < margin["macro_f1"]["high"]
+    assert margin["macro_f1"]["n_used"] == 1000
     schema = yaml.safe_load(SCHEMA.read_text())
     audit = schema["properties"]["audit"]["properties"]
     assert audit["bootstrap"]["properties"]["n"]["minimum"] >= 1000
