@@ -218,9 +218,10 @@ def audit_text(result: Mapping[str, Any]) -> str:
         "",
         textwrap.fill(result["sentence"], 88),
         "",
-        f"{level:.0%} paired BCa bootstrap intervals over {result['bootstrap']['n']} resamples of the "
-        f"{result.get('n_units', '?')} test units (split groups; {result['n_test']} test images); the verdict "
-        f"uses {METRIC_LABELS[result['metric']]}.",
+        textwrap.fill(f"{level:.0%} intervals over the {result.get('n_units', '?')} test units (split groups; "
+                      f"{result['n_test']} test images): each model's F1 from Clopper-Pearson intervals, the "
+                      f"difference from a paired BCa bootstrap of {result['bootstrap']['n']} resamples; the "
+                      f"verdict uses {METRIC_LABELS[result['metric']]}.", 88),
         "",
         head,
         f"{'full model':<26}{cell(result['full']['macro_f1']):<20}{cell(result['full']['positive_f1']):<20}",
@@ -230,11 +231,11 @@ def audit_text(result: Mapping[str, Any]) -> str:
         f"{cell(result['difference']['positive_f1']):<20}",
         f"{'chance (label-blind)':<26}{result['chance']['macro_f1']:<20.2f}{result['chance']['positive_f1']:<20.2f}",
         "",
-        f"Border-only control: the central {result['settings']['mask']:.0%} of each side of every train, "
-        f"validation and test image set to {result['settings']['fill']}; flag margin "
-        f"{result['settings']['flag_margin']:.2f}; chance tolerance {result['settings']['chance_tolerance']:.2f}; "
-        "trained with the experiment's own settings, never the full model's tuned choice; "
-        f"verdict: {result['verdict']}.",
+        textwrap.fill(f"Border-only control: the central {result['settings']['mask']:.0%} of each side of every "
+                      f"train, validation and test image set to {result['settings']['fill']}; flag margin "
+                      f"{result['settings']['flag_margin']:.2f}; chance tolerance "
+                      f"{result['settings']['chance_tolerance']:.2f}; trained with the experiment's own settings, "
+                      f"never the full model's tuned choice; verdict: {result['verdict']}.", 88),
     ]
     return "\n".join(lines) + "\n"
 
