@@ -176,3 +176,14 @@ def test_comparisons_carry_intervals_and_the_schema_states_the_rules() -> None:
     assert audit["bootstrap"]["properties"]["n"]["minimum"] >= 1000
     assert "chance_tolerance" in audit["border_only"]["properties"]
     assert "lower bound" in audit["border_only"]["properties"]["flag_margin"]["description"]
+
+
+def test_a_warning_when_fewer_resamples_than_asked_define_a_difference(caplog: pytest.LogCaptureFixture) -> None:
+    """One COVID-19 patient among 10: resamples without it leave the COVID-19 F1 (and its difference) undefined."""
+    true = ["COVID-19"] + ["Normal"] * 9
+    with caplog.at_level("WARNING", logger="cxrflow.uncertainty"):
+        ci = paired_bootstrap({"a": table(true, true), "b": table(true, ["Normal"] * 10)}, CLASSES, n_boot=1000,
+                              seed=0, level=0.95)  # fmt: skip
+    used = ci["a - b"]["positive_f1"]["n_used"]
+    assert 500 < used < 1000  # about 1 - (9/10)^10 = 65% of resamples draw the patient
+    assert any("positive_f1 of a - b" in r.message and f"only {used} of 1000" in r.message for r in caplog.records)
