@@ -13,7 +13,7 @@ from cxrflow.summary import experiment_summary, pooled_ci, summary_plot, summary
 from workflow_helpers import read_figure
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
-BOOT = {"n": 200, "level": 0.95, "seed": 0}
+BOOT = {"n": 1000, "level": 0.95, "seed": 0}
 
 
 def predictions(seed: int, n: int = 24, prefix: str = "") -> pd.DataFrame:

@@ -94,6 +94,7 @@ rule baselines:
         train=split_input("train"),
         test=split_input("test"),
         metrics="results/experiments/{experiment}/fold{fold}/metrics.json",
+        predictions="results/experiments/{experiment}/fold{fold}/predictions.csv",
     output:
         "results/experiments/{experiment}/fold{fold}/baselines.json",
     log:
@@ -105,6 +106,7 @@ rule baselines:
     params:
         settings=config["audit"]["baselines"],
         classes=config["classes"],
+        bootstrap=config["audit"]["bootstrap"],
     script:
         "../../scripts/audit_baselines.py"
 

@@ -1,5 +1,5 @@
 # Shortcut audit per experiment and fold: the border-only control (the same
-# training, split and, for nested experiments, chosen settings, on images whose
+# training and split with the experiment's untuned settings, on images whose
 # central lung field is masked), a verdict on whether the borders alone explain
 # the model's score, and a Grad-CAM panel showing where the model looks.
 # docs/trust.md.
@@ -9,9 +9,11 @@ from pathlib import Path
 from cxrflow import layout as cxr_layout
 
 
+# The control is trained with the experiment's own settings, never a nested
+# experiment's choice for the full model: tuning picked for the full model would
+# tilt the verdict (docs/trust.md).
 rule train_border_only:
     input:
-        unpack(choice_input),
         train=split_input("train"),
         val=split_input("val"),
     output:
