@@ -21,6 +21,7 @@ from scipy.stats import beta, chi2_contingency
 from sklearn.metrics import accuracy_score, f1_score
 
 from cxrflow.audit import bias_corrected_cramers_v, source_check
+from cxrflow import config as cxr_config
 from cxrflow.baselines import margin_intervals
 from cxrflow.external import side_by_side
 from cxrflow.metrics import compute_metrics, confidence_intervals, summarize_folds
@@ -32,7 +33,7 @@ CLASSES = ["COVID-19", "Normal"]
 SETTINGS = {"enabled": True, "mask": 0.8, "fill": 128, "metric": "macro_f1", "flag_margin": 0.1,
             "chance_tolerance": 0.1}  # fmt: skip
 BOOTSTRAP = {"n": 1000, "seed": 0, "level": 0.95}
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = cxr_config.SCHEMA
 
 
 def table(true: list[str], predicted: list[str], patients: list[str] | None = None) -> pd.DataFrame:

@@ -54,7 +54,6 @@ from scipy.stats import beta, norm
 
 LOG = logging.getLogger(__name__)
 
-PER_CLASS_METRICS = ("precision", "recall", "f1", "roc_auc")
 UNIT_COLUMN = "group"
 
 
@@ -290,11 +289,6 @@ def macro_f1_interval(per_unit: np.ndarray, level: float) -> dict[str, Any]:
 
 def _analytic(estimate: float, low: float, high: float, method: str) -> dict[str, Any]:
     return {"estimate": float(estimate), "low": float(low), "high": float(high), "n_used": None, "method": method}
-
-
-def point_estimates(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
-    """Every metric on the full data, by the definitions above (the numbers a report states)."""
-    return metric_intervals(predictions, classes, n_boot=0, seed=0, level=0.95)
 
 
 def metric_intervals(
