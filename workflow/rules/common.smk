@@ -435,6 +435,7 @@ def get_final_output():
         *gradcam_files(),
         *report_views(),
         "results/report/verdict.html",
+        *methods_outputs(),
     ]
 
 
