@@ -85,7 +85,11 @@ def _disjoint(f: Facts) -> tuple[str, str] | None:
 
 
 def _characteristics(f: Facts) -> tuple[str, str] | None:
-    return "images, patients, sources, age, sex and view per split and class", "methods/partitions.csv"
+    rows = [r for r in f.get("partitions") or [] if r["class"] == "all" and r["fold"] in ("fold0", "all")]
+    if not rows:
+        return None
+    parts = [f"{r['partition']} {r['images']} images / {r['patients']} patients ({r['sources']})" for r in rows]
+    return "; ".join(parts) + "; age, sex and view per class in the table", "methods/partitions.csv"
 
 
 def _cards(f: Facts, what: str) -> tuple[str, str] | None:
@@ -93,7 +97,7 @@ def _cards(f: Facts, what: str) -> tuple[str, str] | None:
     if not cards:
         return None
     name, card = next(iter(cards.items()))
-    link = f"experiments/{name.split('/')[0]}/{name.split('/')[1]}/model_card.json"
+    link = f"experiments/{name}/model_card.json"
     if what == "architecture":
         a = card["architecture"]
         return f"{a['arch']} (weights {a['weights']}, freeze_base {a['freeze_base']}); head {a['head']}", link
@@ -109,7 +113,10 @@ def _cards(f: Facts, what: str) -> tuple[str, str] | None:
         return card["operating_point"]["decision"], link
     if what == "external":
         ext = [n for n, c in cards.items() if c["metrics"]["external"] is not None]
-        return (f"external test sets for {', '.join(ext)}", link) if ext else None
+        if not ext:
+            return "none: no experiment holds a source out (test_sources)", "methods/flow.json"
+        sources = sorted({s for n in ext for s in cards[n]["metrics"]["external"].get("test_sources", [])})
+        return f"external test on {', '.join(sources)} for {', '.join(ext)}", f"experiments/{ext[0]}/external/metrics.json"
     if what == "specification":
         return f"model card with the file's sha256 {card['model_sha256'][:16]}...", link
     if what == "output":
@@ -131,10 +138,15 @@ def _code(f: Facts) -> tuple[str, str] | None:
 
 
 def _metrics(f: Facts) -> tuple[str, str] | None:
-    if not f.get("cards"):
-        return None
-    return ("per-class precision, recall, F1, ROC AUC, confusion matrix; patient-bootstrap intervals",
-            "trust_summary.csv")  # fmt: skip
+    rows = []
+    for name, card in (f.get("cards") or {}).items():
+        m = card["metrics"]["internal"]
+        if m:
+            f1 = ", ".join(f"{c} {v:.3f}" for c, v in m["f1"].items() if v is not None)
+            auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+            rows.append(f"{name}: F1 {f1}; ROC AUC {auc}")
+    return ("per-class precision, recall, F1, ROC AUC, confusion matrix; " + "; ".join(rows),
+            "trust_summary.csv") if rows else None  # fmt: skip
 
 
 def _ci(f: Facts) -> tuple[str, str] | None:
@@ -159,13 +171,17 @@ def _robustness(f: Facts) -> tuple[str, str] | None:
 def _explain(f: Facts) -> tuple[str, str] | None:
     if not f["provenance"]["config"]["audit"]["gradcam"]["enabled"] or not f.get("cards"):
         return None
-    return "Grad-CAM panels of test images per model", "report.html"
+    name = next(iter(f["cards"]))
+    return f"Grad-CAM panels of test images per model ({len(f['cards'])} models)", f"experiments/{name}/gradcam.png"
 
 
 def _failure(f: Facts) -> tuple[str, str] | None:
     if not f.get("cards"):
         return None
-    return "confusion matrix and per-image predictions of every model", "trust_summary.csv"
+    name, card = next(iter(f["cards"].items()))
+    m = card["metrics"]["internal"]
+    return (f"confusion matrix and per-image predictions of every model; {name}: accuracy {m['accuracy']:.3f} on "
+            f"{m['counts']['test']['images']} test images", f"experiments/{name}/predictions.csv")  # fmt: skip
 
 
 def _numbers(f: Facts) -> tuple[str, str] | None:

@@ -27,6 +27,8 @@ from .report_views import page
 from .split import read_split_file
 
 METHODS_CATEGORY = "4. Methods"
+# The page states the times on one last line of their own (class "times"), apart from what two runs share.
+TIME_ROWS = ("start", "end")
 
 
 def write_json(data: Any, path: str | Path) -> None:
@@ -81,7 +83,10 @@ def provenance_main(config: Mapping[str, Any], workflow_dir: str, constraints: s
                               read_json(previous))  # fmt: skip
     write_json(record, outputs["record"])
     config_text = html.escape(json.dumps(record["config"], indent=2, sort_keys=True, default=str))
-    body = rows_html(provenance_rows(record)) + f"<h2>Resolved configuration</h2><pre>{config_text}</pre>"
+    rows = [row for row in provenance_rows(record) if row[0] not in TIME_ROWS]
+    times = record["times"]
+    body = (rows_html(rows) + f"<h2>Resolved configuration</h2><pre>{config_text}</pre>\n"
+            f"<p class=\"times\">run start {times['start']}, provenance written {times['end']}</p>")  # fmt: skip
     Path(outputs["page"]).write_text(page("Provenance", body))
     return record
 
@@ -108,6 +113,7 @@ def checklist_main(inputs: Mapping[str, Any], cards: Mapping[str, str], classes:
         "flow": read_json(inputs["flow"]),
         "provenance": read_json(inputs["provenance"]),
         "splits": read_json(inputs["splits"]),
+        "partitions": pd.read_csv(inputs["partitions"], dtype=str, keep_default_na=False).to_dict("records"),
         "cards": {name: read_json(path) for name, path in cards.items()},
         "classes": list(classes),
     }
