@@ -52,6 +52,7 @@ include: "workflow/rules/audit.smk"
 include: "workflow/rules/shortcut.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/methods_inputs.smk"
 include: "workflow/rules/methods.smk"
 
 
