@@ -50,7 +50,7 @@ rule data_flow:
 rule provenance:
     input:
         after=provenance_after(),
-        constraints="constraints.txt",
+        constraints=str(Path(workflow.basedir) / "constraints.txt"),
     output:
         record=str(PROVENANCE),
         page=report(
