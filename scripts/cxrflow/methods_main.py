@@ -26,7 +26,6 @@ from .provenance import build_provenance, provenance_rows
 from .report_views import page
 from .split import read_split_file
 
-METHODS_CATEGORY = "4. Methods"
 # The page states the times on one last line of their own (class "times"), apart from what two runs share.
 TIME_ROWS = ("start", "end")
 
