@@ -147,6 +147,7 @@ def test_normalised_archive_is_reproducible_and_loads(tmp_path: Path) -> None:
         model.save(path)
         archive.normalise_keras_archive(path)
     assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert paths[0].stat().st_mode & 0o777 != 0o600  # not left private by the temporary file
     with zipfile.ZipFile(paths[0]) as zf:
         meta = json.loads(zf.read("metadata.json"))
         assert meta["date_saved"] == archive.FIXED_DATE_SAVED and meta["keras_version"] == keras.__version__

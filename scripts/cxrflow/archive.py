@@ -48,6 +48,7 @@ def normalise_keras_archive(path: str | Path) -> Path:
                 entry.compress_type = info.compress_type
                 entry.external_attr = info.external_attr
                 dst.writestr(entry, data)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)  # mkstemp's 0600 would make the model private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
