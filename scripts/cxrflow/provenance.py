@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -249,7 +249,3 @@ def provenance_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows += [("warning", w) for w in record["warnings"]]
     return rows
 
-
-def provenance_sources_used(sources: Sequence[str], record: Mapping[str, Any]) -> dict[str, str]:
-    """Source name -> its fingerprint hash (what a model card cites for its training data)."""
-    return {s: record["sources"][s]["sha256"] for s in sources if s in record.get("sources", {})}
