@@ -116,11 +116,13 @@ def _cards(f: Facts, what: str) -> tuple[str, str] | None:
         if not ext:
             return "none: no experiment holds a source out (test_sources)", "methods/flow.json"
         sources = sorted({s for n in ext for s in cards[n]["metrics"]["external"].get("test_sources", [])})
-        return f"external test on {', '.join(sources)} for {', '.join(ext)}", f"experiments/{ext[0]}/external/metrics.json"
+        where = f"experiments/{ext[0]}/external/metrics.json"
+        return f"external test on {', '.join(sources)} for {', '.join(ext)}", where
     if what == "specification":
         return f"model card with the file's sha256 {card['model_sha256'][:16]}...", link
     if what == "output":
-        return f"{card['output']['type']}: {', '.join(card['output']['classes'])}; {card['operating_point']['decision']}", link
+        out = card["output"]
+        return f"{out['type']}: {', '.join(out['classes'])}; {card['operating_point']['decision']}", link
     return None
 
 

@@ -77,7 +77,8 @@ def flow_main(inputs: Mapping[str, Any], outputs: Mapping[str, str], classes: Se
 def provenance_main(config: Mapping[str, Any], workflow_dir: str, constraints: str, outputs: Mapping[str, str],
                     start: str | None, previous: str | None) -> dict[str, Any]:  # fmt: skip
     """Rule provenance: results/provenance.json and its page. ``start``: the run's start (seconds since
-    the epoch, as text); ``previous``: a copy of the last record, whose fingerprints the new ones are checked against."""
+    the epoch, as text); ``previous``: a copy of the last record, against whose fingerprints the new ones are
+    checked."""
     record = build_provenance(config, workflow_dir, constraints, None if start is None else float(start), time.time(),
                               read_json(previous))  # fmt: skip
     write_json(record, outputs["record"])
