@@ -67,7 +67,8 @@ rule provenance:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        workflow_dir=workflow.basedir,
+        # The repository whose commit is recorded: where constraints.txt lies, beside the Snakefile.
+        workflow_dir=lambda wildcards, input: str(Path(input.constraints).parent),
         previous=str(PREVIOUS_PROVENANCE),
     script:
         "../../scripts/provenance.py"
