@@ -55,6 +55,8 @@ include: "workflow/rules/record.smk"
 include: "workflow/rules/shortcut.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/methods_inputs.smk"
+include: "workflow/rules/methods.smk"
 
 
 rule all:

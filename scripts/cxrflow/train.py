@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import pandas as pd
 
+from .archive import normalise_keras_archive
 from .augment import AugmentedBatches
 from .data import load_split
 from .joblog import open_log
@@ -231,13 +232,15 @@ def train(
 def save_final(model: keras.Model, path: str | Path, with_optimizer: bool = False) -> None:
     """The trained model as evaluation needs it: architecture and weights, by default without the
     optimizer's state (Adam's two moments per weight made the file three times its size). The
-    copy is uncompiled; ``keras.saving.load_model`` returns it ready to predict."""
+    copy is uncompiled; ``keras.saving.load_model`` returns it ready to predict. The file is made
+    byte-reproducible (cxrflow.archive): the same weights give the same bytes and the same hash."""
     if with_optimizer:
         model.save(path)
-        return
-    slim = model.__class__.from_config(model.get_config())  # uncompiled (clone_model would compile it)
-    slim.set_weights(model.get_weights())
-    slim.save(path)
+    else:
+        slim = model.__class__.from_config(model.get_config())  # uncompiled (clone_model would compile it)
+        slim.set_weights(model.get_weights())
+        slim.save(path)
+    normalise_keras_archive(path)
 
 
 @dataclass(frozen=True)

@@ -359,6 +359,7 @@ def get_final_output():
         *model_records(),  # each pulls in every part of its model: audits, figures
         *report_views(),
         "results/report/verdict.html",
+        *methods_outputs(),
     ]
 
 

@@ -1,0 +1,127 @@
+"""The methods record through the real `snakemake`: the demo to its flow diagram, provenance,
+model card, checklist and the prediction rule; the flow sums on an awkward-file run; and a
+run over ../shared/data (ieee8023 plus the seed images as a second source)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrflow.manifest import read_manifest
+from test_awkward_files import awkward_folder, awkward_metadata
+from workflow_helpers import run_snakemake, tiny_config
+
+pytestmark = pytest.mark.slow
+
+TINY = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8}
+
+
+def check_flow_sums(results: Path, skipped_rows: int = 0) -> dict:
+    """flow.json against the manifest and the split, recounted here with pandas."""
+    flow = json.loads((results / "methods/flow.json").read_text())
+    manifest = read_manifest(results / "preprocessed/manifest.csv")
+    assignments = pd.read_csv(results / "splits/assignments.csv", dtype=str, keep_default_na=False)
+    assert flow["total"]["listed"] == len(manifest) + skipped_rows
+    assert flow["total"]["quarantined"] == int((manifest["status"] != "ok").sum())
+    for source, f in flow["sources"].items():
+        rows = manifest[manifest["source"] == source]
+        assert f["listed"] == f["selected"] + f["not_selected"]["total"]
+        assert f["selected"] == len(rows) == f["quarantined"]["total"] + f["kept"]
+        assert sum(f["quarantined"]["by_reason"].values()) == int((rows["status"] != "ok").sum())
+        for fold, splits in f["folds"].items():
+            part = assignments[assignments["source"] == source]
+            for split, counts in splits.items():
+                for cls, n in counts.items():
+                    assert n == int(((part[fold] == split) & (part["label"] == cls)).sum())
+            assert sum(sum(c.values()) for c in splits.values()) == f["kept"]
+    return flow
+
+
+def test_demo_methods_record_card_checklist_and_predictions(tmp_path: Path) -> None:
+    work = tmp_path / "repo"
+    run_snakemake(work, tiny_config(experiments={"tiny": TINY}))
+    results = work / "results"
+    check_flow_sums(results)
+    record = json.loads((results / "provenance.json").read_text())
+    assert set(record["sources"]) == {"demo_covid", "demo_normal"} and record["times"]["end"]
+    assert record["constraints"]["matches_installed"] and not record["warnings"]
+    assert record["config"]["experiments"]["tiny"]["learning_rate"] is not None  # defaults resolved
+    fold = results / "experiments/tiny/fold0"
+    card = json.loads((fold / "model_card.json").read_text())
+    assert card["model_sha256"] == hashlib.sha256((fold / "model.keras").read_bytes()).hexdigest()
+    assert card["intended_use"] == "research use; not a medical device"
+    assert card["metrics"]["internal"]["accuracy"] == json.loads((fold / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert card["shortcut"]["verdict"] and card["operating_point"]["decision"].startswith("argmax")
+    text = (results / "methods/checklist.md").read_text()
+    assert "| 20a | Flow of participants | 24 files listed" in text and "*for the authors*" in text
+    for html in ("flow.html", "partitions.html", "provenance.html", "checklist.html", "cards/tiny/fold0.html"):
+        assert (results / "methods" / html).stat().st_size > 500, html
+
+    # The prediction rule on a configured source: evaluate's probabilities for the same images.
+    target = "results/predictions/tiny/fold0/demo_normal.csv"
+    run_snakemake(work, tiny_config(experiments={"tiny": TINY}), target)
+    pred = pd.read_csv(work / target, dtype={"image_id": str})
+    evaluated = pd.read_csv(fold / "predictions.csv", dtype={"image_id": str})
+    both = evaluated.merge(pred, on="image_id", suffixes=("_eval", "_new"))
+    assert len(both) == int((evaluated["true_label"] == "Normal").sum()) > 0
+    for cls in ("COVID-19", "Normal"):
+        assert np.allclose(both[f"prob_{cls}_eval"], both[f"prob_{cls}_new"], atol=1e-6)
+    assert (both["predicted_label_eval"] == both["predicted_label_new"]).all()
+    assert len(pred) == 12 and (pred["decision"] == "argmax").all()
+
+    # A tampered model file is refused, with the reason.
+    model = fold / "model.keras"
+    before = model.stat()
+    model.write_bytes(model.read_bytes() + b"\0")
+    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))  # as a copy that keeps times: no rule re-runs
+    (work / target).unlink()
+    proc = run_snakemake(work, tiny_config(experiments={"tiny": TINY}), target, check=False)
+    assert proc.returncode != 0
+    log = (results / "logs/predict/tiny/fold0/demo_normal.log").read_text()
+    assert "is not the model its card describes" in log
+
+
+def test_awkward_run_flow_sums_with_skipped_files(tmp_path: Path) -> None:
+    awkward_folder(tmp_path / "data" / "awkward")
+    awkward_metadata(tmp_path / "data" / "ieee")
+    my = {"sources": {"awkward": {"format": "folders", "path": str(tmp_path / "data" / "awkward")},
+                      "ieee": {"format": "ieee8023", "path": str(tmp_path / "data" / "ieee")}},
+          "preprocess": {"batch_size": 8}, "experiments": {}}  # fmt: skip
+    work = tmp_path / "repo"
+    skipped = work / "results/preprocessed/skipped.csv"
+    skipped.parent.mkdir(parents=True)
+    pd.DataFrame({"source": ["awkward", "awkward"], "path": ["notes.txt", "Other/x.png"],
+                  "reason": ["not an image", "not a configured class: Other"]}).to_csv(skipped, index=False)  # fmt: skip
+    run_snakemake(work, my, "results/methods/flow.json")
+    flow = check_flow_sums(work / "results", skipped_rows=2)
+    awkward = flow["sources"]["awkward"]
+    assert awkward["not_selected"]["total"] == 2 and awkward["quarantined"]["total"] == 5
+    assert flow["sources"]["ieee"]["quarantined"]["by_reason"] == {"missing file": 1, "unsafe path": 2}
+    assert awkward["grouped_as_duplicates"] >= 2  # the byte-identical copy under another label, with its twin
+
+
+def test_shared_data_flow_and_fingerprints(tmp_path: Path, shared_data: Path) -> None:
+    seed = shared_data / "seed-covid19-detection"
+    columns = {"filename": "filename", "label": "finding"}
+    my = {"sources": {
+        "ieee8023": {"format": "ieee8023", "path": str(shared_data / "ieee8023-covid-chestxray-2020-03-24"),
+                     "filters": {"finding": "COVID-19", "modality": "X-ray", "view": "PA"}},
+        "seed_normal": {"format": "csv", "path": str(seed), "csv": "normal_xray_dataset.csv",
+                        "images": "normal_dataset", "columns": columns, "limit": 99}},
+        "experiments": {}}  # fmt: skip
+    work = tmp_path / "repo"
+    run_snakemake(work, my, timeout=1800)
+    flow = check_flow_sums(work / "results")
+    record = json.loads((work / "results/provenance.json").read_text())
+    assert flow["sources"]["ieee8023"]["selected"] == 76
+    assert flow["sources"]["ieee8023"]["quarantined"]["by_reason"].get("missing file", 0) >= 1
+    assert flow["sources"]["seed_normal"]["selected"] == 99
+    fp = record["sources"]
+    assert fp["ieee8023"]["files"] == 160 and fp["seed_normal"]["files"] == 495  # every file of each folder
+    print(json.dumps({"flow_total": flow["total"], "fingerprints": fp}, indent=1))
