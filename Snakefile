@@ -66,6 +66,11 @@ rule all:
     localrule: True
 
 
+onstart:
+    check_slurm_run()
+    keep_previous_provenance()
+
+
 onsuccess:
     line = cxr_jobs.preprocess_line(
         "results/preprocessed/summary.json",

@@ -5,4 +5,4 @@ from cxrflow.methods_main import flow_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_rule(sm.log[0], flow_main, dict(sm.input.items()), dict(sm.output.items()), list(sm.params.classes),
-         dict(sm.params.external), sm.params.skipped)  # fmt: skip
+         dict(sm.params.external), sm.input.skipped)  # fmt: skip

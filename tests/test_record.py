@@ -63,7 +63,7 @@ def test_parts_follow_the_experiment_and_the_audit_settings() -> None:
     plans = experiment_plans(config)
     audit = config["audit"]
     plain, held_out = part_paths(plans["plain"], 0, audit), part_paths(plans["held_out"], 2, audit)
-    assert set(plain) == {"metrics", "baselines", "data_audit", "shortcut", "experiment_shortcut", "gradcam"}
+    assert set(plain) == {"metrics", "baselines", "data_audit", "shortcut", "experiment_shortcut", "gradcam", "model_card"}
     assert plain["metrics"] == "results/experiments/plain/fold0/metrics.json"
     assert plain["experiment_shortcut"] == "results/experiments/plain/shortcut_audit.json"
     assert plain["data_audit"] == "results/audit/data_audit.json"
@@ -73,7 +73,7 @@ def test_parts_follow_the_experiment_and_the_audit_settings() -> None:
     off = {**audit, "border_only": {**audit["border_only"], "enabled": False},
            "gradcam": {**audit["gradcam"], "enabled": False}}  # fmt: skip
     assert set(part_paths(plans["held_out"], 0, off)) == {"metrics", "baselines", "data_audit", "split_audit",
-                                                          "external"}  # fmt: skip
+                                                          "external", "model_card"}  # fmt: skip
     assert record_path("plain", 0) == "results/experiments/plain/fold0/record.json"
 
 

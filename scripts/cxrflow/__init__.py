@@ -19,6 +19,10 @@ Modules by stage (each module's docstring says why it exists):
   (border-only control), ``gradcam``
 * report: ``record`` (one evaluation record per model, the trust summary's columns),
   ``report_views`` (HTML views, the Verdict page)
+* methods record: ``flow`` (where every image went), ``partitions`` (characteristics
+  per split), ``provenance`` (versions, hardware, dataset fingerprints), ``archive``
+  (byte-reproducible model files), ``model_card``, ``predict`` (a model on new images),
+  ``checklist`` (reporting items the run can fill), ``methods_main`` (their rule entry points)
 """
 
 __version__ = "0.1.0"

@@ -225,11 +225,6 @@ def build_provenance(config: Mapping[str, Any], workflow_dir: str | Path, constr
     return record
 
 
-def without_times(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record less its times: what two runs of the same workflow on the same data share."""
-    return {k: v for k, v in record.items() if k != TIMES_KEY}
-
-
 def provenance_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(what, value) rows for the report page, the fingerprints one row per source."""
     wf = record["workflow"]

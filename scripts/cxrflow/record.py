@@ -55,6 +55,8 @@ RECORD_PARTS: dict[str, Part] = {
     "experiment_shortcut": Part("shortcut_audit.json", level="experiment", when="border_only"),
     "external_shortcut": Part("external/shortcut_audit.json", when="external_border_only"),
     "gradcam": Part("gradcam.png", when="gradcam", kind="file"),
+    # what leaves the pipeline with the model: input spec, training data, sha256 of model.keras
+    "model_card": Part("model_card.json"),
 }
 
 

@@ -67,7 +67,3 @@ def check_slurm_run():
         )
     gpu_rules = {r.rule for r in requests if r.gpu_rule}
     cxr_cluster.Watchdog(workflow.workdir_init, partitions, gpu_rules, stop_run).start()
-
-
-onstart:
-    check_slurm_run()

@@ -10,6 +10,7 @@ rule data_flow:
         manifest="results/preprocessed/manifest.csv",
         assignments="results/splits/assignments.csv",
         duplicate_groups="results/audit/duplicate_groups.json",
+        skipped="results/preprocessed/skipped.csv",
         external=list(external_splits().values()),
     output:
         flow=str(METHODS / "flow.json"),
@@ -42,7 +43,6 @@ rule data_flow:
     params:
         classes=config["classes"],
         external=external_splits(),
-        skipped=str(SKIPPED_CSV),
     script:
         "../../scripts/data_flow.py"
 

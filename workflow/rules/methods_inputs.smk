@@ -13,9 +13,14 @@ PROVENANCE = RESULTS / "provenance.json"
 PREVIOUS_PROVENANCE = RESULTS / "logs" / "provenance" / "previous.json"
 # The job reads the run's start from the environment: as a param it would re-run the job every run.
 os.environ.setdefault("CXRFLOW_RUN_START", str(RUN_START))
-if PROVENANCE.is_file():
-    PREVIOUS_PROVENANCE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROVENANCE, PREVIOUS_PROVENANCE)
+
+
+def keep_previous_provenance():
+    """Copy the last record aside before a run replaces it (called on start, never while
+    the workflow is read: -n, --lint and --unlock write nothing)."""
+    if PROVENANCE.is_file():
+        PREVIOUS_PROVENANCE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROVENANCE, PREVIOUS_PROVENANCE)
 
 
 def external_splits():
@@ -29,7 +34,10 @@ def external_splits():
 
 def card_files():
     """model_card.json of every trained model, aligned with experiment_folds()."""
-    return fold_files("model_card.json")
+    return [
+        str(Path(cxr_layout.fold_dir(e, k)) / "model_card.json")
+        for e, k in experiment_folds()
+    ]
 
 
 def card_names():
