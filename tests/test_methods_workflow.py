@@ -106,6 +106,7 @@ def test_awkward_run_flow_sums_with_skipped_files(tmp_path: Path) -> None:
     assert awkward["grouped_as_duplicates"] >= 2  # the byte-identical copy under another label, with its twin
 
 
+@pytest.mark.shared_data
 def test_shared_data_flow_and_fingerprints(tmp_path: Path, shared_data: Path) -> None:
     seed = shared_data / "seed-covid19-detection"
     columns = {"filename": "filename", "label": "finding"}
