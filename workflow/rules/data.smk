@@ -28,11 +28,18 @@ rule select_source:
         "results/benchmarks/select_source/{source}.tsv"
     localrule: True
     params:
-        # The selection itself: a change of filters, labels or listed files
-        # re-runs this job and, through it, the manifest.
-        table=lambda wildcards: SELECTIONS[wildcards.source].to_csv(index=False),
+        # A digest of the selection, not the table: a change of filters, labels or listed
+        # files re-runs this job (and, through it, the manifest), and the job's reason on
+        # the console stays one short line; the job says what changed in one line.
+        table=lambda wildcards: cxr_jobs.selection_digest(SELECTIONS[wildcards.source]),
     run:
-        cxr_jobs.write_selection(SELECTIONS[wildcards.source], output[0], log[0])
+        cxr_jobs.write_selection(
+            SELECTIONS[wildcards.source],
+            PREVIOUS_SELECTIONS[wildcards.source],
+            output[0],
+            log[0],
+            wildcards.source,
+        )
 
 
 rule download_ieee8023:
