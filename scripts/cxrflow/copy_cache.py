@@ -160,7 +160,7 @@ def _load_pickle(path: Path, default: Any) -> Any:
     try:
         with open(path, "rb") as handle:
             value = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+    except Exception:  # noqa: BLE001 (whatever a damaged or foreign file raises, the cache is only missing)
         return default
     return value if isinstance(value, type(default)) else default
 
