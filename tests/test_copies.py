@@ -234,7 +234,7 @@ def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFr
     edited = check(originals[2:] + planted[2:], SETTINGS)
     assert (edited.views_decoded, edited.views_reused) == (1, 11)
     again = check(originals[2:] + planted[2:], SETTINGS)  # nothing changed: nothing decoded or aligned
-    assert (again.views_decoded, again.pairs_aligned) == (0, 0)
+    assert (again.views_decoded, again.descriptors_computed, again.pairs_aligned) == (0, 0, 0)
     stricter = check(originals[2:] + planted[2:], {**SETTINGS, "min_score": 0.8})  # verification setting
     assert (stricter.views_decoded, stricter.pairs_reused) == (0, 0)
     resized = check(originals[2:] + planted[2:], {**SETTINGS, "work_size": 96})  # a shaping setting

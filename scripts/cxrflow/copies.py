@@ -198,6 +198,7 @@ class Index:
     box: np.ndarray  # (n_windows, 4) window box in the view's work image
     centroids: np.ndarray
     cell: np.ndarray  # cell of each window
+    queries: Any = None  # Queries of every view, projected while the index was built
 
 
 def _project(pca: PCA, x: np.ndarray) -> np.ndarray:
@@ -229,20 +230,60 @@ def pca_sample(works: Sequence[Mapping[str, np.ndarray]], digests: Sequence[str]
     return sample[:_PCA_VIEWS]
 
 
+def descriptors(views: Mapping[str, np.ndarray], pca: PCA, boxes: np.ndarray, qboxes: np.ndarray,
+                thumb: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One image's search descriptors: its views' window vectors (float16, as the index holds them)
+    and query-window vectors (float32), views in ``VIEWS`` order."""
+    names = [name for name in VIEWS if name in views]
+    win = np.concatenate([_project(pca, thumbnails(views[name], boxes, thumb)) for name in names]).astype(np.float16)
+    query = np.concatenate([_project(pca, thumbnails(views[name], qboxes, thumb)) for name in names])
+    return win, query
+
+
+def projection_key(pca: PCA, s: Settings) -> str:
+    """Names a fitted projection and the windows it is applied to: stored descriptors are reused only
+    under the same one."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps([s.work_size, s.thumb, s.max_crop, s.crop_steps, s.query_crop]).encode())
+    for part in (pca.components_, pca.mean_, pca.explained_variance_):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
 def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: int = 0,
-                digests: Sequence[str] | None = None) -> Index:  # fmt: skip
+                digests: Sequence[str] | None = None, cache: CopyCache | None = None,
+                keys: Sequence[str] = ()) -> Index:  # fmt: skip
     """Window thumbnails of all views, PCA-compressed (fitted on ``pca_sample``, then applied image by
-    image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells.
-    ``digests``: ``view_digests(works)``, when the caller has them."""
+    image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells; the query
+    windows are projected on the way (``Index.queries``). ``digests``: ``view_digests(works)``, when
+    the caller has them; with ``cache`` (content keys in ``keys``), an image's descriptors under the
+    same projection are read back, not computed."""
     boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
+    qboxes = query_boxes(s.work_size, s.query_crop)
     rng = np.random.default_rng(seed)
     views = [(i, v) for i, w in enumerate(works) for v, name in enumerate(VIEWS) if name in w]
     sample = pca_sample(works, view_digests(works) if digests is None else digests)
     fit = np.concatenate([thumbnails(works[i][VIEWS[v]], boxes, s.thumb) for i, v in sample])
     pca = PCA(n_components=min(s.dims, *fit.shape), whiten=True, random_state=seed).fit(fit)
+    projection = projection_key(pca, s) if cache is not None else ""
     vectors = np.empty((len(views) * len(boxes), pca.n_components_), np.float16)
-    for k, (i, v) in enumerate(views):
-        vectors[k * len(boxes) : (k + 1) * len(boxes)] = _project(pca, thumbnails(works[i][VIEWS[v]], boxes, s.thumb))
+    q_parts, q_img, q_view = [], [], []
+    row = 0
+    for i, image_views in enumerate(works):
+        hit = cache.get_descriptors(projection, keys[i]) if cache is not None else None
+        if hit is None:
+            hit = descriptors(image_views, pca, boxes, qboxes, s.thumb)
+            if cache is not None:
+                cache.put_descriptors(projection, keys[i], *hit)
+        win, query = hit
+        vectors[row : row + len(win)] = win
+        row += len(win)
+        q_parts.append(query)
+        present = [v for v, name in enumerate(VIEWS) if name in image_views]
+        q_img.append(np.full(len(query), i))
+        q_view.append(np.repeat(present, len(qboxes)))
+    queries = Queries(np.concatenate(q_parts), np.concatenate(q_img), np.concatenate(q_view),
+                      np.tile(qboxes, (sum(len(p) for p in q_parts) // len(qboxes), 1)))  # fmt: skip
     owner = np.repeat([i for i, _ in views], len(boxes))
     view = np.repeat([v for _, v in views], len(boxes))
     n_cells = 1 if len(vectors) < _MIN_CELLED else int(s.cells_per_sqrt * np.sqrt(len(vectors)))
@@ -254,7 +295,7 @@ def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: in
                                for k in range(0, len(vectors), 65536)])  # fmt: skip
     else:
         centroids, cell = np.zeros((1, vectors.shape[1]), np.float32), np.zeros(len(vectors), int)
-    return Index(pca, vectors, owner, view, np.tile(boxes, (len(views), 1)), centroids, cell)
+    return Index(pca, vectors, owner, view, np.tile(boxes, (len(views), 1)), centroids, cell, queries)
 
 
 @dataclass
@@ -268,7 +309,9 @@ class Queries:
 
 
 def query_vectors(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings) -> Queries:
-    """Every view's query windows, projected by the index's PCA."""
+    """Every view's query windows, projected by the index's PCA (``build_index`` made them)."""
+    if index.queries is not None:
+        return index.queries
     qboxes = query_boxes(s.work_size, s.query_crop)
     parts, q_img, q_view, q_box = [], [], [], []
     for i, views in enumerate(works):
@@ -663,7 +706,7 @@ def pairs_from_views(ids: Sequence[str], works: Sequence[dict[str, np.ndarray]],
     verified = pd.DataFrame(columns=["a", "b"])
     if len(works) > 1:
         view_keys = view_digests(works)
-        index = build_index(works, s, digests=view_keys)
+        index = build_index(works, s, digests=view_keys, cache=cache, keys=keys)
         queries = query_vectors(works, index, s)
         cands = candidate_matches(works, index, s, queries)
         done = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in exact}

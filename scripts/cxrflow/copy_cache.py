@@ -1,6 +1,6 @@
 """What the copy search remembers between runs, so that a dataset update costs what changed.
 
-Two stores under one folder (``results/cache/copies/`` in the workflow), both safe to delete at
+Three stores under one folder (``results/cache/copies/`` in the workflow), both safe to delete at
 any time (the next run recomputes what is missing, with the same result):
 
 - *views*: each image's two work images (raw file and cropped image at ``work_size``) and the
@@ -9,22 +9,27 @@ any time (the next run recomputes what is missing, with the same result):
   ``decode_margin``). An image whose key is stored is not decoded again. File digests are
   remembered by (path, size, mtime, ctime), as the crop listings do, so an unchanged file is not
   read again either.
+- *descriptors*: each image's window and query vectors (what the index and the search read),
+  keyed by its content key and the projection they were made with (the PCA and the window
+  settings); a projection that moves (``copies.pca_sample``) makes them again.
 - *pairs*: each verified candidate pair's alignment (score, warp, overlap, views), keyed by the two
   content keys, the window match it started from and the verification settings (``min_score``,
   ``highpass_sigma``). The alignment is a function of exactly these, so a stored one is what a
   run from scratch would compute.
 
-The window index itself (PCA, k-means cells) is fitted on every image each run: it is cheap next
-to decoding and aligning, and refitting it is what keeps the candidates those of a run from
-scratch. Entries not used by a run (removed images, other settings) are dropped when it ends.
+The PCA and the k-means cells are fitted on every run (the PCA on a content-chosen sample of
+~200 images, so it rarely moves): cheap next to decoding and aligning, and refitting them is what
+keeps the candidates those of a run from scratch. Entries not used by a run (removed images, other settings) are dropped when it ends.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,9 @@ class CopyCache:
         self._pairs: dict[tuple, tuple] = _load_pickle(self.root / "pairs.pkl", {})
         self._pairs_used: dict[tuple, tuple] = {}
         self._views_used: set[str] = set()
+        self._descriptors_used: set[tuple[str, str]] = set()
+        self.descriptors_computed = 0
+        self.descriptors_reused = 0
         self.views_decoded = 0
         self.views_reused = 0
         self.pairs_aligned = 0
@@ -127,6 +135,31 @@ class CopyCache:
         self._views_used.add(key)
         self.views_decoded += 1
 
+    # ---------------------------------------------------------------- descriptors
+    def _descriptor_path(self, projection: str, key: str) -> Path:
+        return self.root / "descriptors" / projection / key[:2] / f"{key}.npy"
+
+    def get_descriptors(self, projection: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """An image's window vectors (float16) and query vectors under one projection, or None."""
+        try:
+            stored = np.load(self._descriptor_path(projection, key), allow_pickle=False)
+            n_win = int(stored[0, 0])
+        except Exception:  # noqa: BLE001 (missing or damaged: computed again)
+            return None
+        self._descriptors_used.add((projection, key))
+        self.descriptors_reused += 1
+        return stored[1 : 1 + n_win].astype(np.float16), stored[1 + n_win :]
+
+    def put_descriptors(self, projection: str, key: str, win: np.ndarray, query: np.ndarray) -> None:
+        """Store them: one float32 array, a header row holding the window count (float16 -> float32 is exact)."""
+        head = np.zeros((1, win.shape[1]), np.float32)
+        head[0, 0] = len(win)
+        buf = io.BytesIO()
+        np.save(buf, np.concatenate([head, win.astype(np.float32), query.astype(np.float32)]))
+        atomic_write_bytes(self._descriptor_path(projection, key), buf.getvalue())
+        self._descriptors_used.add((projection, key))
+        self.descriptors_computed += 1
+
     # ---------------------------------------------------------------- pairs
     def get_pair(self, key: tuple) -> tuple | None:
         hit = self._pairs.get(key)
@@ -149,9 +182,20 @@ class CopyCache:
                 for path in sub.glob("*.bin"):
                     if path.stem not in self._views_used:
                         path.unlink(missing_ok=True)
+        projections = {p for p, _ in self._descriptors_used}
+        described = self.root / "descriptors"
+        if described.is_dir():
+            for folder in described.iterdir():
+                if folder.name not in projections:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    continue
+                for path in folder.glob("*/*.npy"):
+                    if (folder.name, path.stem) not in self._descriptors_used:
+                        path.unlink(missing_ok=True)
 
     def summary(self) -> str:
         return (f"{self.views_decoded} images decoded, {self.views_reused} from the cache; "
+                f"{self.descriptors_computed} images described, {self.descriptors_reused} from the cache; "
                 f"{self.pairs_aligned} pairs aligned, {self.pairs_reused} from the cache")  # fmt: skip
 
 
