@@ -498,6 +498,8 @@ def run_updates(kind: str, n: int, work_root: Path, data_dir: Path, larger: Path
     """First run of split + data audit, then 10 added, 10 removed, nothing changed, each checked
     against a run from scratch where ``scratch`` says (all | last | none)."""
     root, add, remove = update_data(kind, n, data_dir, larger)
+    if kind == "seed":  # the replica holds whole copies of the real set: say how many images it has
+        n = sum(1 for p in root.rglob("*.jpg") if not p.name.startswith("."))
     work = work_root / f"update-{kind}-{n}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
