@@ -39,6 +39,7 @@ import functools
 import json
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -392,6 +393,148 @@ def run_seed(n: int, work_root: Path, data_dir: Path) -> dict[str, Any]:
             "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
 
 
+# ------------------------------------------------------------------ dataset updates
+UPDATE = 10
+TARGETS = ("split", "results/audit/data_audit.json")
+
+
+def update_data(kind: str, n: int, data_dir: Path, larger: Path | None) -> tuple[Path, Any, Any]:
+    """A collection of n images that can gain and lose ``UPDATE`` of them: (root, add, remove).
+
+    ``rsna``: n + 10 rendered RSNA-like images, the class table selecting n of them (adding and
+    removing edit the table, as a new release of the list would). ``seed``: ~n symlinks to the real
+    seed-covid19-detection images (make_seed_replica); adding links 10 more normals under new
+    names, removing unlinks 10 spread links.
+    """
+    if kind == "rsna":
+        root = make_rsna_like(data_dir / f"rsna-{n + UPDATE}", n + UPDATE, larger)
+        ids = patient_ids(n + UPDATE)
+        table = lambda keep: pd.DataFrame({"patientId": keep, "class": "Normal"}).to_csv(  # noqa: E731
+            root / CLASS_CSV, index=False)
+        table(ids[:n])
+        gone = set(ids[1 :: max(1, n // UPDATE)][:UPDATE])
+        return root, lambda: table(ids), lambda: table([i for i in ids if i not in gone])
+    root = make_seed_replica(data_dir / f"seed-{n}", n)
+    for stale in root.glob("*/added *"):
+        stale.unlink()
+    spare = sorted((SEED / "normal_dataset").glob("*.jpg"))[:UPDATE]
+
+    def add() -> None:
+        for k, path in enumerate(spare):
+            (root / "Normal" / f"added {k:02d} {path.name}").symlink_to(path)
+
+    def remove() -> None:
+        links = sorted(root.glob("*/r* *.jpg"))
+        for path in links[:: max(1, len(links) // UPDATE)][:UPDATE]:
+            path.rename(path.with_name(f".removed {path.name}"))  # out of the listing, back next time
+
+    for hidden in root.glob("*/.removed *"):
+        hidden.rename(hidden.with_name(hidden.name[len(".removed ") :]))
+    return root, add, remove
+
+
+def update_config(kind: str, root: Path) -> dict[str, Any]:
+    if kind == "rsna":
+        return {**workflow_config(root, 1000), "experiments": {}}
+    return {"sources": {"seed": {"format": "folders", "path": str(root)}}, "experiments": {}}
+
+
+def run_step(work: Path, cfg_path: Path, env: dict[str, str], name: str) -> dict[str, Any]:
+    """One `snakemake split results/audit/data_audit.json`, and what it did."""
+    base = snakemake_cmd(work, cfg_path, [])[:-1]
+    since = time.time()
+    load = os.getloadavg()[0]
+    log = work / f"{name}.log"
+    wall, peak, cpu = timed([*base, *TARGETS], log, env)
+    crop_logs = list((work / "results/logs/crop_batch").glob("*/*.log"))
+    split_log = work / "results/logs/make_splits.log"
+    searched = split_log.is_file() and split_log.stat().st_mtime >= since
+    decoded = re.findall(r"copy search: (\d+) images decoded", split_log.read_text()) if searched else []
+    return {"step": name, "wall_s": wall, "cpu_s": cpu, "peak_mib": peak,
+            "crop_decoded": sum(1 for r in written_since(work, since) if r.startswith("records/")),
+            "copy_decoded": int(decoded[-1]) if decoded else 0,
+            "batches_rerun": sum(p.stat().st_mtime >= since for p in crop_logs), "batches": len(crop_logs),
+            "longest_line": max((len(line) for line in log.read_text(errors="replace").splitlines()), default=0),
+            "load_before": load, "load1": os.getloadavg()[0]}  # fmt: skip
+
+
+def equals_scratch(work: Path, cfg: dict[str, Any]) -> bool:
+    """The copy search, split and data audit from scratch (no cache) on the run's manifest, in this
+    process, against what the workflow wrote."""
+    from cxrflow.config import with_defaults as defaults
+
+    conf = defaults(cfg)
+    here = Path.cwd()
+    os.chdir(work)  # the manifest's paths are relative to the working directory
+    try:
+        return _equals_scratch(work, conf)
+    finally:
+        os.chdir(here)
+
+
+def _equals_scratch(work: Path, conf: dict[str, Any]) -> bool:
+    from cxrflow.audit import data_audit_main
+    from cxrflow.split import make_splits_main
+
+    out = work / "scratch"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    res = work / "results"
+    outputs = {"duplicates": str(out / "duplicates.csv"), "duplicate_groups": str(out / "duplicate_groups.json"),
+               "summary": str(out / "summary.json")}  # fmt: skip
+    make_splits_main(str(res / "preprocessed/manifest.csv"), outputs, str(out), conf["split"], conf["classes"],
+                     conf["audit"]["duplicates"], WORKERS)  # fmt: skip
+    data_audit_main(str(res / "preprocessed/manifest.csv"), str(out / "assignments.csv"), outputs["duplicates"],
+                    str(out / "data_audit.json"), conf["audit"]["baselines"]["thumbnail_size"],
+                    conf["audit"]["source_predictability"], str(out / "shared.png"))  # fmt: skip
+    same = [(out / "duplicates.csv", res / "audit/duplicates.csv"), (out / "assignments.csv", res / "splits/assignments.csv"),
+            (out / "duplicate_groups.json", res / "audit/duplicate_groups.json"),
+            (out / "data_audit.json", res / "audit/data_audit.json")]  # fmt: skip
+    return all(a.read_bytes() == b.read_bytes() for a, b in same)
+
+
+def run_updates(kind: str, n: int, work_root: Path, data_dir: Path, larger: Path | None,
+                scratch: str) -> list[dict[str, Any]]:  # fmt: skip
+    """First run of split + data audit, then 10 added, 10 removed, nothing changed, each checked
+    against a run from scratch where ``scratch`` says (all | last | none)."""
+    root, add, remove = update_data(kind, n, data_dir, larger)
+    if kind == "seed":  # the replica holds whole copies of the real set: say how many images it has
+        n = sum(1 for p in root.rglob("*.jpg") if not p.name.startswith("."))
+    work = work_root / f"update-{kind}-{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(REPO / "config.yaml", work / "config.yaml")
+    cfg = update_config(kind, root)
+    cfg_path = work / "my.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    rows = []
+    steps = [("first run", lambda: None), (f"{UPDATE} added", add), (f"{UPDATE} removed", remove),
+             ("nothing changed", lambda: None)]  # fmt: skip
+    for k, (name, change) in enumerate(steps):
+        change()
+        row = {"n": n, "data": kind, **run_step(work, cfg_path, env, name.replace(" ", "_")), "step": name}
+        check = scratch == "all" or (scratch == "last" and k == len(steps) - 1)
+        row["equals_scratch"] = equals_scratch(work, cfg) if check else None
+        row["when"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        rows.append(row)
+        with open(data_dir / "results.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(update_table([row]).splitlines()[-1], flush=True)
+    return rows
+
+
+def update_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| images | data | step | wall s | crop decodes | copy-search decodes | crop batches re-run "
+             "| equals scratch | longest console line | peak MiB | load |", "|" + "---|" * 11]  # fmt: skip
+    for r in rows:
+        same = {True: "yes", False: "NO", None: "not checked"}[r["equals_scratch"]]
+        lines.append(f"| {r['n']} | {r['data']} | {r['step']} | {r['wall_s']:.1f} | {r['crop_decoded']} "
+                     f"| {r['copy_decoded']} | {r['batches_rerun']} of {r['batches']} | {same} "
+                     f"| {r['longest_line']} | {r['peak_mib']:.0f} | {r['load_before']:.1f}-{r['load1']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ report
 def table(rows: Sequence[dict[str, Any]]) -> str:
     head = ("| images | mode | dry run s | run s | pool s | run/pool | CPU run/pool | no-op rerun s "
@@ -424,6 +567,12 @@ def main() -> None:
     parser.add_argument("--seed-replicas", type=int, default=0,
                         help="also run preprocess + split + data audit on ~N symlinks to the real "
                              "../shared/data/seed-covid19-detection images (0: skip)")  # fmt: skip
+    parser.add_argument("--updates", default="",
+                        help="comma-separated sizes: first run of split + data audit, then 10 added, 10 removed, "
+                             "nothing changed, on RSNA-like images and on the real-image replica")  # fmt: skip
+    parser.add_argument("--update-data", default="rsna,seed", help="rsna and/or seed, for --updates")
+    parser.add_argument("--scratch", default="all", choices=("all", "last", "none"),
+                        help="which --updates steps are compared with a run from scratch")  # fmt: skip
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -450,6 +599,13 @@ def main() -> None:
               f"| {row['preprocess_s'] / row['pool_s']:.2f} | {row['preprocess_cpu_s'] / row['pool_cpu_s']:.2f} "
               f"| {row['split_audit_s']:.1f} | {row['peak_mib']:.0f} | {row['load_before']:.1f}-{row['load1']:.1f} |",
               flush=True)  # fmt: skip
+    update_rows = []
+    for n in [int(s) for s in args.updates.split(",") if s]:
+        for kind in args.update_data.split(","):
+            larger = make_rsna_like(data_dir / f"rsna-{n + UPDATE}", n + UPDATE) if kind == "rsna" else None
+            update_rows += run_updates(kind, n, data_dir / "work", data_dir, larger, args.scratch)
+    if update_rows:
+        print(update_table(update_rows), flush=True)
     rows = []
     sizes = [int(s) for s in args.sizes.split(",") if s]
     larger = None

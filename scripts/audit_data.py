@@ -11,4 +11,4 @@ from cxrflow.joblog import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_rule(sm.log[0], data_audit_main, sm.input.manifest, sm.input.assignments, sm.input.duplicates, sm.output[0],
-         sm.params.thumbnail_size, sm.params.source, sm.output.shared)  # fmt: skip
+         sm.params.thumbnail_size, sm.params.source, sm.output.shared, sm.params.cache)  # fmt: skip

@@ -12,4 +12,4 @@ from cxrflow.split import make_splits_main
 if __name__ == "__main__":
     sm = snakemake  # noqa: F821 (injected by Snakemake)
     run_rule(sm.log[0], make_splits_main, sm.input.manifest, dict(sm.output.items()), sm.params.out_dir,
-             sm.params.split, list(sm.params.classes), sm.params.duplicates, pool_workers(sm.threads))  # fmt: skip
+             sm.params.split, list(sm.params.classes), sm.params.duplicates, pool_workers(sm.threads), sm.params.cache)  # fmt: skip

@@ -126,8 +126,9 @@ def test_batches_rerun_only_what_changed(tmp_path: Path) -> None:
     write_image(data / "img" / "a3.png", 99, bar=12)
     os.utime(data / "img" / "a3.png", ns=(before.st_atime_ns, before.st_mtime_ns))
     dry = run_snakemake(work, cfg, "preprocess", "-n")
-    assert planned_jobs(dry) == {"crop_batch": 1, "manifest": 1, "check_quarantine": 1, "preprocess": 1}
-    assert "Updated input files: results/preprocessed/listings/mine/" in dry.stdout
+    assert planned_jobs(dry) == {"listing_key": 1, "batch_listing": 1, "crop_batch": 1, "manifest": 1,
+                                 "check_quarantine": 1, "preprocess": 1}  # fmt: skip
+    assert "Input files updated by another job: results/preprocessed/listings/mine/" in dry.stdout
     run_snakemake(work, cfg, "preprocess")
     batch = next(b for b, members in batches.items() if "mine-a3" in members)
     log = (work / f"results/logs/crop_batch/mine/{batch}.log").read_text()
@@ -142,7 +143,38 @@ def test_batches_rerun_only_what_changed(tmp_path: Path) -> None:
     grown = assign_batches([f"mine-a{i}" for i in range(14)], 4)
     touched = {b for b, members in grown.items() if {"mine-a12", "mine-a13"} & set(members)}
     dry = run_snakemake(work, cfg, "preprocess", "-n")
-    assert planned_jobs(dry) == {"crop_batch": len(touched), "select_source": 1, "manifest": 1,
+    assert planned_jobs(dry) == {"listing_key": len(touched), "batch_listing": len(touched),
+                                 "crop_batch": len(touched), "select_source": 1, "manifest": 1,
                                  "check_quarantine": 1, "preprocess": 1}  # fmt: skip
-    run_snakemake(work, cfg, "preprocess")
+    update = run_snakemake(work, cfg, "preprocess")
     assert len(read_manifest(work / "results/preprocessed/manifest.csv")) == 14
+    # what changed in one line; no line of the update's console longer than a screen's width x height
+    console = update.stdout + update.stderr
+    assert "mine: 2 added, 0 removed, 0 changed (14 images selected)" in console
+    assert max(map(len, console.splitlines())) < 80 * 25
+    assert len(list((work / "results/preprocessed/listings/mine/keys").iterdir())) == len(grown)
+
+
+def _tree(root: Path) -> dict[str, int]:
+    """Every file under ``root`` with its mtime (what a command that writes nothing leaves alone)."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_reading_the_workflow_writes_no_listing(tmp_path: Path) -> None:
+    """-n, --lint and --unlock only read: no batch listing (or anything else) is written under
+    results/ while the workflow is parsed, neither in a fresh copy nor after an image changed."""
+    data, work = tmp_path / "data", tmp_path / "work"
+    for i in range(6):
+        write_image(data / "img" / f"a{i}.png", i)
+    cfg = tiny_config(sources={"mine": csv_source(data, 6)})
+    cfg["preprocess"]["batch_size"] = 2
+    for args in (("preprocess", "-n"), ("--lint",), ("--unlock",)):
+        run_snakemake(work, cfg, *args, check=args[0] != "--lint")
+        assert not (work / "results").exists(), args
+    run_snakemake(work, cfg, "preprocess")
+    write_image(data / "img" / "a1.png", 77, bar=10)
+    before = _tree(work / "results")
+    dry = run_snakemake(work, cfg, "preprocess", "-n")
+    assert planned_jobs(dry)["crop_batch"] == 1
+    assert _tree(work / "results") == before

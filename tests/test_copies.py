@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from cxrflow import copies, copies_figure, dedup
+from cxrflow import copy_cache as copies_cache
 
 SETTINGS = copies.schema_defaults()
 # ieee8023 files that are one radiograph under two names (judged by eye on the side-by-side
@@ -196,3 +197,51 @@ def test_worker_processes_give_the_same_pairs(ieee: tuple[Path, pd.DataFrame], t
     pooled = copies.find_copies(ids, paths, [None] * len(ids), SETTINGS, workers=2)
     assert len(serial) >= 3
     pd.testing.assert_frame_equal(serial, pooled)
+
+
+def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """The cache (views by content key, alignments by both keys and the match) changes the cost, never
+    the result: through additions, removals, an edited file and a changed setting, each run with the
+    cache gives the table (and the duplicate groups) of a run from scratch, and decodes and aligns
+    only what it has not seen."""
+    images, meta = ieee
+    originals = [images / f for f in meta["filename"][:10]]
+    planted = []
+    for k, kind in enumerate(KINDS):
+        out, params = _copy(_gray(originals[k]), kind)
+        path = tmp_path / f"copy_{kind}.{'jpg' if params else 'png'}"
+        cv2.imwrite(str(path), out, params)
+        planted.append(path)
+    cache_dir = tmp_path / "cache"
+
+    def check(paths: list[Path], settings: dict, workers: int = 1) -> copies_cache.CopyCache:
+        ids = [p.name for p in paths]
+        cache = copies_cache.CopyCache(cache_dir)
+        remembered = copies.find_copies(ids, paths, [None] * len(ids), settings, workers, cache)
+        cache.save()
+        scratch = copies.find_copies(ids, paths, [None] * len(ids), settings)
+        pd.testing.assert_frame_equal(remembered, scratch)
+        assert dedup.duplicate_groups(remembered) == dedup.duplicate_groups(scratch)
+        return cache
+
+    first = check(originals[:8] + planted[:4], SETTINGS)
+    assert (first.views_decoded, first.views_reused, first.pairs_reused) == (12, 0, 0)
+    assert first.pairs_aligned > 0
+    added = check(originals + planted, SETTINGS)  # two originals and two copies added
+    assert (added.views_decoded, added.views_reused) == (4, 12)
+    assert added.pairs_reused > 0
+    removed = check(originals[2:] + planted[2:], SETTINGS, workers=2)  # two originals and their copies gone
+    # (in so small a set every image is in the PCA's sample, so a removal moves some window matches:
+    # those pairs are aligned again; in a large one only a removed sampled image does that)
+    assert (removed.views_decoded, removed.views_reused) == (0, 12) and removed.pairs_reused > 0
+    assert len(list((cache_dir / "views").rglob("*.bin"))) == 12  # the removed images' views dropped
+    out, params = _copy(_gray(originals[9]), "contrast")  # one file edited in place
+    cv2.imwrite(str(planted[2]), out, params)
+    edited = check(originals[2:] + planted[2:], SETTINGS)
+    assert (edited.views_decoded, edited.views_reused) == (1, 11)
+    again = check(originals[2:] + planted[2:], SETTINGS)  # nothing changed: nothing decoded or aligned
+    assert (again.views_decoded, again.descriptors_computed, again.pairs_aligned) == (0, 0, 0)
+    stricter = check(originals[2:] + planted[2:], {**SETTINGS, "min_score": 0.8})  # verification setting
+    assert (stricter.views_decoded, stricter.pairs_reused) == (0, 0)
+    resized = check(originals[2:] + planted[2:], {**SETTINGS, "work_size": 96})  # a shaping setting
+    assert (resized.views_decoded, resized.views_reused) == (12, 0)

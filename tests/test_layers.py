@@ -264,8 +264,6 @@ def tree_of(root: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="common.smk writes the crop batches' listing files "
-                   "(results/preprocessed/listings/<source>/<batch>.tsv) while it is parsed")  # fmt: skip
 def test_no_file_written_while_the_dag_is_built(tmp_path: Path) -> None:
     """`-n`, `--lint` and `--unlock` only read: the tree of a fresh copy is the same after each."""
     work = fresh_repo(tmp_path / "repo")

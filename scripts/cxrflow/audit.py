@@ -179,11 +179,54 @@ def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None)
     return report
 
 
+def thumbnail_rows(paths: Sequence[str], size: int, cache_dir: str | Path | None = None) -> np.ndarray:
+    """``baselines.thumbnail_features`` of the images at ``paths``, read one at a time (never all in
+    memory) and, with ``cache_dir``, remembered by (path, size, mtime, ctime) of each file: after a
+    dataset update only new or rewritten images are read again. The same numbers either way."""
+    cache = Path(cache_dir) / f"thumbnails_{size}.npz" if cache_dir is not None else None
+    known: dict[tuple, np.ndarray] = {}
+    if cache is not None:
+        try:
+            with np.load(cache, allow_pickle=False) as stored:
+                known = {(str(p), *map(int, st)): row for p, st, row in
+                         zip(stored["paths"], stored["stats"], stored["features"])}  # fmt: skip
+        except (OSError, ValueError, KeyError):
+            known = {}
+    out = np.empty((len(paths), size * size), np.float32)
+    stats = np.zeros((len(paths), 3), np.int64)
+    shape = None
+    for k, path in enumerate(paths):
+        try:
+            st = Path(path).stat()
+            stats[k] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            pass
+        row = known.get((str(path), *map(int, stats[k])))
+        if row is not None and shape is not None:
+            out[k] = row
+            continue
+        img = baselines.load_gray_images([path])
+        if shape is not None and img.shape[1:] != shape:
+            raise ValueError(f"{path} is {img.shape[1:]}, the first image is {shape}: preprocess first")
+        shape = img.shape[1:]
+        out[k] = baselines.thumbnail_features(img, size)[0]
+    if not len(paths):
+        raise ValueError("no images given")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.stem + ".tmp.npz")
+        np.savez(tmp, paths=np.asarray([str(p) for p in paths]), stats=stats, features=out)
+        tmp.replace(cache)
+    return out
+
+
 def source_check(
-    table: pd.DataFrame, groups: pd.Series, thumbnail_size: int, settings: Mapping[str, Any]
+    table: pd.DataFrame, groups: pd.Series, thumbnail_size: int, settings: Mapping[str, Any],
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """``source_predictability`` on thumbnails of ``table`` (manifest rows), grouped by split group,
-    plus a flag and a sentence. ``settings`` is the config's ``audit.source_predictability``.
+    plus a flag and a sentence. ``settings`` is the config's ``audit.source_predictability``;
+    ``cache_dir`` remembers the thumbnails (``thumbnail_rows``).
 
     Flagged "confounded" on the bias-corrected Cramér's V of source x label alone
     (``flag_cramers_v``): when source and label are aligned no internal test can tell
@@ -191,7 +234,7 @@ def source_check(
     thumbnail classifier (balanced accuracy of predicting the source) is reported
     beside it as supporting evidence, never as a condition.
     """
-    features = baselines.thumbnail_features(baselines.load_gray_images(table["output_path"]), thumbnail_size)
+    features = thumbnail_rows(list(table["output_path"]), thumbnail_size, cache_dir)
     # Every source needs a group in each CV fold's training part, or the regression cannot learn it.
     per_source = groups.groupby(table["source"]).nunique()
     if len(per_source) > 1 and per_source.min() < settings["folds"]:
@@ -220,25 +263,26 @@ def source_check(
 
 
 def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.DataFrame, thumbnail_size: int,
-               settings: Mapping[str, Any]) -> dict[str, Any]:
+               settings: Mapping[str, Any], cache_dir: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """``data_audit.json``: leakage between splits, duplicate pairs and the source check of the ok images."""
     ok = manifest[manifest["status"] == "ok"].reset_index(drop=True)
     leakage = leakage_report(assignments, pairs)
     groups = ok["image_id"].map(dict(zip(assignments["image_id"], assignments["group"])))
     if groups.isna().any():
         raise ValueError(f"ok images missing from the assignments: {ok.loc[groups.isna(), 'image_id'].tolist()[:5]}")
-    source = source_check(ok, groups, thumbnail_size, settings)
+    source = source_check(ok, groups, thumbnail_size, settings, cache_dir)
     return json_safe({"leakage": leakage, "duplicate_pairs": int(len(pairs)), "source_predictability": source})
 
 
 def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str, output: str, thumbnail_size: int,
-                    settings: Mapping[str, Any], shared_png: str) -> dict[str, Any]:
+                    settings: Mapping[str, Any], shared_png: str, cache_dir: str | None = None) -> dict[str, Any]:
     """Rule audit_data: :func:`data_audit` of the manifest and the shared split, to data_audit.json, and
-    the shared-images figure (copies per source pair, side by side) to ``shared_png``."""
+    the shared-images figure (copies per source pair, side by side) to ``shared_png``; ``cache_dir``
+    remembers the thumbnails between runs."""
     table = read_manifest(manifest_csv)
     assignments = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False)
     pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
-    result = data_audit(table, assignments, pairs, thumbnail_size, settings)
+    result = data_audit(table, assignments, pairs, thumbnail_size, settings, cache_dir)
     write_json(result, output)
     leakage, source = result["leakage"], result["source_predictability"]
     LOG.info("leakage ok=%s (total shared %d); %s", leakage["ok"], leakage["total_shared"], source["sentence"])

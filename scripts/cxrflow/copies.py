@@ -37,6 +37,7 @@ speed: bench/README.md, docs/audits.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -52,6 +53,7 @@ import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA
 
+from .copy_cache import CopyCache, pair_key
 from .decode import ImageError, decode_image
 
 VIEWS = ("raw", "cropped")
@@ -195,6 +197,7 @@ class Index:
     box: np.ndarray  # (n_windows, 4) window box in the view's work image
     centroids: np.ndarray
     cell: np.ndarray  # cell of each window
+    queries: Any = None  # Queries of every view, projected while the index was built
 
 
 def _project(pca: PCA, x: np.ndarray) -> np.ndarray:
@@ -202,18 +205,84 @@ def _project(pca: PCA, x: np.ndarray) -> np.ndarray:
     return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-6)
 
 
-def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: int = 0) -> Index:
-    """Window thumbnails of all views, PCA-compressed (fitted on a sample of images, then applied
-    image by image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells."""
+def view_digests(works: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
+    """A digest of each image's work images: what orders images where the order must follow content."""
+    out = []
+    for views in works:
+        h = hashlib.blake2b(digest_size=16)
+        for name in VIEWS:
+            h.update(name.encode() + (views[name].tobytes() if name in views else b"-"))
+        out.append(h.hexdigest())
+    return out
+
+
+def pca_sample(works: Sequence[Mapping[str, np.ndarray]], digests: Sequence[str]) -> list[tuple[int, int]]:
+    """(image, view) of the views the PCA is fitted on: those of the images with the smallest work-image
+    digests, up to ``_PCA_VIEWS``. A function of content, not of the collection's size or order, so
+    that adding or removing images leaves the projection (and every pair's window match) as it was,
+    unless one of the few sampled images is among them."""
+    sample: list[tuple[int, int]] = []
+    for i in sorted(range(len(works)), key=lambda k: digests[k]):
+        sample += [(i, v) for v, name in enumerate(VIEWS) if name in works[i]]
+        if len(sample) >= _PCA_VIEWS:
+            break
+    return sample[:_PCA_VIEWS]
+
+
+def descriptors(views: Mapping[str, np.ndarray], pca: PCA, boxes: np.ndarray, qboxes: np.ndarray,
+                thumb: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One image's search descriptors: its views' window vectors (float16, as the index holds them)
+    and query-window vectors (float32), views in ``VIEWS`` order."""
+    names = [name for name in VIEWS if name in views]
+    win = np.concatenate([_project(pca, thumbnails(views[name], boxes, thumb)) for name in names]).astype(np.float16)
+    query = np.concatenate([_project(pca, thumbnails(views[name], qboxes, thumb)) for name in names])
+    return win, query
+
+
+def projection_key(pca: PCA, s: Settings) -> str:
+    """Names a fitted projection and the windows it is applied to: stored descriptors are reused only
+    under the same one."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps([s.work_size, s.thumb, s.max_crop, s.crop_steps, s.query_crop]).encode())
+    for part in (pca.components_, pca.mean_, pca.explained_variance_):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
+def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: int = 0,
+                digests: Sequence[str] | None = None, cache: CopyCache | None = None,
+                keys: Sequence[str] = ()) -> Index:  # fmt: skip
+    """Window thumbnails of all views, PCA-compressed (fitted on ``pca_sample``, then applied image by
+    image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells; the query
+    windows are projected on the way (``Index.queries``). ``digests``: ``view_digests(works)``, when
+    the caller has them; with ``cache`` (content keys in ``keys``), an image's descriptors under the
+    same projection are read back, not computed."""
     boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
+    qboxes = query_boxes(s.work_size, s.query_crop)
     rng = np.random.default_rng(seed)
     views = [(i, v) for i, w in enumerate(works) for v, name in enumerate(VIEWS) if name in w]
-    sample = rng.choice(len(views), size=min(len(views), _PCA_VIEWS), replace=False)
-    fit = np.concatenate([thumbnails(works[views[k][0]][VIEWS[views[k][1]]], boxes, s.thumb) for k in sample])
+    sample = pca_sample(works, view_digests(works) if digests is None else digests)
+    fit = np.concatenate([thumbnails(works[i][VIEWS[v]], boxes, s.thumb) for i, v in sample])
     pca = PCA(n_components=min(s.dims, *fit.shape), whiten=True, random_state=seed).fit(fit)
+    projection = projection_key(pca, s) if cache is not None else ""
     vectors = np.empty((len(views) * len(boxes), pca.n_components_), np.float16)
-    for k, (i, v) in enumerate(views):
-        vectors[k * len(boxes) : (k + 1) * len(boxes)] = _project(pca, thumbnails(works[i][VIEWS[v]], boxes, s.thumb))
+    q_parts, q_img, q_view = [], [], []
+    row = 0
+    for i, image_views in enumerate(works):
+        hit = cache.get_descriptors(projection, keys[i]) if cache is not None else None
+        if hit is None:
+            hit = descriptors(image_views, pca, boxes, qboxes, s.thumb)
+            if cache is not None:
+                cache.put_descriptors(projection, keys[i], *hit)
+        win, query = hit
+        vectors[row : row + len(win)] = win
+        row += len(win)
+        q_parts.append(query)
+        present = [v for v, name in enumerate(VIEWS) if name in image_views]
+        q_img.append(np.full(len(query), i))
+        q_view.append(np.repeat(present, len(qboxes)))
+    queries = Queries(np.concatenate(q_parts), np.concatenate(q_img), np.concatenate(q_view),
+                      np.tile(qboxes, (sum(len(p) for p in q_parts) // len(qboxes), 1)))  # fmt: skip
     owner = np.repeat([i for i, _ in views], len(boxes))
     view = np.repeat([v for _, v in views], len(boxes))
     n_cells = 1 if len(vectors) < _MIN_CELLED else int(s.cells_per_sqrt * np.sqrt(len(vectors)))
@@ -225,14 +294,23 @@ def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: in
                                for k in range(0, len(vectors), 65536)])  # fmt: skip
     else:
         centroids, cell = np.zeros((1, vectors.shape[1]), np.float32), np.zeros(len(vectors), int)
-    return Index(pca, vectors, owner, view, np.tile(boxes, (len(views), 1)), centroids, cell)
+    return Index(pca, vectors, owner, view, np.tile(boxes, (len(views), 1)), centroids, cell, queries)
 
 
-def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings) -> pd.DataFrame:
-    """Best window match per (query image, other image) among each query's nearest cells, above ``candidate_min``.
+@dataclass
+class Queries:
+    """Query windows of every view (the full view and its one-side crops), projected like the index."""
 
-    Columns: a, b (image indices, a != b), sim, view_a, box_a, view_b, box_b.
-    """
+    vectors: np.ndarray  # (n_queries, dims) float32, unit length
+    image: np.ndarray  # owning image per query (non-decreasing)
+    view: np.ndarray
+    box: np.ndarray
+
+
+def query_vectors(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings) -> Queries:
+    """Every view's query windows, projected by the index's PCA (``build_index`` made them)."""
+    if index.queries is not None:
+        return index.queries
     qboxes = query_boxes(s.work_size, s.query_crop)
     parts, q_img, q_view, q_box = [], [], [], []
     for i, views in enumerate(works):
@@ -242,8 +320,17 @@ def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s
                 q_img.append(np.full(len(qboxes), i))
                 q_view.append(np.full(len(qboxes), v))
                 q_box.append(qboxes)
-    q = np.concatenate(parts)
-    q_img_a, q_view_a, q_box_a = np.concatenate(q_img), np.concatenate(q_view), np.concatenate(q_box)
+    return Queries(np.concatenate(parts), np.concatenate(q_img), np.concatenate(q_view), np.concatenate(q_box))
+
+
+def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings,
+                      queries: Queries | None = None) -> pd.DataFrame:  # fmt: skip
+    """Best window match per (query image, other image) among each query's nearest cells, above ``candidate_min``.
+
+    Columns: a, b (image indices, a != b), sim, view_a, box_a, view_b, box_b.
+    """
+    queries = query_vectors(works, index, s) if queries is None else queries
+    q, q_img_a, q_view_a, q_box_a = queries.vectors, queries.image, queries.view, queries.box
     probe = min(s.probe, len(index.centroids))
     n_cells = len(index.centroids)
     w_order = np.argsort(index.cell, kind="stable")
@@ -290,6 +377,46 @@ def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s
         "view_a": q_view_a[hits["q"]], "box_a": list(q_box_a[hits["q"]]),
         "view_b": index.view[hits["w"]], "box_b": list(index.box[hits["w"]]),
     })  # fmt: skip
+
+
+def pair_matches(index: Index, queries: Queries, pairs: Sequence[tuple[int, int]],
+                 digests: Sequence[str]) -> list[tuple]:  # fmt: skip
+    """The window match each candidate pair is aligned from: the best of all query windows of one image
+    against all windows of the other, in both directions (the better one; on a tie, the image with
+    the smaller work-image digest as template). A function of the two images (and the projection)
+    alone, unlike the match the cells happened to return, so that an alignment from an earlier run
+    is the one a run from scratch would make.
+
+    Rows: (template, image, view_t, box_t, view_i, box_i).
+    """
+    w_lo = np.searchsorted(index.image, np.arange(len(digests)), "left")
+    w_hi = np.searchsorted(index.image, np.arange(len(digests)), "right")
+    q_lo = np.searchsorted(queries.image, np.arange(len(digests)), "left")
+    q_hi = np.searchsorted(queries.image, np.arange(len(digests)), "right")
+    directed: dict[int, list[int]] = {}
+    for a, b in pairs:
+        directed.setdefault(a, []).append(b)
+        directed.setdefault(b, []).append(a)
+    best: dict[tuple[int, int], tuple[float, int, int]] = {}
+    for a, partners in directed.items():
+        qv = queries.vectors[q_lo[a] : q_hi[a]]
+        cols = np.concatenate([np.arange(w_lo[b], w_hi[b]) for b in partners])
+        sims = qv @ index.vectors[cols].astype(np.float32).T
+        flat = sims.max(axis=0)
+        starts = np.cumsum([0] + [w_hi[b] - w_lo[b] for b in partners])[:-1]
+        for k, b in enumerate(partners):
+            seg = flat[starts[k] : starts[k] + w_hi[b] - w_lo[b]]
+            w = int(np.argmax(seg))
+            col = int(starts[k]) + w
+            best[(a, b)] = (float(seg[w]), int(q_lo[a] + np.argmax(sims[:, col])), int(cols[col]))
+    rows = []
+    for a, b in pairs:
+        ab, ba = best[(a, b)], best[(b, a)]
+        if ba[0] > ab[0] or (ba[0] == ab[0] and digests[b] < digests[a]):
+            a, b, ab = b, a, ba
+        _, qi, wi = ab
+        rows.append((a, b, int(queries.view[qi]), queries.box[qi], int(index.view[wi]), index.box[wi]))
+    return rows
 
 
 def align(template: np.ndarray, box_t: np.ndarray, image: np.ndarray, box_i: np.ndarray,
@@ -445,27 +572,38 @@ def _load_task(raw: str | Path | None, cropped: str | Path | None, size: int,
     return load_views(raw, cropped, size, decode_margin)
 
 
-def verify(stack: np.ndarray, has: np.ndarray, cands: pd.DataFrame, s: Settings,
-           pool: ProcessPoolExecutor | None = None, shm_name: str = "") -> pd.DataFrame:  # fmt: skip
-    """Align each candidate pair once (both directions merged, best window match first), keep those
-    scoring >= ``min_score``; with ``pool``, the pairs are aligned there (``stack`` and ``has`` then
-    live in the shared memory ``shm_name``, ``_shared_arrays``), in the same order and with the same
-    results as here.
+def verify(stack: np.ndarray, has: np.ndarray, rows: Sequence[tuple], s: Settings,
+           pool: ProcessPoolExecutor | None = None, shm_name: str = "",
+           cache: CopyCache | None = None, keys: Sequence[str] = ()) -> pd.DataFrame:  # fmt: skip
+    """Align each candidate pair (rows of ``pair_matches``), keep those scoring >= ``min_score``; with
+    ``pool``, the pairs are aligned there (``stack`` and ``has`` then live in the shared memory
+    ``shm_name``, ``_shared_arrays``), in the same order and with the same results as here. With
+    ``cache`` (each image's content key in ``keys``, ``projection`` naming the PCA the window match
+    was found with), a pair aligned by an earlier run is taken from it, not aligned again.
     """
-    rows = []
-    seen: set[tuple[int, int]] = set()
-    for c in cands.sort_values("sim", ascending=False).itertuples(index=False):
-        key = (min(c.a, c.b), max(c.a, c.b))
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append((int(c.a), int(c.b), int(c.view_a), np.asarray(c.box_a), int(c.view_b), np.asarray(c.box_b)))
-    if pool is None:
-        results = [align_pair(stack, has, *row, s) for row in rows]
+    results: list[Any] = [None] * len(rows)
+    pkeys: list[tuple] = []
+    if cache is not None:
+        settings = verify_settings(s)
+        pkeys = [pair_key(keys[r[0]], keys[r[1]], r[2], r[3], r[4], r[5], settings) for r in rows]
+        for k, pk in enumerate(pkeys):
+            hit = cache.get_pair(pk)
+            if hit is not None:
+                score, warp, overlap, va, vb = hit
+                results[k] = (score, np.asarray(warp, np.float32).reshape(2, 3), overlap, va, vb)
+    todo = [k for k, r in enumerate(results) if r is None]
+    if pool is None or not todo:
+        fresh = [align_pair(stack, has, *rows[k], s) for k in todo]
     else:
-        tasks = [pool.submit(_align_task, shm_name, stack.shape, rows[k : k + _PAIRS_PER_TASK], s)
-                 for k in range(0, len(rows), _PAIRS_PER_TASK)]  # fmt: skip
-        results = [r for t in tasks for r in t.result()]
+        tasks = [pool.submit(_align_task, shm_name, stack.shape, [rows[k] for k in todo[j : j + _PAIRS_PER_TASK]], s)
+                 for j in range(0, len(todo), _PAIRS_PER_TASK)]  # fmt: skip
+        fresh = [r for t in tasks for r in t.result()]
+    for k, result in zip(todo, fresh):
+        score, warp, overlap, va, vb = result
+        results[k] = (float(score), np.asarray(warp, np.float32), float(overlap), int(va), int(vb))
+        if cache is not None:
+            cache.put_pair(pkeys[k], (float(score), tuple(float(v) for v in np.ravel(warp)), float(overlap),
+                                      int(va), int(vb)))  # fmt: skip
     out = []
     for row, (score, warp, overlap, va, vb) in zip(rows, results):
         if score >= s.min_score:
@@ -477,14 +615,18 @@ def verify(stack: np.ndarray, has: np.ndarray, cands: pd.DataFrame, s: Settings,
 
 
 def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], cropped_paths: Sequence[str | Path | None],
-                duplicates: Mapping[str, Any], workers: int = 1) -> pd.DataFrame:  # fmt: skip
+                duplicates: Mapping[str, Any], workers: int = 1,
+                cache: CopyCache | None = None) -> pd.DataFrame:  # fmt: skip
     """Pairs of images that show one radiograph (``PAIR_COLUMNS``), best score first.
 
-    ``duplicates`` is the config's ``audit.duplicates``. ``method`` is ``exact`` (same decoded
+    ``duplicates`` is the config's audit.duplicates. ``method`` is ``exact`` (same decoded
     pixels, score 1) or ``aligned`` (window candidate, ECC affine, high-pass correlation =
     ``score``); ``view_a``/``view_b`` say which views matched (raw file or cropped image),
     ``overlap`` the share of image a covered by b, ``scale``/``rotation_deg`` the transform.
     ``workers`` > 1 decodes and aligns in that many processes (the result is the same).
+    With ``cache`` (cxrflow.copy_cache), images and pairs of earlier runs are not decoded or
+    aligned again, and the result is still that of a run from scratch; ``cache.save()`` is the
+    caller's.
     """
     ids = [str(i) for i in ids]
     if not len(ids) == len(raw_paths) == len(cropped_paths):
@@ -492,15 +634,46 @@ def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], crop
     if len(set(ids)) != len(ids):
         raise ValueError("image ids must be unique")
     s = Settings.from_config(duplicates)
+    keys: list[str] = []
+    loaded: list[Any] = [None] * len(ids)
+    if cache is not None:
+        shaping = shaping_settings(s)
+        keys = [cache.content_key(raw, cropped, shaping) for raw, cropped in zip(raw_paths, cropped_paths)]
+        loaded = [cache.get_views(k, VIEWS, s.work_size) for k in keys]
+    todo = [i for i, hit in enumerate(loaded) if hit is None]
     if workers <= 1 or len(ids) < 2:
-        pairs = zip(raw_paths, cropped_paths)
-        loaded = [load_views(raw, cropped, s.work_size, s.decode_margin) for raw, cropped in pairs]
-        return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s)
-    # spawn, not fork: forking a process whose BLAS/OpenCV threads ran can deadlock (cxrflow.jobs)
+        for i in todo:
+            loaded[i] = load_views(raw_paths[i], cropped_paths[i], s.work_size, s.decode_margin)
+        _store_views(cache, keys, loaded, todo, s)
+        return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s, cache=cache, keys=keys)
+    # spawn, not fork: forking a process whose BLAS/OpenCV threads ran can deadlock (cxrflow.jobs).
+    # The pool starts its processes on the first task: a run with everything cached starts none.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        loaded = list(pool.map(_load_task, raw_paths, cropped_paths, [s.work_size] * len(ids),
-                               [s.decode_margin] * len(ids), chunksize=32))  # fmt: skip
-        return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s, pool)
+        fresh = pool.map(_load_task, [raw_paths[i] for i in todo], [cropped_paths[i] for i in todo],
+                         [s.work_size] * len(todo), [s.decode_margin] * len(todo), chunksize=32)  # fmt: skip
+        for i, views in zip(todo, fresh):
+            loaded[i] = views
+        _store_views(cache, keys, loaded, todo, s)
+        return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s, pool, cache=cache, keys=keys)
+
+
+def shaping_settings(s: Settings) -> dict[str, Any]:
+    """The settings that shape an image's work images (its cached views are keyed by them)."""
+    return {"work_size": s.work_size, "decode_margin": s.decode_margin}
+
+
+def verify_settings(s: Settings) -> tuple:
+    """The settings an alignment depends on beyond its two images and window match."""
+    return ("min_score", s.min_score, "highpass_sigma", s.highpass_sigma)
+
+
+def _store_views(cache: CopyCache | None, keys: Sequence[str], loaded: Sequence[Any], todo: Sequence[int],
+                 s: Settings) -> None:  # fmt: skip
+    if cache is None:
+        return
+    for i in todo:
+        views, digest = loaded[i]
+        cache.put_views(keys[i], VIEWS, s.work_size, views, digest)
 
 
 def _prepared_stack(works: Sequence[dict[str, np.ndarray]], s: Settings, stack: np.ndarray,
@@ -516,9 +689,11 @@ def _prepared_stack(works: Sequence[dict[str, np.ndarray]], s: Settings, stack: 
 
 
 def pairs_from_views(ids: Sequence[str], works: Sequence[dict[str, np.ndarray]], digests: Sequence[str],
-                     s: Settings, pool: ProcessPoolExecutor | None = None) -> pd.DataFrame:  # fmt: skip
+                     s: Settings, pool: ProcessPoolExecutor | None = None, cache: CopyCache | None = None,
+                     keys: Sequence[str] = ()) -> pd.DataFrame:  # fmt: skip
     """``find_copies`` on loaded uint8 work images (``load_views``); each is moved, ``prepare``d, into
-    one array once the search no longer needs it (shared memory when ``pool`` aligns the pairs)."""
+    one array once the search no longer needs it (shared memory when ``pool`` aligns the pairs);
+    ``cache`` and ``keys`` as ``verify`` takes them."""
     exact = []
     by_digest: dict[str, int] = {}
     for i, d in enumerate(digests):
@@ -529,21 +704,23 @@ def pairs_from_views(ids: Sequence[str], works: Sequence[dict[str, np.ndarray]],
             by_digest[d] = i
     verified = pd.DataFrame(columns=["a", "b"])
     if len(works) > 1:
-        index = build_index(works, s)
-        cands = candidate_matches(works, index, s)
+        view_keys = view_digests(works)
+        index = build_index(works, s, digests=view_keys, cache=cache, keys=keys)
+        queries = query_vectors(works, index, s)
+        cands = candidate_matches(works, index, s, queries)
         done = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in exact}
-        keys = [(min(a, b), max(a, b)) for a, b in zip(cands["a"], cands["b"])]
-        cands = cands[[k not in done for k in keys]] if len(cands) else cands
-        del index
+        pairs = sorted({(min(a, b), max(a, b)) for a, b in zip(cands["a"], cands["b"])} - done)
+        rows = pair_matches(index, queries, pairs, view_keys)
+        del index, queries, cands
         shape = (len(works), len(VIEWS), s.work_size, s.work_size)
         if pool is None:
             stack, has = _prepared_stack(works, s, np.zeros(shape, np.uint8), np.zeros(shape[:2], bool))
-            verified = verify(stack, has, cands, s)
+            verified = verify(stack, has, rows, s, cache=cache, keys=keys)
         else:
             shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)) + int(np.prod(shape[:2])))
             try:
                 stack, has = _prepared_stack(works, s, *_shared_arrays(shm.buf, shape))
-                verified = verify(stack, has, cands, s, pool, shm.name)
+                verified = verify(stack, has, rows, s, pool, shm.name, cache, keys)
                 del stack, has  # no view of the buffer may outlive it
             finally:
                 shm.close()

@@ -27,6 +27,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .copies import find_copies
+from .copy_cache import CopyCache
 from .data import read_gray
 from .manifest import raw_files
 
@@ -96,15 +97,19 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "distance", "view
                 "rotation_deg", "source_a", "source_b", "patient_id_a", "patient_id_b", "label_a", "label_b")  # fmt: skip
 
 
-def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any],
-                    workers: int = 1) -> tuple[pd.DataFrame, dict[str, str]]:  # fmt: skip
+def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any], workers: int = 1,
+                    cache: CopyCache | None = None) -> tuple[pd.DataFrame, dict[str, str]]:  # fmt: skip
     """Pairs of ok images that show one radiograph (cxrflow.copies: raw file and cropped image searched,
     each pair aligned and scored; ``settings``: the config's audit.duplicates), with each side's source,
     patient and label so cross-source copies show at a glance, the cropped images' pHash distance, and
-    image_id -> cluster key for ``split.assign_splits``' extra_groups; ``workers`` processes decode and align."""
+    image_id -> cluster key for ``split.assign_splits``' extra_groups; ``workers`` processes decode and align;
+    ``cache`` (cxrflow.copy_cache) spares what earlier runs did, with the same result."""
     ok = table[table["status"] == "ok"].reset_index(drop=True)
-    pairs = find_copies(ok["image_id"].tolist(), raw_files(ok).tolist(), ok["output_path"].tolist(), settings, workers)
-    hashes = dict(zip(ok["image_id"], perceptual_hashes(ok["output_path"])))
+    pairs = find_copies(ok["image_id"].tolist(), raw_files(ok).tolist(), ok["output_path"].tolist(), settings,
+                        workers, cache)  # fmt: skip
+    # pHash only of the images in a pair (the distance column): one PNG read each, not one per image
+    paired = ok[ok["image_id"].isin(set(pairs["image_id_a"]) | set(pairs["image_id_b"]))]
+    hashes = dict(zip(paired["image_id"], perceptual_hashes(paired["output_path"])))
     pairs["distance"] = hamming(pairs["image_id_a"].map(hashes).to_numpy(np.uint64),
                                 pairs["image_id_b"].map(hashes).to_numpy(np.uint64))  # fmt: skip
     info = ok.set_index("image_id")[["source", "patient_id", "label"]]

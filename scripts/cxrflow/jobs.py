@@ -8,6 +8,8 @@ with the traceback.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -21,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from . import batch as cxr_batch
+from . import listing as cxr_listing
 from . import manifest as cxr_manifest
 from . import sources as cxr_sources
 from .joblog import job_log
@@ -135,9 +138,11 @@ def manifest_job(
         log.info("manifest: %s", json.dumps(summary))
 
 
-def write_inventory(inventory: cxr_sources.SourceInventory, output: str, skipped_output: str, log_path: str) -> None:
+def write_inventory(inventory: cxr_sources.SourceInventory, before: pd.DataFrame | None, output: str,
+                    skipped_output: str, log_path: str, source: str) -> None:  # fmt: skip
     """write_selection of a source read by sources.inventory_source: its images, skipped files and encoding."""
-    write_selection(inventory.images, output, log_path, inventory.skipped, skipped_output, inventory.encoding)
+    write_selection(inventory.images, before, output, log_path, source, inventory.skipped, skipped_output,
+                    inventory.encoding)  # fmt: skip
 
 
 def manifest_rule(inputs: Any, outputs: Any, log_path: str, batched: bool) -> None:
@@ -147,16 +152,53 @@ def manifest_rule(inputs: Any, outputs: Any, log_path: str, batched: bool) -> No
                  outputs.summary, outputs.quarantine, log_path, inputs.skipped, outputs.skipped)  # fmt: skip
 
 
+def selection_changes(before: pd.DataFrame | None, after: pd.DataFrame) -> tuple[int, int, int]:
+    """(added, removed, changed) rows between two selections of a source, by image id."""
+    if before is None or "image_id" not in before.columns:
+        return len(after), 0, 0
+    old = before.astype(str).set_index("image_id")
+    new = after.astype(str).set_index("image_id")
+    common = old.index.intersection(new.index)
+    cols = [c for c in new.columns if c in old.columns]
+    changed = int((old.loc[common, cols] != new.loc[common, cols]).any(axis=1).sum()) if len(common) else 0
+    return len(new.index.difference(old.index)), len(old.index.difference(new.index)), changed
+
+
+def selection_line(source: str, before: pd.DataFrame | None, after: pd.DataFrame) -> str:
+    """What changed in a source's selection, in one line a person reads on the terminal."""
+    added, removed, changed = selection_changes(before, after)
+    return f"{source}: {added} added, {removed} removed, {changed} changed ({len(after)} images selected)"
+
+
+def selection_digest(table: pd.DataFrame) -> str:
+    """A short digest of a selection table: the rule's param, so that a change re-runs it while the
+    console and .snakemake/metadata hold 16 characters, not the table."""
+    return hashlib.sha256(table.to_csv(index=False).encode("utf-8")).hexdigest()[:16]
+
+
+def read_selection(path: str | Path) -> pd.DataFrame | None:
+    """A selection table as written (all columns as text), or None when there is none yet."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError):
+        return None
+
+
 def write_selection(
     table: pd.DataFrame,
+    before: pd.DataFrame | None,
     output: str,
     log_path: str,
+    source: str,
     skipped: pd.DataFrame | None = None,
     skipped_output: str | None = None,
     encoding: str = "",
 ) -> None:
-    """The parse-time selection of one source, and the files it skipped, written for the manifest."""
+    """The parse-time selection of one source, and the files it skipped, written for the manifest;
+    one line says what changed since ``before`` (the table the last run wrote, or None)."""
     with job_log(log_path) as log:
+        after = pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype=str, keep_default_na=False)
+        cxr_batch.say(log, selection_line(source, before, after))
         cxr_manifest.write_csv_atomic(table, Path(output))
         if encoding:
             log.info("metadata read as %s", encoding)
@@ -173,6 +215,28 @@ def write_selection(
             log.info("%d files skipped", len(skipped))
             for reason, n in skipped["reason"].map(cxr_manifest.reason_kind).value_counts().items():
                 log.info("  %d x %s", n, reason)
+
+
+def touch_job(output: str, log_path: str) -> None:
+    """An empty marker file (a batch listing's key file)."""
+    with job_log(log_path):
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).touch()
+
+
+def write_listing_job(rows: Sequence[tuple[str, str, str]], stat: bool, output: str, key_file: str,
+                      other_batches: Sequence[str], log_path: str) -> None:  # fmt: skip
+    """One batch's listing (cxrflow.listing), written because its key file is new: the listing's
+    mtime then moves, which re-runs that batch's crop job. Key files of its earlier listings, and
+    listings of batches that no longer exist, are removed."""
+    with job_log(log_path) as log:
+        text = cxr_listing.listing_text(rows, stat=stat)
+        cxr_listing.write_if_changed(output, text) or Path(output).touch()
+        key = Path(key_file)
+        batch = Path(output).stem
+        cxr_listing.remove_others(key.parent, [key.name], pattern=f"{batch}.*")
+        cxr_listing.remove_others(Path(output).parent, [f"{b}.tsv" for b in other_batches])
+        log.info("%s: %d images listed", output, len(rows))
 
 
 class QuarantineError(RuntimeError):

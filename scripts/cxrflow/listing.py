@@ -4,11 +4,15 @@ Declaring hundreds of raw images as a batch job's inputs cost Snakemake ~2.5 ms 
 image per job (bench/README.md), and putting their stats into params printed every
 row of a changed batch as the job's reason. Instead each batch job takes one input,
 ``results/preprocessed/listings/{source}/{batch}.tsv``: one row per image with its id,
-path, known problem and (size, mtime, ctime) taken through symlinks. The listing is
-rewritten at parse time only when a row differs, so its mtime moves exactly when an
-image of the batch was added, removed, edited or replaced, and Snakemake's plain mtime
-check (on whatever --rerun-triggers) re-runs that batch alone. Inside the job the
-content key (cxrflow.batch.input_key) decides image by image what is decoded again.
+path, known problem and (size, mtime, ctime) taken through symlinks. Nothing is written
+while Snakemake reads the workflow (``-n``, ``--lint`` and ``--unlock`` leave results/
+alone): it only computes each listing's text and its key (``listing_key``). The listing
+is written by a job whose one input is an empty *key file* named by that key,
+``listings/{source}/keys/{batch}.{key}``. While the key is unchanged its file exists and
+nothing runs; when a row changes, the new key's file is missing, so the key job and the
+listing job run, the listing's mtime moves, and Snakemake's plain mtime check (under any
+--rerun-triggers) re-runs that batch alone. Inside the job the content key
+(cxrflow.batch.input_key) decides image by image what is decoded again.
 
 ctime, not only mtime: copies that keep mtimes (cp -p, tar, rsync -a) and same-size
 rewrites cannot hide a change, since no user call sets ctime. The price is a re-run
@@ -17,6 +21,7 @@ batch after chmod or a new hard link, which re-hashes its images and decodes non
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -71,12 +76,19 @@ def write_if_changed(path: str | Path, text: str) -> bool:
     return True
 
 
-def remove_others(folder: str | Path, keep: Iterable[str]) -> None:
-    """Delete the listings of batches that no longer exist (the bucket count doubled)."""
+def listing_key(text: str) -> str:
+    """16 hex digits of a listing's text: the name of its key file, so that a changed listing is a
+    missing file, which any ``--rerun-triggers`` sees."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def remove_others(folder: str | Path, keep: Iterable[str], pattern: str = "*.tsv") -> None:
+    """Delete the files matching ``pattern`` but not in ``keep``: listings of batches that no longer
+    exist (the bucket count doubled), key files of a batch's earlier listings."""
     folder = Path(folder)
     if not folder.is_dir():
         return
     kept = set(keep)
-    for path in folder.glob("*.tsv"):
+    for path in folder.glob(pattern):
         if path.name not in kept:
             path.unlink(missing_ok=True)

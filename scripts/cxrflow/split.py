@@ -53,6 +53,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .copy_cache import CopyCache
 from .dedup import find_duplicates
 from .manifest import read_manifest, write_csv_atomic
 
@@ -329,17 +330,23 @@ def split_summary(assignments: pd.DataFrame, classes: Sequence[str]) -> dict[str
 
 
 def make_splits_main(manifest_csv: str, outputs: Mapping[str, str], out_dir: str, split: Mapping[str, Any],
-                     classes: Sequence[str], duplicates: Mapping[str, Any], workers: int = 1) -> dict[str, Any]:
+                     classes: Sequence[str], duplicates: Mapping[str, Any], workers: int = 1,
+                     cache_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Rule make_splits: near-duplicate search, then the shared split (``split``: the config's split section).
 
     The duplicates are found here because they decide the split: a copy of one
     radiograph under two ids must land where its twin does, as two images of one
     patient do (``extra_groups``); ``duplicates`` is the config's audit.duplicates. Writes ``outputs`` duplicates, duplicate_groups
     and summary, and the split files under ``out_dir``. ``workers`` processes run the copy search's
-    decoding and alignment (the rule's threads).
+    decoding and alignment (the rule's threads); ``cache_dir`` keeps its views and alignments for the
+    next run (cxrflow.copy_cache: a dataset update decodes and aligns only what changed).
     """
     table = read_manifest(manifest_csv)
-    pairs, groups = find_duplicates(table, duplicates, workers)
+    cache = None if cache_dir is None else CopyCache(cache_dir)
+    pairs, groups = find_duplicates(table, duplicates, workers, cache)
+    if cache is not None:
+        cache.save()
+        LOG.info("copy search: %s (cache %s)", cache.summary(), cache_dir)
     pairs.to_csv(outputs["duplicates"], index=False)
     Path(outputs["duplicate_groups"]).write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n")
     LOG.info("%d duplicate pairs (%s) in %d clusters", len(pairs), pairs["method"].value_counts().to_dict(),

@@ -29,6 +29,8 @@ rule audit_data:
     params:
         source=config["audit"]["source_predictability"],
         thumbnail_size=config["audit"]["baselines"]["thumbnail_size"],
+        # thumbnails remembered between runs (cxrflow.audit.thumbnail_rows); safe to delete
+        cache="results/cache/audit",
     script:
         "../../scripts/audit_data.py"
 

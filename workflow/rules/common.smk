@@ -64,6 +64,12 @@ def inventory_source(name):
 
 INVENTORIES = {name: inventory_source(name) for name in config["sources"]}
 SELECTIONS = {name: inv.images for name, inv in INVENTORIES.items()}
+# Each source's selection as the last run wrote it (read now: Snakemake deletes a job's
+# output before the job runs), so that select_source can say what changed.
+PREVIOUS_SELECTIONS = {
+    name: cxr_jobs.read_selection(RESULTS / "sources" / f"{name}.csv")
+    for name in config["sources"]
+}
 DEMO_SOURCES = set(cxr_config.synthetic_sources(config))
 IMAGES = {
     (row.source, row.image_id): row
@@ -133,23 +139,40 @@ def listing_path(source, batch):
     return str(RESULTS / "preprocessed" / "listings" / source / f"{batch}.tsv")
 
 
-def write_listings():
-    """One listing per batch (cxrflow.listing), rewritten now only where a row changed.
+def batch_listing_rows(source, batch):
+    """(image_id, raw_path, problem) of each image of a batch, as its listing holds them."""
+    return [
+        (row.image_id, row.raw_path, row.problem)
+        for row in (IMAGES[(source, i)] for i in BATCHES[source][batch])
+    ]
 
-    Demo images do not exist at parse time; their content follows from demo_data's
-    metadata, a batch input of its own, so they are listed without a stat.
-    """
-    for source, batches in BATCHES.items():
-        stat = not is_demo_source(source)
-        for batch, image_ids in batches.items():
-            rows = [IMAGES[(source, i)] for i in image_ids]
-            text = cxr_listing.listing_text(
-                ((r.image_id, r.raw_path, r.problem) for r in rows), stat=stat
-            )
-            cxr_listing.write_if_changed(listing_path(source, batch), text)
-        cxr_listing.remove_others(
-            Path(listing_path(source, "x")).parent, [f"{b}.tsv" for b in batches]
-        )
+
+def listing_key_file(wildcards):
+    """The batch listing's key file (cxrflow.listing): named by the key of the listing's text as it
+    would be written now (stats read, nothing written), so a changed batch is a missing file.
+    Demo images do not exist at parse time; their content follows from demo_data's metadata, a
+    batch input of its own, so they are listed without a stat."""
+    source, batch = wildcards.source, wildcards.batch
+    text = cxr_listing.listing_text(
+        batch_listing_rows(source, batch), stat=not is_demo_source(source)
+    )
+    return str(
+        Path(listing_path(source, batch)).parent
+        / "keys"
+        / f"{batch}.{cxr_listing.listing_key(text)}"
+    )
+
+
+def write_batch_listing(wildcards, key_file, output, log):
+    """The batch_listing job: the listing written, its earlier key files and vanished batches' listings removed."""
+    cxr_jobs.write_listing_job(
+        batch_listing_rows(wildcards.source, wildcards.batch),
+        not is_demo_source(wildcards.source),
+        output,
+        key_file,
+        list(BATCHES[wildcards.source]),
+        log,
+    )
 
 
 def batch_inputs(wildcards):
@@ -219,9 +242,6 @@ def crop_item(wildcards, params):
 
 def experiment_params(wildcards):
     return config["experiments"][wildcards.experiment]
-
-
-write_listings()
 
 
 def experiment_fold_ids(experiment):

@@ -31,16 +31,22 @@ rule select_source:
         "results/benchmarks/select_source/{source}.tsv"
     localrule: True
     params:
-        # The selection itself: a change of filters, labels or listed files
-        # re-runs this job and, through it, the manifest.
-        table=lambda wildcards: SELECTIONS[wildcards.source].to_csv(index=False),
-        # The files a folders source skips: a new one re-lists them.
-        skipped=lambda wildcards: INVENTORIES[wildcards.source].skipped.to_csv(
-            index=False
+        # Digests of the selection and of the skipped files, not the tables: a change of
+        # filters, labels or listed files re-runs this job (and, through it, the manifest),
+        # and the job's reason on the console stays one short line; the job says what
+        # changed in one line.
+        table=lambda wildcards: cxr_jobs.selection_digest(SELECTIONS[wildcards.source]),
+        skipped=lambda wildcards: cxr_jobs.selection_digest(
+            INVENTORIES[wildcards.source].skipped
         ),
     run:
         cxr_jobs.write_inventory(
-            INVENTORIES[wildcards.source], output.selection, output.skipped, log[0]
+            INVENTORIES[wildcards.source],
+            PREVIOUS_SELECTIONS[wildcards.source],
+            output.selection,
+            output.skipped,
+            log[0],
+            wildcards.source,
         )
 
 

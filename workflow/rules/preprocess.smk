@@ -29,6 +29,40 @@ rule crop_image:
         cxr_jobs.crop_image_job(crop_item(wildcards, params), CROP_SETTINGS, log[0])
 
 
+# A batch's listing is written by a job, never while the workflow is read: its key file
+# is named by the listing's content, so only a batch whose images changed gets a missing
+# key file, a new listing, and a re-run (cxrflow.listing).
+rule listing_key:
+    output:
+        "results/preprocessed/listings/{source}/keys/{batch}.{key}",
+    log:
+        "results/logs/listing_key/{source}/{batch}.{key}.log",
+    benchmark:
+        "results/benchmarks/listing_key/{source}/{batch}.{key}.tsv"
+    wildcard_constraints:
+        batch="[0-9]+-[0-9]+",
+        key="[0-9a-f]{16}",
+    localrule: True
+    run:
+        cxr_jobs.touch_job(output[0], log[0])
+
+
+rule batch_listing:
+    input:
+        listing_key_file,
+    output:
+        "results/preprocessed/listings/{source}/{batch}.tsv",
+    log:
+        "results/logs/batch_listing/{source}/{batch}.log",
+    benchmark:
+        "results/benchmarks/batch_listing/{source}/{batch}.tsv"
+    wildcard_constraints:
+        batch="[0-9]+-[0-9]+",
+    localrule: True
+    run:
+        write_batch_listing(wildcards, input[0], output[0], log[0])
+
+
 rule crop_batch:
     input:
         batch_inputs,

@@ -30,6 +30,8 @@ rule make_splits:
         split=config["split"],
         classes=config["classes"],
         duplicates=config["audit"]["duplicates"],
+        # what the copy search remembers (cxrflow.copy_cache); safe to delete at any time
+        cache="results/cache/copies",
         out_dir=lambda wildcards, output: str(Path(output.assignments).parent),
     script:
         "../../scripts/split.py"
