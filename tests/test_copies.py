@@ -199,6 +199,7 @@ def test_worker_processes_give_the_same_pairs(ieee: tuple[Path, pd.DataFrame], t
     pd.testing.assert_frame_equal(serial, pooled)
 
 
+@pytest.mark.shared_data
 def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     """The cache (views by content key, alignments by both keys and the match) changes the cost, never
     the result: through additions, removals, an edited file and a changed setting, each run with the

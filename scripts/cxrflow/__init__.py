@@ -11,6 +11,7 @@ Modules by stage (each module's docstring says why it exists):
   (one image end to end), ``batch`` and ``listing`` (batched crop jobs), ``jobs``
   (the crop and manifest jobs), ``manifest``
 * split: ``split``, ``dedup`` (copies kept in one split), ``copies`` (copy search),
+  ``copy_cache`` (what the copy search remembers between runs),
   ``copies_figure``, ``external`` (held-out sources), ``nested`` (nested CV)
 * train: ``data``, ``augment``, ``model``, ``train``
 * evaluate: ``metrics``, ``uncertainty`` (bootstrap CIs), ``plots``, ``summary`` (an
