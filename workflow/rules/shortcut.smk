@@ -8,11 +8,13 @@
 rule train_border_only:
     input:
         unpack(choice_input),
+        unpack(weights_input),
         train=split_input("train"),
         val=split_input("val"),
     output:
         model="results/experiments/{experiment}/fold{fold}/border_only/model.keras",
         history="results/experiments/{experiment}/fold{fold}/border_only/history.csv",
+        training="results/experiments/{experiment}/fold{fold}/border_only/training.json",
     log:
         "results/logs/train_border_only/{experiment}/fold{fold}.log",
     benchmark:
