@@ -210,8 +210,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 64 px rates, 20 epochs, few views")
     parser.add_argument("--views", type=int, default=8, help="bank_views of the bank runs")
-    parser.add_argument("--job-precision", default="float32", choices=["float32", "mixed_bfloat16"],
-                        help="precision of the measured 500-epoch bank job")
+    parser.add_argument("--job-precision", nargs="+", default=["float32", "mixed_bfloat16"],
+                        choices=["float32", "mixed_bfloat16"], help="precisions of the measured 500-epoch bank jobs")
     parser.add_argument("--f1-size", type=int, default=64)
     parser.add_argument("--f1-epochs", type=int, default=50)
     parser.add_argument("--skip", nargs="*", default=[], choices=["rates", "job", "f1"])
@@ -233,19 +233,21 @@ def main() -> None:
         result["rates"] = rates(size, 32 if args.quick else 64, 3, 2 if args.quick else 4)
     if "job" not in args.skip:
         epochs = 20 if args.quick else schema_experiment()["epochs"]
-        exp = schema_experiment(image_size=size, epochs=epochs, bank_views=2 if args.quick else args.views,
-                                precision=args.job_precision, checkpoint_every=50)
-        job = training_job(splits, OUT / "train_speed" / "job_bank", exp)
-        job.update(views=exp["bank_views"], epochs=epochs, image_size=size, precision=args.job_precision)
         host = next((r for r in result.get("rates", []) if r["what"].startswith("today")), None)
         steps = [r for r in result.get("rates", []) if r["what"].startswith("new step")]
-        n = job["train_images"]
-        if host:
-            job["projected_on_the_fly_today_s"] = epochs * n / host["img_s"]
-        for r in steps:
-            job[f"projected_new_step_{r['precision']}_s"] = epochs * n / r["img_s"]
-        result["job"] = job
-        print(job, flush=True)
+        result["jobs"] = []
+        for precision in args.job_precision:
+            exp = schema_experiment(image_size=size, epochs=epochs, bank_views=2 if args.quick else args.views,
+                                    precision=precision, checkpoint_every=50)
+            job = training_job(splits, OUT / "train_speed" / f"job_bank_{precision}", exp)
+            job.update(views=exp["bank_views"], epochs=epochs, image_size=size, precision=precision)
+            n = job["train_images"]
+            if host:
+                job["projected_on_the_fly_today_s"] = epochs * n / host["img_s"]
+            for r in steps:
+                job[f"projected_new_step_{r['precision']}_s"] = epochs * n / r["img_s"]
+            result["jobs"].append(job)
+            print(job, flush=True)
     if "f1" not in args.skip:
         f1s = {}
         for name, changes in (("bank", {"bank_views": args.views}), ("on the fly", {})):
