@@ -117,8 +117,10 @@ class Checkpoints:
     def clear(self) -> None:
         """Remove every file of the folder but the bank (which checks its own fingerprint)."""
         for path in self.folder.iterdir():
-            if path != self.bank:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.is_dir() and path != self.bank:
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
 
     def truncate_history(self, epochs_done: int) -> None:
         """Drop rows of epochs after the checkpoint: they are trained again, and must appear once."""
@@ -244,11 +246,14 @@ def resume_or_build(
 
 
 def bank_fingerprint(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str | Path,
-                     val_csv: str | Path, mask: Mapping[str, Any] | None) -> str:
-    """What the bank's features depend on: base, input, augmentation, seed, precision and both splits."""
+                     val_csv: str | Path, mask: Mapping[str, Any] | None, base: keras.Model) -> str:
+    """What the bank's features depend on: the settings of input, augmentation, seed and precision, both
+    splits, and the base's weights themselves (a base built otherwise than the bank's never pairs with it)."""
     keys = ("arch", "weights", "image_size", "augmentation", "seed", "precision")
     digest = hashlib.sha256(fingerprint({k: experiment[k] for k in keys}, classes, train_csv, mask).encode())
     digest.update(Path(val_csv).read_bytes())
+    for weight in base.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
     return digest.hexdigest()
 
 
@@ -287,8 +292,11 @@ def train(
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train(experiment, classes, train_csv, val_csv, model_path, history_path, checkpoint_dir, log, workers, mask,
-           weights_file, training_path) -> pd.DataFrame:  # noqa: ANN001 (train's arguments)
+def _train(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str | Path, val_csv: str | Path,
+           model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path, log: logging.Logger,
+           workers: int, mask: Mapping[str, Any] | None, weights_file: str | Path | None,
+           training_path: str | Path | None) -> pd.DataFrame:
+    """:func:`train` under the experiment's dtype policy."""
     backend, how = keras.backend.backend(), feed(experiment)
     keras.utils.set_random_seed(experiment["seed"])
     size, arch = experiment["image_size"], experiment["arch"]
@@ -327,7 +335,7 @@ def _train(experiment, classes, train_csv, val_csv, model_path, history_path, ch
             return keras.ops.convert_to_numpy(extractor.predict_on_batch(preprocess(images)))
 
         store.folder.mkdir(parents=True, exist_ok=True)
-        bank = FeatureBank(store.bank, bank_fingerprint(experiment, classes, train_csv, val_csv, mask))
+        bank = FeatureBank(store.bank, bank_fingerprint(experiment, classes, train_csv, val_csv, mask, extractor))
         f_train, f_val = bank.build(features, x_train, x_val, experiment["bank_views"], seed,
                                     experiment["augmentation"], batch_size, log)
 
