@@ -20,7 +20,8 @@ Prints, each figure with the 1-minute load average before and after it:
   4. test F1 (per class and macro, with 95 % bootstrap intervals, each image its own unit: the
      folder gives no patient ids) of the bank vs on-the-fly augmentation on the same split at a
      CPU-sized setting (64 px, 50 epochs).
-Results also go to bench/out/train_speed.json.
+Results also go to bench/out/train_speed.json (``--json``); ``--skip`` leaves parts out, so the parts
+can run one after another on a busy machine.
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--f1-size", type=int, default=64)
     parser.add_argument("--f1-epochs", type=int, default=50)
     parser.add_argument("--skip", nargs="*", default=[], choices=["rates", "job", "f1"])
+    parser.add_argument("--json", default="train_speed.json", help="file name under bench/out/")
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -258,7 +260,7 @@ def main() -> None:
                          "load": job["load"]}
             print(name, f1s[name], flush=True)
         result["f1"] = {"image_size": args.f1_size, "epochs": args.f1_epochs, "views": args.views, **f1s}
-    (OUT / "train_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (OUT / args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

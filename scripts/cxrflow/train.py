@@ -103,7 +103,7 @@ class Checkpoints:
         os.replace(tmp_model, self.model)
         state: dict[str, Any] = {"epochs_done": epochs_done, "fingerprint": fingerprint}
         if best is not None:
-            if best.weights is not None:
+            if best.weights is not None and not best.weights_saved:
                 tmp_best = self.folder / "best.tmp.npz"
                 with tmp_best.open("wb") as f:
                     np.savez(f, *best.weights)
