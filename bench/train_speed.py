@@ -215,6 +215,11 @@ def main() -> None:
                         choices=["float32", "mixed_bfloat16"], help="precisions of the measured 500-epoch bank jobs")
     parser.add_argument("--f1-size", type=int, default=64)
     parser.add_argument("--f1-epochs", type=int, default=50)
+    parser.add_argument("--f1-learning-rate", type=float, default=None,
+                        help="default: the schema's; both runs of the F1 part use the same")
+    parser.add_argument("--f1-precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                        help="precision of both runs of the F1 part")
+    parser.add_argument("--f1-feeds", nargs="+", default=["bank", "on the fly"], choices=["bank", "on the fly"])
     parser.add_argument("--skip", nargs="*", default=[], choices=["rates", "job", "f1"])
     parser.add_argument("--json", default="train_speed.json", help="file name under bench/out/")
     args = parser.parse_args()
@@ -252,14 +257,19 @@ def main() -> None:
             print(job, flush=True)
     if "f1" not in args.skip:
         f1s = {}
+        lr = {"learning_rate": args.f1_learning_rate} if args.f1_learning_rate else {}
         for name, changes in (("bank", {"bank_views": args.views}), ("on the fly", {})):
-            exp = schema_experiment(image_size=args.f1_size, epochs=args.f1_epochs, checkpoint_every=50, **changes)
+            if name not in args.f1_feeds:
+                continue
+            exp = schema_experiment(image_size=args.f1_size, epochs=args.f1_epochs, checkpoint_every=50, **lr,
+                                    precision=args.f1_precision, **changes)
             out = OUT / "train_speed" / f"f1_{name.replace(' ', '_')}"
             job = training_job(splits, out, exp)
             f1s[name] = {**f1_with_intervals(out / "model.keras", splits, exp), "wall_s": job["wall_s"],
                          "load": job["load"]}
             print(name, f1s[name], flush=True)
-        result["f1"] = {"image_size": args.f1_size, "epochs": args.f1_epochs, "views": args.views, **f1s}
+        result["f1"] = {"image_size": args.f1_size, "epochs": args.f1_epochs, "views": args.views,
+                        "learning_rate": exp["learning_rate"], "precision": args.f1_precision, **f1s}
     (OUT / args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
