@@ -96,7 +96,8 @@ def timed_fit(model, data, epochs: int, n_images: int) -> float:
     return throughput.steady_rate()
 
 
-def rates(size: int, n_images: int, epochs: int, forward_batches: int) -> list[dict]:
+def rates(size: int, n_images: int, epochs: int, forward_batches: int,
+          precisions: tuple[str, ...] = ("float32", "mixed_bfloat16")) -> list[dict]:
     """Forward and training img/s at ``size`` px, fp32 and bf16; today's loop (host) in fp32 only."""
     import keras
     import numpy as np
@@ -109,7 +110,7 @@ def rates(size: int, n_images: int, epochs: int, forward_batches: int) -> list[d
     images = rng.integers(0, 256, (n_images, size, size, 1), dtype=np.uint8)
     labels = rng.integers(0, 2, n_images)
     results = []
-    for precision in ("float32", "mixed_bfloat16"):
+    for precision in precisions:
         keras.config.set_dtype_policy(precision)
         exp = schema_experiment(image_size=size, precision=precision, steps_per_execution=2)
         bs = exp["batch_size"]
@@ -220,6 +221,9 @@ def main() -> None:
     parser.add_argument("--f1-precision", default="float32", choices=["float32", "mixed_bfloat16"],
                         help="precision of both runs of the F1 part")
     parser.add_argument("--f1-feeds", nargs="+", default=["bank", "on the fly"], choices=["bank", "on the fly"])
+    parser.add_argument("--rates-precision", nargs="+", default=["float32", "mixed_bfloat16"],
+                        choices=["float32", "mixed_bfloat16"], help="precisions of the rates part")
+    parser.add_argument("--rates-epochs", type=int, default=3, help="epochs per training rate (the first compiles)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["rates", "job", "f1"])
     parser.add_argument("--json", default="train_speed.json", help="file name under bench/out/")
     args = parser.parse_args()
@@ -237,7 +241,8 @@ def main() -> None:
     splits = write_split(OUT / "train_speed" / "split")
     size = 64 if args.quick else 224
     if "rates" not in args.skip:
-        result["rates"] = rates(size, 32 if args.quick else 64, 3, 2 if args.quick else 4)
+        result["rates"] = rates(size, 32 if args.quick else 64, args.rates_epochs, 2 if args.quick else 4,
+                                tuple(args.rates_precision))
     if "job" not in args.skip:
         epochs = 20 if args.quick else schema_experiment()["epochs"]
         host = next((r for r in result.get("rates", []) if r["what"].startswith("today")), None)
