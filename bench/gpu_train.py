@@ -1,7 +1,11 @@
-"""GPU check of the real training path: build_model + AugmentedBatches (OpenCV warp) + model.fit.
+"""GPU check of the real training path: build_model + AugmentedBatches + model.fit.
 
     .venv/bin/python bench/gpu_train.py jax                       # on the GPU machine, original sizes
+    .venv/bin/python bench/gpu_train.py jax --feed in_step --precision mixed_bfloat16 --steps-per-execution 4
     .venv/bin/python bench/gpu_train.py jax --image-size 64 --images 32 --epochs 2   # CPU smoke run
+
+``--feed host`` warps with OpenCV in worker threads (the default experiment); ``--feed in_step``
+sends uint8 images and the drawn transforms to the device, where the warp runs in the compiled step.
 
 Synthetic uint8 images (no network, `weights: none`: ImageNet weights change no timing). Every other
 setting is the schema's default experiment (VGG19, frozen base, batch 32, Adam, the article's
@@ -65,6 +69,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--no-augmentation", action="store_true",
                         help="all augmentation off: does the augmentation limit the training rate?")
+    parser.add_argument("--feed", choices=["host", "in_step"], default="host")
+    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32")
+    parser.add_argument("--steps-per-execution", type=int, default=1)
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend  # before keras' first import
     sys.path.insert(0, str(REPO / "scripts"))
@@ -73,11 +80,12 @@ def main() -> None:
     import numpy as np
 
     from cxrflow.augment import AugmentedBatches
-    from cxrflow.model import build_model, preprocess_batch
+    from cxrflow.model import build_model, build_step_model, preprocess_batch
     from cxrflow.train import ThroughputLog, compile_model
 
     original = schema_default_experiment()
-    experiment = {**original, "weights": "none", "backend": args.backend, "epochs": args.epochs}
+    experiment = {**original, "weights": "none", "backend": args.backend, "epochs": args.epochs,
+                  "precision": args.precision, "steps_per_execution": args.steps_per_execution}
     experiment["arch"] = args.arch or original["arch"]
     experiment["image_size"] = args.image_size or original["image_size"]
     augmentation = None if args.no_augmentation else experiment["augmentation"]  # None: no warp at all
@@ -85,26 +93,30 @@ def main() -> None:
     print("\n".join(device_lines(args.backend)))
     print(f"keras {keras.__version__} backend={keras.backend.backend()} arch={experiment['arch']} "
           f"image_size={size} batch={batch_size} images={args.images} workers={args.workers} "
-          f"augmentation={augmentation}")
+          f"augmentation={augmentation} feed={args.feed} precision={args.precision} "
+          f"steps_per_execution={args.steps_per_execution}")
 
+    keras.config.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(experiment["seed"])
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.images, size, size, 1), dtype=np.uint8)
     labels = rng.integers(0, 2, args.images)
-    model = compile_model(build_model(experiment, 2), experiment)
+    model = build_model(experiment, 2)
+    trained = compile_model(build_step_model(model, experiment["arch"]) if args.feed == "in_step" else model,
+                            experiment)
 
     def preprocess(x):
         return preprocess_batch(experiment["arch"], x)
 
     data = AugmentedBatches(images, labels, 2, batch_size, preprocess, augmentation,
-                            seed=experiment["seed"], shuffle=True, workers=args.workers)
+                            seed=experiment["seed"], shuffle=True, workers=args.workers, in_step=args.feed == "in_step")
 
     class PrintLog:
         def info(self, message: str, *values) -> None:
             print(message % values)
 
     throughput = ThroughputLog(PrintLog(), args.images, args.epochs)
-    model.fit(data, epochs=args.epochs, callbacks=[throughput], verbose=0)
+    trained.fit(data, epochs=args.epochs, callbacks=[throughput], verbose=0)
     train_rate = throughput.steady_rate()
 
     x = preprocess(images[:batch_size])

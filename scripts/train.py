@@ -3,6 +3,7 @@
 Nested-CV experiments get their outer fold's choice.json as input `choice`: the
 chosen grid point's settings replace the experiment's before training. The
 border-only control passes `params.mask` ({fraction, fill}); the full model has none.
+A `weights: imagenet` experiment gets the fetched base file as input `weights`.
 """
 
 import os
@@ -20,4 +21,5 @@ from cxrflow.train import TrainingSettings  # noqa: E402
 
 sm = snakemake  # noqa: F821
 run_rule(sm.log[0], train_main, sm.input.get("choice"), TrainingSettings.from_params(sm.params), sm.input.train,
-         sm.input.val, sm.output.model, sm.output.history, sm.log[0], workers=sm.threads)  # fmt: skip
+         sm.input.val, sm.output.model, sm.output.history, sm.log[0], workers=sm.threads,
+         weights_file=sm.input.get("weights"), training_path=sm.output.training)  # fmt: skip

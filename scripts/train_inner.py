@@ -16,4 +16,4 @@ from cxrflow.train import TrainingSettings  # noqa: E402
 sm = snakemake  # noqa: F821
 run_rule(sm.log[0], train_and_score_main, TrainingSettings.from_params(sm.params), sm.params.grid_point,
          {"train": sm.input.train, "val": sm.input.val}, dict(sm.output.items()), dict(sm.wildcards.items()),
-         sm.params.scratch_model, sm.log[0], workers=sm.threads)  # fmt: skip
+         sm.params.scratch_model, sm.log[0], workers=sm.threads, weights_file=sm.input.get("weights"))  # fmt: skip

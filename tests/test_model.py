@@ -1,4 +1,5 @@
-"""Model building, weights handling (incl. the real offline ImageNet failure), preprocessing, augmentation."""
+"""Model building, weights handling (incl. the real offline ImageNet failure and the fetch from a local
+file), preprocessing, augmentation (OpenCV and in-step Keras ops: the same geometry), the view bank."""
 
 from __future__ import annotations
 
@@ -15,9 +16,21 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 
-from cxrflow.augment import AugmentedBatches, augment_batch, random_affine  # noqa: E402
+from cxrflow.augment import AffineWarp, AugmentedBatches, augment_batch, random_affine, warp_batch  # noqa: E402
+from cxrflow.bank import BankBatches, FeatureBank, view_images  # noqa: E402
 from cxrflow.data import load_split  # noqa: E402
-from cxrflow.model import IMAGENET_NOTOP_FILES, build_base, build_model, preprocess_batch  # noqa: E402
+from cxrflow.model import (  # noqa: E402
+    IMAGENET_NOTOP_FILES,
+    IMAGENET_NOTOP_MD5,
+    IMAGENET_NOTOP_ORIGINS,
+    BaseInput,
+    WeightsUnavailable,
+    build_base,
+    build_model,
+    fetch_imagenet,
+    md5_of,
+    preprocess_batch,
+)
 
 NO_AUG = {"rotation": 0, "width_shift": 0.0, "height_shift": 0.0, "horizontal_flip": False, "zoom": 0.0}
 
@@ -30,6 +43,8 @@ def experiment(**changes) -> dict:
         "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True,
                          "zoom": 0.0},
         "backend": keras.backend.backend(), "checkpoint_every": 1, "save_optimizer": False, "seed": 0,
+        "bank_views": 0, "augment_in_step": False, "steps_per_execution": 1, "precision": "float32",
+        "select_epoch": "last", "select_monitor": "val_loss",
     }
     return {**base, **changes}
 
@@ -212,3 +227,142 @@ def test_final_model_saved_without_optimizer_state_loads_and_predicts_the_same(t
     loaded = keras.saving.load_model(tmp_path / "slim.keras")
     assert np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     assert keras.saving.load_model(tmp_path / "full.keras").optimizer is not None
+
+
+def blobs(n: int, size: int) -> np.ndarray:
+    """Smooth uint8 test images (bilinear interpolation error stays at rounding level on them)."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    out = np.zeros((n, size, size, 1), np.uint8)
+    for i in range(n):
+        image = np.zeros((size, size), np.uint8)
+        for _ in range(4):
+            x, y = rng.integers(0, size - 12, 2)
+            image[y:y + 12, x:x + 8] = rng.integers(60, 255)
+        out[i, ..., 0] = cv2.GaussianBlur(image, (5, 5), 1.5)
+    return out
+
+
+@pytest.mark.parametrize("params", [
+    [20, 0, 0, 1, 0], [-13.5, 0, 0, 1, 0],  # rotations about the centre, both ways
+    [0, 7.3, -4.6, 1, 0],                    # shifts
+    [0, 0, 0, 1, 1],                         # horizontal flip
+    [0, 0, 0, 1.15, 0],                      # zoom
+    [-17, 5.2, 3.1, 0.9, 1],                 # all at once
+], ids=["rot+", "rot-", "shift", "flip", "zoom", "all"])
+def test_in_step_warp_matches_opencv_geometry(params: list[float]) -> None:
+    """keras.ops warp (in the step) vs cv2.warpAffine (host) for the same draw: equal up to the
+    host's rounding to uint8 (0.5) and interpolation error."""
+    images = blobs(4, 48)
+    draws = np.tile(np.asarray(params, float), (4, 1))
+    host = warp_batch(images, draws).astype(np.float32)
+    step = np.asarray(keras.ops.convert_to_numpy(AffineWarp()([images, draws.astype(np.float32)])))
+    assert step.shape == host.shape
+    assert np.abs(step - host).max() <= 0.51
+    assert np.abs(step - host).mean() < 0.1
+    if params != [0, 0, 0, 1, 0]:
+        assert not np.array_equal(host, images)
+
+
+def test_in_step_batches_carry_the_host_draws() -> None:
+    """in_step=True yields uint8 pixels and the very draws the OpenCV path warps with."""
+    images = blobs(10, 32)
+    labels = np.arange(10) % 2
+    aug = experiment()["augmentation"]
+
+    def preprocess(x):
+        return preprocess_batch("vgg19", x)
+
+    host = AugmentedBatches(images, labels, 2, 4, preprocess, aug, seed=7, shuffle=True, epoch=3)
+    step = AugmentedBatches(images, labels, 2, 4, preprocess, aug, seed=7, shuffle=True, epoch=3, in_step=True)
+    x, y = step[1]
+    assert x["pixels"].dtype == np.uint8 and x["affine"].shape == (4, 5)
+    np.testing.assert_array_equal(y, host[1][1])
+    warped = np.asarray(keras.ops.convert_to_numpy(AffineWarp()([x["pixels"], x["affine"]])))
+    np.testing.assert_allclose(BaseInputNumpy(warped), host[1][0], atol=0.51)
+
+
+def BaseInputNumpy(gray: np.ndarray) -> np.ndarray:  # noqa: N802 (reads as the layer it calls)
+    return np.asarray(keras.ops.convert_to_numpy(BaseInput("vgg19")(gray)))
+
+
+def test_base_input_layer_is_the_host_preprocessing() -> None:
+    gray = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 1), dtype=np.uint8)
+    for arch in ("vgg19", "resnet50"):
+        got = np.asarray(keras.ops.convert_to_numpy(BaseInput(arch)(gray.astype(np.float32))))
+        np.testing.assert_allclose(got, preprocess_batch(arch, gray), atol=1e-4)
+
+
+def test_bank_views_are_seeded_and_reproducible(tmp_path: Path) -> None:
+    """View k is the same in every run and whatever K is; views differ; a lost view is rebuilt alone."""
+    images = blobs(6, 32)
+    aug = experiment()["augmentation"]
+    np.testing.assert_array_equal(view_images(images, 5, 2, aug), view_images(images, 5, 2, aug))
+    assert not np.array_equal(view_images(images, 5, 0, aug), view_images(images, 5, 1, aug))
+    assert not np.array_equal(view_images(images, 5, 0, aug), view_images(images, 6, 0, aug))
+    calls = []
+
+    def features(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return batch.reshape(len(batch), -1)[:, :16].astype(np.float32)
+
+    import logging
+
+    log = logging.getLogger("bank-test")
+    bank = FeatureBank(tmp_path / "bank", "print-1")
+    train, val = bank.build(features, images, images[:2], 3, 5, aug, 4, log)
+    assert train.shape == (3, 6, 16) and val.shape == (2, 16) and sum(calls) == 3 * 6 + 2
+    np.testing.assert_array_equal(train[1], features(view_images(images, 5, 1, aug)))
+    calls.clear()
+    bank.view_path(1).unlink()  # as if killed before view 1 was written
+    again, _ = bank.build(features, images, images[:2], 4, 5, aug, 4, log)
+    assert sum(calls) == 2 * 6  # view 1 and the new view 3 only
+    np.testing.assert_array_equal(again[:3], train)
+    calls.clear()
+    FeatureBank(tmp_path / "bank", "print-2").build(features, images, images[:2], 2, 5, aug, 4, log)
+    assert sum(calls) == 2 * 6 + 2  # other settings: everything again
+    batches = BankBatches(train, np.arange(6) % 2, 2, 4, seed=1, epoch=0)
+    x0, y0 = batches[0]
+    assert x0.shape == (4, 16) and y0.shape == (4, 2)
+    np.testing.assert_array_equal(x0, BankBatches(train, np.arange(6) % 2, 2, 4, seed=1, epoch=0)[0][0])
+    rows = batches.order[:4]
+    np.testing.assert_array_equal(x0, train[batches.views[rows], rows])
+    draws = {tuple(BankBatches(train, np.arange(6) % 2, 2, 4, seed=1, epoch=e).views) for e in range(8)}
+    assert len(draws) > 1  # each epoch its own views
+
+
+def test_imagenet_origins_and_hashes_are_keras_own() -> None:
+    import inspect
+
+    sources = inspect.getsource(inspect.getmodule(keras.applications.VGG19)) + inspect.getsource(
+        inspect.getmodule(keras.applications.ResNet50))
+    for arch in ("vgg19", "resnet50"):
+        assert IMAGENET_NOTOP_MD5[arch] in sources
+        assert IMAGENET_NOTOP_ORIGINS[arch].split("keras-applications/")[1] in sources
+
+
+def test_fetch_imagenet_from_a_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          vgg_base: keras.Model) -> None:
+    """Never the network: a file:// origin stands in for Keras' server. Checked against the md5, placed
+    whole, then loaded by a `weights: imagenet` build from that file."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-cache"))
+    served = tmp_path / "server" / IMAGENET_NOTOP_FILES["vgg19"]
+    served.parent.mkdir()
+    with h5py.File(served, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, vgg_base)
+    dest = tmp_path / "resources" / "weights" / "vgg19_imagenet_notop.h5"
+    with pytest.raises(ValueError, match="md5"):
+        fetch_imagenet("vgg19", dest, origin=served.as_uri(), md5="0" * 32)
+    assert not dest.exists() and not list(dest.parent.iterdir())
+    with pytest.raises(WeightsUnavailable, match=IMAGENET_NOTOP_FILES["vgg19"]):
+        fetch_imagenet("vgg19", dest, origin=(tmp_path / "nowhere.h5").as_uri(), md5=md5_of(served))
+    fetch_imagenet("vgg19", dest, origin=served.as_uri(), md5=md5_of(served))
+    assert dest.read_bytes() == served.read_bytes()
+    keras.utils.set_random_seed(4)
+    loaded = build_base(experiment(weights="imagenet"), weights_file=dest)
+    for expected, got in zip(vgg_base.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(expected, got)

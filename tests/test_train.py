@@ -32,7 +32,7 @@ args = json.loads(sys.argv[1])
 os.environ["KERAS_BACKEND"] = args["experiment"]["backend"]
 from cxrflow.train import TrainingSettings, main
 main(TrainingSettings(args["experiment"], tuple(args["classes"]), args["checkpoints"]), args["train"], args["val"],
-     args["model"], args["history"], args["log"], workers=1)
+     args["model"], args["history"], args["log"], workers=1, training_path=args["training"])
 if args.get("evaluate"):
     from cxrflow.metrics import EvaluationSettings, evaluate_main
     o = args["out"]
@@ -73,7 +73,9 @@ def experiment(backend: str, **changes) -> dict:
             "batch_size": 8, "optimizer": "adam", "learning_rate": 1e-3, "dropout": 0.5,
             "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True,
                              "zoom": 0.1},
-            "backend": backend, "checkpoint_every": 1, "save_optimizer": False, "seed": 0, **changes}
+            "backend": backend, "checkpoint_every": 1, "save_optimizer": False, "seed": 0, "bank_views": 0,
+            "augment_in_step": False, "steps_per_execution": 1, "precision": "float32", "select_epoch": "last",
+            "select_monitor": "val_loss", **changes}
 
 
 def launch(args: dict) -> subprocess.Popen:
@@ -86,19 +88,47 @@ def run_args(out: Path, splits: dict[str, str], exp: dict, evaluate: bool) -> di
     out.mkdir(parents=True, exist_ok=True)
     return {"experiment": exp, "classes": CLASSES, **splits, "out": str(out), "model": str(out / "model.keras"),
             "history": str(out / "history.csv"), "checkpoints": str(out / "checkpoints"),
+            "training": str(out / "training.json"),
             "log": str(out / "train.log"), "evaluate": evaluate}
 
 
-def kill_after_checkpoint(proc: subprocess.Popen, state: Path, epochs_done: int) -> tuple[int, str, int]:
-    """SIGKILL once the checkpoint of epoch >= epochs_done exists; (returncode, output, epochs checkpointed)."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= epochs_done:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    output, _ = proc.communicate(timeout=60)
-    return proc.returncode, output, json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
+def epochs_checkpointed(state: Path) -> int:
+    try:
+        return json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
+    except (ValueError, KeyError):  # replaced atomically; tolerate a race anyway
+        return 0
+
+
+def kill_stages(records: dict) -> None:
+    """SIGKILL each run at each of its stages, all runs watched at once, and relaunch it after each kill.
+
+    A stage is ("view", path): the bank's first view is written, the build going on; or
+    ("epochs", n): the checkpoint of epoch >= n exists. Each kill is recorded as
+    (returncode, output, epochs checkpointed) under the stage's name.
+    """
+    pending = {key: list(r["stages"]) for key, r in records.items() if r.get("stages")}
+    deadline = time.monotonic() + 480
+    while pending and time.monotonic() < deadline:
+        for key in list(pending):
+            record, (name, target) = records[key], pending[key][0]
+            state = Path(record["args"]["checkpoints"]) / "state.json"
+            proc = record["proc"]
+            ready = Path(target).is_file() if name == "view" else epochs_checkpointed(state) >= target
+            if not ready and proc.poll() is None:
+                continue
+            if ready:
+                proc.send_signal(signal.SIGKILL)
+            output, _ = proc.communicate(timeout=60)
+            record[f"killed_{name}"] = (proc.returncode, output, epochs_checkpointed(state))
+            if proc.returncode != -signal.SIGKILL:  # ended before its stage: nothing to resume
+                record["proc"] = launch(record["args"])
+                del pending[key]
+                continue
+            record["proc"] = launch(record["args"])
+            pending[key].pop(0)
+            if not pending[key]:
+                del pending[key]
+        time.sleep(0.01)
 
 
 # The checks of resuming, stale checkpoints and empty validation splits run on the
@@ -108,6 +138,15 @@ ROLE_TESTS = {
     "test_killed_training_resumes_from_last_checkpoint": "resume",
     "test_stale_checkpoint_is_discarded": "stale",
     "test_empty_validation_split_is_logged": "empty_val",
+    "test_killed_bank_build_and_head_training_resume": "bank",
+    "test_in_step_augmentation_bf16_resumes_and_keeps_best_epoch": "step",
+}
+# The fast feeds, each killed and resumed: the bank (killed while building, then while training
+# the head) and the in-step warp (steps_per_execution 2, bfloat16, best validation epoch kept).
+FEED_SETTINGS = {
+    "bank": {"bank_views": 12, "epochs": 6},
+    "step": {"augment_in_step": True, "steps_per_execution": 2, "precision": "mixed_bfloat16",
+             "select_epoch": "best_val", "select_monitor": "val_loss", "epochs": 6},
 }
 DEFAULT_BACKEND = "tensorflow"
 
@@ -138,15 +177,16 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     - resume: 6 epochs, checkpoint every epoch, SIGKILLed after epoch 2's checkpoint, rerun;
     - stale: starts beside a checkpoint of other settings, which must be discarded;
     - empty_val: an empty validation split;
-    - plain: 2 epochs on another backend.
-    Every final run also evaluates, so each backend is checked end to end.
+    - plain: 2 epochs on another backend;
+    - bank, step: the fast feeds (FEED_SETTINGS), killed and resumed like ``resume``.
+    Every final run also evaluates, so each backend and feed is checked end to end.
     """
     root = tmp_path_factory.mktemp("runs")
     splits = write_splits(root / "data", {"train": 16, "val": 4, "test": 6})
     no_val = write_splits(root / "data_noval", {"train": 16, "val": 0, "test": 6})
     records: dict[tuple[str, str], dict] = {}
     for role, backend in sorted(wanted_runs(request)):
-        exp = experiment(backend, epochs=6) if role == "resume" else experiment(backend)
+        exp = experiment(backend, epochs=6) if role == "resume" else experiment(backend, **FEED_SETTINGS.get(role, {}))
         args = run_args(root / f"{role}-{backend}", no_val if role == "empty_val" else splits, exp, evaluate=True)
         if role == "stale":
             ckpt = Path(args["checkpoints"])
@@ -155,10 +195,11 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             (ckpt / "checkpoint.keras").write_bytes(b"stale")
         records[(role, backend)] = {"role": role, "backend": backend, "args": args, "proc": launch(args)}
     for record in records.values():
-        if record["role"] == "resume":
-            state = Path(record["args"]["checkpoints"]) / "state.json"
-            record["killed"] = kill_after_checkpoint(record["proc"], state, epochs_done=2)
-            record["proc"] = launch(record["args"])
+        if record["role"] == "bank":
+            record["stages"] = [("view", Path(record["args"]["checkpoints"]) / "bank" / "view000.npy")]
+        if record["role"] in ("resume", "bank", "step"):
+            record["stages"] = record.get("stages", []) + [("epochs", 2)]
+    kill_stages(records)
     for record in records.values():
         output, _ = record["proc"].communicate(timeout=300)
         record.update(returncode=record["proc"].returncode, output=output,
@@ -194,6 +235,9 @@ def test_train_and_evaluate_end_to_end(backend: str, runs: dict) -> None:
     for png in ("history.png", "confusion_matrix.png", "roc.png"):
         read_figure(out / png)
     assert f"backend={backend}" in log and "train_images/s=" in log
+    record = json.loads(Path(args["training"]).read_text())
+    assert record["select_epoch"] == "last" and record["chosen_epoch"] == args["experiment"]["epochs"]
+    assert record["feed"] == "host"
 
 
 def role(runs: dict, name: str) -> dict:
@@ -203,7 +247,7 @@ def role(runs: dict, name: str) -> dict:
 def test_killed_training_resumes_from_last_checkpoint(runs: dict) -> None:
     """SIGKILL after the epoch-2 checkpoint, rerun: it resumes and every epoch is in history.csv once."""
     run = role(runs, "resume")
-    killed_rc, killed_output, done = run["killed"]
+    killed_rc, killed_output, done = run["killed_epochs"]
     assert killed_rc == -signal.SIGKILL, f"not killed mid-run (rc {killed_rc}): {killed_output[-2000:]}"
     assert 2 <= done < 6
     assert run["returncode"] == 0, run["output"][-3000:]
@@ -220,3 +264,43 @@ def test_stale_checkpoint_is_discarded(runs: dict) -> None:
 def test_empty_validation_split_is_logged(runs: dict) -> None:
     run = role(runs, "empty_val")
     assert "validation split" in run["log"] and "is empty" in run["log"]
+
+
+def check_resumed(run: dict) -> int:
+    killed_rc, killed_output, done = run["killed_epochs"]
+    assert killed_rc == -signal.SIGKILL, f"not killed mid-run (rc {killed_rc}): {killed_output[-2000:]}"
+    assert 2 <= done < 6
+    assert run["returncode"] == 0, run["output"][-3000:] + run["log"][-3000:]
+    assert f"resumed from epoch {done}" in run["log"]
+    assert pd.read_csv(run["args"]["history"])["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    return done
+
+
+def test_killed_bank_build_and_head_training_resume(runs: dict) -> None:
+    """Killed after the first bank view, the rerun keeps the views built; killed again in the head's
+    training, it resumes from the checkpoint; the saved full model evaluates like any other."""
+    run = role(runs, "bank")
+    build_rc, build_output, _ = run["killed_view"]
+    assert build_rc == -signal.SIGKILL, f"bank build not killed (rc {build_rc}): {build_output[-2000:]}"
+    check_resumed(run)
+    assert "views already built" in run["log"] and "feature bank ready: 12 views x 16 images" in run["log"]
+    record = json.loads(Path(run["args"]["training"]).read_text())
+    assert record == {"select_epoch": "last", "monitor": "val_loss", "chosen_epoch": 6,
+                      "value": pytest.approx(pd.read_csv(run["args"]["history"])["val_loss"].iloc[-1]),
+                      "epochs": 6, "feed": "bank", "bank_views": 12, "precision": "float32"}
+    assert (Path(run["args"]["out"]) / "metrics.json").is_file()
+    assert not Path(run["args"]["checkpoints"]).exists()
+
+
+def test_in_step_augmentation_bf16_resumes_and_keeps_best_epoch(runs: dict) -> None:
+    """training.json's epoch is history.csv's lowest val_loss (first on ties), chosen on validation data."""
+    run = role(runs, "step")
+    check_resumed(run)
+    history = pd.read_csv(run["args"]["history"])
+    record = json.loads(Path(run["args"]["training"]).read_text())
+    best = int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    assert record["chosen_epoch"] == best and record["monitor"] == "val_loss" and record["feed"] == "in_step"
+    assert record["value"] == history["val_loss"].min() and record["precision"] == "mixed_bfloat16"
+    assert f"kept epoch {best} of 6" in run["log"] and "feed=in_step" in run["log"]
+    predictions = pd.read_csv(Path(run["args"]["out"]) / "predictions.csv")
+    np.testing.assert_allclose(predictions[["prob_COVID-19", "prob_Normal"]].sum(axis=1), 1.0, atol=1e-5)

@@ -211,13 +211,14 @@ def nested_summary(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[
 
 def train_and_score_main(
     settings: TrainingSettings, grid_point: Mapping[str, Any], splits: Mapping[str, str], outputs: Mapping[str, str],
-    run: Mapping[str, Any], scratch_model: str, log_path: str, workers: int = 1,
+    run: Mapping[str, Any], scratch_model: str, log_path: str, workers: int = 1, weights_file: str | None = None,
 ) -> dict[str, Any]:
     """Entry point of train_inner (KERAS_BACKEND already set): train one grid point on one inner fold,
     score it on the inner validation part. The model itself is not kept: only its score is needed.
 
     ``settings`` is the rule's ``train.TrainingSettings``; ``splits`` its train and val
-    inputs, ``outputs`` its score, predictions and history; ``run`` {point, inner}.
+    inputs, ``outputs`` its score, predictions, history and training record; ``run`` {point, inner};
+    ``weights_file`` the fetched ImageNet file of a ``weights: imagenet`` experiment.
     """
     import keras
 
@@ -230,7 +231,8 @@ def train_and_score_main(
     experiment = training_settings(settings.experiment, grid_point)
     log.info("grid point %d %s, inner fold %d", point, dict(grid_point), inner)
     train(experiment, classes, splits["train"], splits["val"], scratch_model, outputs["history"],
-          settings.checkpoint_dir, log, workers)  # fmt: skip
+          settings.checkpoint_dir, log, workers, weights_file=weights_file,
+          training_path=outputs.get("training"))  # fmt: skip
     model = keras.saving.load_model(scratch_model)
     predictions, _ = predict_split(model, splits["val"], classes, experiment, outputs["predictions"])
     score = {"point": point, "inner": inner, "params": dict(grid_point), **inner_score(predictions, classes)}

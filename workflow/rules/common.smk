@@ -331,6 +331,28 @@ def choice_input(wildcards):
     }
 
 
+def weights_input(wildcards):
+    """A `weights: imagenet` training reads the fetched base file (the same for every fold)."""
+    spec = config["experiments"][wildcards.experiment]
+    if spec["weights"] != "imagenet":
+        return {}
+    return {
+        "weights": str(
+            Path(config["weights_dir"]) / f"{spec['arch']}_imagenet_notop.h5"
+        )
+    }
+
+
+def weights_backend(wildcards):
+    """fetch_weights runs Keras' downloader under a backend an experiment with that base uses."""
+    backends = [
+        spec["backend"]
+        for spec in config["experiments"].values()
+        if spec["arch"] == wildcards.arch
+    ]
+    return backends[0] if backends else "tensorflow"
+
+
 def summary_inputs(wildcards):
     """Per-fold results the experiment summary draws on (external and nested ones where set)."""
     e = wildcards.experiment

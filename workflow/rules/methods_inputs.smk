@@ -76,6 +76,7 @@ def card_inputs(wildcards):
         "model": str(fold / "model.keras"),
         "metrics": str(fold / "metrics.json"),
         "history": str(fold / "history.csv"),
+        "training": str(fold / "training.json"),
         "train": split_input("train")(wildcards),
         "val": split_input("val")(wildcards),
     }
@@ -91,5 +92,4 @@ def card_optional(wildcards):
     fold = experiment_dir(wildcards.experiment) / f"fold{wildcards.fold}"
     return {
         "operating_point": str(fold / "operating_point.json"),
-        "training": str(fold / "training.json"),
     }

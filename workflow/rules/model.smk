@@ -1,6 +1,27 @@
 # Training (one GPU job per experiment and fold), evaluation on the held-out
 # test split, and a per-experiment summary over folds. Split files come from the
 # shared split, or from the experiment's own (external.smk) when it has one.
+# ImageNet weights are fetched once, on the host that runs Snakemake (fetch_weights,
+# a local rule), so training jobs on compute nodes without network read a file.
+
+
+rule fetch_weights:
+    output:
+        str(Path(config["weights_dir"]) / "{arch}_imagenet_notop.h5"),
+    log:
+        "results/logs/fetch_weights/{arch}.log",
+    benchmark:
+        "results/benchmarks/fetch_weights/{arch}.tsv"
+    wildcard_constraints:
+        arch="vgg19|resnet50",
+    localrule: True
+    conda:
+        "../../envs/train.yaml"
+    params:
+        backend=weights_backend,
+    script:
+        "../../scripts/fetch_weights.py"
+
 
 from pathlib import Path
 
@@ -10,11 +31,13 @@ from cxrflow import layout as cxr_layout
 rule train:
     input:
         unpack(choice_input),
+        unpack(weights_input),
         train=split_input("train"),
         val=split_input("val"),
     output:
         model="results/experiments/{experiment}/fold{fold}/model.keras",
         history="results/experiments/{experiment}/fold{fold}/history.csv",
+        training="results/experiments/{experiment}/fold{fold}/training.json",
     log:
         "results/logs/train/{experiment}/fold{fold}.log",
     benchmark:

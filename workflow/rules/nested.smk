@@ -32,12 +32,14 @@ rule inner_split:
 
 rule train_inner:
     input:
+        unpack(weights_input),
         train=rules.inner_split.output.train,
         val=rules.inner_split.output.val,
     output:
         score="results/experiments/{experiment}/fold{fold}/inner/split{inner}/point{point}/score.json",
         predictions="results/experiments/{experiment}/fold{fold}/inner/split{inner}/point{point}/predictions.csv",
         history="results/experiments/{experiment}/fold{fold}/inner/split{inner}/point{point}/history.csv",
+        training="results/experiments/{experiment}/fold{fold}/inner/split{inner}/point{point}/training.json",
     log:
         "results/logs/train_inner/{experiment}/fold{fold}/split{inner}/point{point}.log",
     benchmark:

@@ -14,11 +14,13 @@ from cxrflow import layout as cxr_layout
 # tilt the verdict (docs/trust.md).
 rule train_border_only:
     input:
+        unpack(weights_input),
         train=split_input("train"),
         val=split_input("val"),
     output:
         model="results/experiments/{experiment}/fold{fold}/border_only/model.keras",
         history="results/experiments/{experiment}/fold{fold}/border_only/history.csv",
+        training="results/experiments/{experiment}/fold{fold}/border_only/training.json",
     log:
         "results/logs/train_border_only/{experiment}/fold{fold}.log",
     benchmark:
