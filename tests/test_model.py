@@ -16,7 +16,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 
-from cxrflow.augment import AffineWarp, AugmentedBatches, augment_batch, random_affine, warp_batch  # noqa: E402
+from cxrflow.augment import AffineWarp, AugmentedBatches, affine_matrix, augment_batch, draw_affine, warp_batch  # noqa: E402
 from cxrflow.bank import BankBatches, FeatureBank, view_images  # noqa: E402
 from cxrflow.data import load_split  # noqa: E402
 from cxrflow.model import (  # noqa: E402
@@ -144,7 +144,7 @@ def test_preprocess_batch_matches_keras() -> None:
 
 def test_random_affine_identity_and_flip() -> None:
     rng = np.random.default_rng(0)
-    np.testing.assert_allclose(random_affine(rng, 16, NO_AUG), np.eye(3)[:2], atol=1e-12)
+    np.testing.assert_allclose(affine_matrix(draw_affine(rng, 16, NO_AUG), 16), np.eye(3)[:2], atol=1e-12)
     image = np.arange(16 * 16, dtype=np.uint8).reshape(1, 16, 16, 1)
     flips = {"mirror": 0, "same": 0}
     for seed in range(20):

@@ -13,7 +13,8 @@ Modules by stage (each module's docstring says why it exists):
 * split: ``split``, ``dedup`` (copies kept in one split), ``copies`` (copy search),
   ``copy_cache`` (what the copy search remembers between runs),
   ``copies_figure``, ``external`` (held-out sources), ``nested`` (nested CV)
-* train: ``data``, ``augment``, ``model``, ``train``
+* train: ``data``, ``augment``, ``model``, ``train``, ``bank`` (features of augmented
+  views through a frozen base, computed once)
 * evaluate: ``metrics``, ``uncertainty`` (bootstrap CIs), ``plots``, ``summary`` (an
   experiment over its folds)
 * audit: ``baselines``, ``audit`` (leakage, source predictability), ``shortcut``

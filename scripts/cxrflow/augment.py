@@ -29,7 +29,6 @@ import numpy as np
 Preprocess = Callable[[np.ndarray], np.ndarray]
 
 
-AFFINE_FIELDS = ("angle", "tx", "ty", "scale", "flip")  # one image's draw, in degrees and pixels
 
 
 def draw_affine(rng: np.random.Generator, size: int, augmentation: Mapping[str, Any]) -> np.ndarray:
@@ -62,11 +61,6 @@ def affine_matrix(params: np.ndarray, size: int) -> np.ndarray:
     mirror = np.array([[-1.0, 0.0, size - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if flip else np.eye(3)
     shift = np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
     return (shift @ rotate @ mirror)[:2]
-
-
-def random_affine(rng: np.random.Generator, size: int, augmentation: Mapping[str, Any]) -> np.ndarray:
-    """Draw one 2x3 matrix (:func:`draw_affine` then :func:`affine_matrix`)."""
-    return affine_matrix(draw_affine(rng, size, augmentation), size)
 
 
 def augment_batch(
