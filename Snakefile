@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxrflow import config as cxr_config  # noqa: E402
 from cxrflow import console as cxr_console  # noqa: E402
-from cxrflow import jobs as cxr_jobs  # noqa: E402
+from cxrflow import crop_jobs as cxr_jobs  # noqa: E402
 
 # Jobs with hundreds of files (demo_data, manifest) print a few paths and a count.
 cxr_console.install_short_path_lists(snakemake_logger)

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cxrflow import copies, dedup
+from cxrflow import copies, copy_groups
 from cxrflow.decode import decode_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -122,7 +122,7 @@ def planted(args: argparse.Namespace, settings: dict) -> None:
     sweep = []
     for threshold in args.sweep:
         kept = pairs[pairs["score"] >= threshold]
-        g = dedup.duplicate_groups(kept)
+        g = copy_groups.duplicate_groups(kept)
         hit = [g.get(i) is not None and g.get(i) == g.get(f"orig/{org[i]}") for i, k in zip(ids, kinds)
                if k != "original"]  # fmt: skip
         bad = sum(org[a] != org[b] for a, b in zip(kept["image_id_a"], kept["image_id_b"]))
@@ -130,7 +130,7 @@ def planted(args: argparse.Namespace, settings: dict) -> None:
                       "precision": 1 - bad / max(1, len(kept))})  # fmt: skip
     pairs = pairs[pairs["score"] >= settings["min_score"]]
     false = pairs[[org[a] != org[b] for a, b in zip(pairs["image_id_a"], pairs["image_id_b"])]]
-    groups = dedup.duplicate_groups(pairs)
+    groups = copy_groups.duplicate_groups(pairs)
     rows = []
     for kind in CLASSES:
         sel = [i for i, k in zip(ids, kinds) if k == kind]
@@ -197,7 +197,7 @@ def negatives(settings: dict, sweep: list[float], workers: int) -> None:
     seconds = time.perf_counter() - start
     pairs.to_csv(OUT / "copy_pairs_negatives.csv", index=False)
     rows = [{"min_score": th, "false_pairs": int((pairs["score"] >= th).sum()),
-             "images_in_a_false_pair": len(dedup.duplicate_groups(pairs[pairs["score"] >= th]))} for th in sweep]  # fmt: skip
+             "images_in_a_false_pair": len(copy_groups.duplicate_groups(pairs[pairs["score"] >= th]))} for th in sweep]  # fmt: skip
     print(f"\n## negatives: {len(paths)} distinct RSNA-derived normal films")
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"))
     print(f"time: {seconds:.1f} s = {1000 * seconds / len(paths):.1f} s per 1,000 images")
@@ -227,7 +227,7 @@ def scale(n: int, settings: dict, workers: int) -> None:
     start, cpu = time.perf_counter(), _cpu_seconds()
     pairs = copies.find_copies(ids, paths, [None] * n, settings, workers)
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
-    groups = dedup.duplicate_groups(pairs)
+    groups = copy_groups.duplicate_groups(pairs)
     source_of = {p.name: k % len(sources) for k, p in enumerate(paths)}
     with_sibling = sum(
         any(source_of[j] == source_of[i] for j, g in groups.items() if g == groups[i] and j != i) for i in groups

@@ -191,7 +191,7 @@ def f1_with_intervals(model_path: Path, splits: dict[str, str], experiment: dict
     from sklearn.metrics import f1_score
 
     from cxrflow.data import load_split
-    from cxrflow.metrics import predict, predictions_table
+    from cxrflow.evaluate import predict, predictions_table
     from cxrflow.uncertainty import bootstrap_ci
 
     images, _, table = load_split(splits["test"], CLASSES, experiment["image_size"])

@@ -473,7 +473,7 @@ def equals_scratch(work: Path, cfg: dict[str, Any]) -> bool:
 
 
 def _equals_scratch(work: Path, conf: dict[str, Any]) -> bool:
-    from cxrflow.audit import data_audit_main
+    from cxrflow.data_audit import data_audit_main
     from cxrflow.split import make_splits_main
 
     out = work / "scratch"

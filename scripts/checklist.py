@@ -1,6 +1,6 @@
 """Snakemake `script:` rule checklist: TRIPOD+AI and CLAIM items filled from the run (cxrflow.checklist)."""
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.methods_main import checklist_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

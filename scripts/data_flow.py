@@ -1,6 +1,6 @@
 """Snakemake `script:` rule data_flow: the flow diagram with its JSON, and the partition table (cxrflow.flow)."""
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.methods_main import flow_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cxrflow import synth
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_rule(sm.log[0], synth.write_demo, sm.params.demo, Path(sm.params.demo["path"]))

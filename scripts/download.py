@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cxrflow import download
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 if sm.rule == "download_ieee8023":

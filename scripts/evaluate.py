@@ -10,8 +10,8 @@ from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
 
 quiet_cuda_probe()  # before TensorFlow: no cuInit noise on a machine without a GPU
 
-from cxrflow.joblog import run_rule  # noqa: E402
-from cxrflow.metrics import EvaluationSettings, evaluate_main  # noqa: E402
+from cxrflow.rule_log import run_rule  # noqa: E402
+from cxrflow.evaluate import EvaluationSettings, evaluate_main  # noqa: E402
 
 sm = snakemake  # noqa: F821
 splits = {name: sm.input[name] for name in ("train", "val", "test", "external") if name in sm.input.keys()}

@@ -6,7 +6,7 @@ set are counted in audit.json (cxrflow.external.experiment_split_main).
 """
 
 from cxrflow.external import experiment_split_main
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_rule(sm.log[0], experiment_split_main, sm.input.manifest, sm.input.duplicates, sm.input.duplicate_groups,

@@ -11,7 +11,7 @@ from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
 quiet_cuda_probe()  # before TensorFlow: no cuInit noise on a machine without a GPU
 
 from cxrflow.gradcam import panel_main  # noqa: E402
-from cxrflow.joblog import run_rule  # noqa: E402
+from cxrflow.rule_log import run_rule  # noqa: E402
 
 sm = snakemake  # noqa: F821
 run_rule(sm.log[0], panel_main, sm.input.model, sm.input.test, sm.input.predictions, sm.output[0],

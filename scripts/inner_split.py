@@ -1,6 +1,6 @@
 """Rule inner_split: one inner fold of an outer training split, grouped by patient (cxrflow.nested)."""
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.nested import write_inner_split
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,6 +1,6 @@
 """Snakemake `script:` rule model_card: model_card.json beside the model (cxrflow.model_card)."""
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.methods_main import card_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,6 +1,6 @@
 """Rule model_record: every part known about one model gathered into its record.json (cxrflow.record)."""
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.record import write_record
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

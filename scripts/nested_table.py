@@ -1,6 +1,6 @@
 """Rule nested_table: per outer fold the chosen settings and the outer test scores, then mean and sd."""
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.nested import nested_table_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

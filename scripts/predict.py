@@ -9,7 +9,7 @@ from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
 
 quiet_cuda_probe()
 
-from cxrflow.joblog import run_rule  # noqa: E402
+from cxrflow.rule_log import run_rule  # noqa: E402
 from cxrflow.methods_main import predict_main  # noqa: E402
 
 sm = snakemake  # noqa: F821

@@ -6,7 +6,7 @@ not from params: a param that changes every run would re-run the rule every run.
 
 import os
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.methods_main import provenance_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,6 +1,6 @@
 """Rule select_params: the grid point with the best mean inner score for one outer fold (cxrflow.nested)."""
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.nested import select_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -5,7 +5,7 @@ Writes shortcut_audit.json (both models' F1 with bootstrap CIs, chance, verdict,
 and shortcut_audit.txt (the verdict in words, for the report): cxrflow.shortcut.
 """
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.shortcut import shortcut_audit_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -5,7 +5,7 @@ Pools the folds' test predictions of the model and of its border-only control
 and .txt beside its metrics.json.
 """
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.shortcut import experiment_audit_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

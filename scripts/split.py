@@ -4,8 +4,8 @@ Near-duplicates are found here, not in a rule of their own, because they decide
 the split (cxrflow.split.make_splits_main).
 """
 
-from cxrflow.jobs import pool_workers
-from cxrflow.joblog import run_rule
+from cxrflow.crop_jobs import pool_workers
+from cxrflow.rule_log import run_rule
 from cxrflow.split import make_splits_main
 
 # guarded: the copy search's worker processes are spawned and import this file as __mp_main__

@@ -9,7 +9,7 @@ from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
 
 quiet_cuda_probe()  # before TensorFlow: no cuInit noise on a machine without a GPU
 
-from cxrflow.joblog import run_rule  # noqa: E402
+from cxrflow.rule_log import run_rule  # noqa: E402
 from cxrflow.nested import train_and_score_main  # noqa: E402
 from cxrflow.train import TrainingSettings  # noqa: E402
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cxrflow import baselines
-from cxrflow.audit import thumbnail_rows
+from cxrflow.data_audit import thumbnail_rows
 
 
 def _write(path: Path, seed: int, side: int = 32) -> str:

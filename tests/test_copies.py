@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrflow import copies, copies_figure, dedup
+from cxrflow import copies, copies_figure, copy_groups
 from cxrflow import copy_cache as copies_cache
 
 SETTINGS = copies.schema_defaults()
@@ -79,7 +79,7 @@ def test_planted_copies_each_transformation_found_and_one_patients_films_kept_ap
     pairs = copies.find_copies(ids, paths, [None] * len(ids), SETTINGS)
     assert list(pairs.columns) == list(copies.PAIR_COLUMNS)
     assert pairs["score"].is_monotonic_decreasing and (pairs["method"] == "aligned").all()
-    groups = dedup.duplicate_groups(pairs)
+    groups = copy_groups.duplicate_groups(pairs)
     for copy_id, original in expected.items():
         assert copy_id in groups and groups[copy_id] == groups[original], f"{copy_id} not matched to {original}"
     film_ids = {f"ieee/{f}" for f in films}
@@ -176,7 +176,7 @@ def test_two_different_crops_of_one_original_meet(ieee: tuple[Path, pd.DataFrame
         cropped.append(crop)
     ids = [f"ieee/{f.name}" for f in files] + ["x/left", "y/right"]
     pairs = copies.find_copies(ids, raws, cropped, SETTINGS)
-    groups = dedup.duplicate_groups(pairs)
+    groups = copy_groups.duplicate_groups(pairs)
     assert groups.get("x/left") is not None and groups.get("x/left") == groups.get("y/right")
     assert groups["x/left"] == groups.get(ids[0])
     assert {"raw", "cropped"} >= set(pairs["view_a"]) | set(pairs["view_b"])
@@ -222,7 +222,7 @@ def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFr
         cache.save()
         scratch = copies.find_copies(ids, paths, [None] * len(ids), settings)
         pd.testing.assert_frame_equal(remembered, scratch)
-        assert dedup.duplicate_groups(remembered) == dedup.duplicate_groups(scratch)
+        assert copy_groups.duplicate_groups(remembered) == copy_groups.duplicate_groups(scratch)
         return cache
 
     first = check(originals[:8] + planted[:4], SETTINGS)

@@ -14,7 +14,8 @@ from cxrflow.external import (
     internal_split,
     side_by_side,
 )
-from cxrflow.metrics import compute_metrics, confidence_intervals, predictions_table
+from cxrflow.evaluate import predictions_table
+from cxrflow.metrics import compute_metrics, confidence_intervals
 from cxrflow.split import assign_splits
 
 CLASSES = ["COVID-19", "Normal", "Pneumonia"]

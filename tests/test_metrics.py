@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
-from cxrflow.metrics import compute_metrics, predictions_table, summarize_folds
+from cxrflow.evaluate import predictions_table
+from cxrflow.metrics import compute_metrics, summarize_folds
 from cxrflow.plots import confusion_matrix_plot, history_plot, roc_plot
 
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrflow.batch import BatchItem, run_batch
+from cxrflow.crop_batches import BatchItem, run_batch
 from cxrflow.decode import decode_image, jpeg_frame, reduced_scale
 from cxrflow.preprocess import key_settings, process_image
 from workflow_helpers import crop_defaults

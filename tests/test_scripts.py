@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from cxrflow.config import with_defaults
-from cxrflow.dedup import PAIR_COLUMNS, find_duplicates
-from cxrflow.joblog import run_rule
+from cxrflow.copy_groups import PAIR_COLUMNS, find_duplicates
+from cxrflow.rule_log import run_rule
 from workflow_helpers import REPO
 
 # Not rule scripts: a command-line tool.
@@ -31,7 +31,7 @@ def test_rule_script_is_one_run_rule_call(path: Path) -> None:
              if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While, ast.Try, ast.With))]  # fmt: skip
     assert not logic, f"{path.name} holds logic ({logic}): move it into the package"
     calls = [node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
-    assert "run_rule" in calls, f"{path.name} does not go through cxrflow.joblog.run_rule"
+    assert "run_rule" in calls, f"{path.name} does not go through cxrflow.rule_log.run_rule"
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert "logging" not in imported, f"{path.name} sets up logging itself"
 

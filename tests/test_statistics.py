@@ -20,13 +20,13 @@ import yaml
 from scipy.stats import beta, chi2_contingency
 from sklearn.metrics import accuracy_score, f1_score
 
-from cxrflow.audit import bias_corrected_cramers_v, source_check
+from cxrflow.data_audit import bias_corrected_cramers_v, source_check
 from cxrflow import config as cxr_config
 from cxrflow.baselines import margin_intervals
 from cxrflow.external import side_by_side
 from cxrflow.metrics import compute_metrics, confidence_intervals, summarize_folds
 from cxrflow.shortcut import shortcut_audit
-from cxrflow.summary import experiment_summary, summary_text
+from cxrflow.experiment_summary import experiment_summary, summary_text
 from cxrflow.uncertainty import metric_intervals, paired_bootstrap, proportion_interval
 
 CLASSES = ["COVID-19", "Normal"]

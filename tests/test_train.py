@@ -34,7 +34,7 @@ from cxrflow.train import TrainingSettings, main
 main(TrainingSettings(args["experiment"], tuple(args["classes"]), args["checkpoints"]), args["train"], args["val"],
      args["model"], args["history"], args["log"], workers=1, training_path=args["training"])
 if args.get("evaluate"):
-    from cxrflow.metrics import EvaluationSettings, evaluate_main
+    from cxrflow.evaluate import EvaluationSettings, evaluate_main
     o = args["out"]
     files = {"predictions": "predictions.csv", "report": "classification_report.txt", "metrics": "metrics.json",
              "history_plot": "history.png", "confusion": "confusion_matrix.png", "roc": "roc.png"}

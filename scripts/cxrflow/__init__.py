@@ -3,21 +3,22 @@
 Modules by stage (each module's docstring says why it exists):
 
 * settings and layout: ``config`` (configuration, the demo, the schema's defaults),
-  ``layout`` (where results live, report categories), ``joblog`` (a job's log),
+  ``layout`` (where results live, report categories), ``rule_log`` (a job's log),
   ``console`` (a quiet console), ``cluster`` (SLURM jobs that can never start)
 * select: ``sources`` (read collections), ``synth`` (embedded demo data),
   ``download`` (fetch public collections)
 * crop: ``decode`` (bytes -> 8-bit array), ``crop`` (black-bar crop), ``preprocess``
-  (one image end to end), ``batch`` and ``listing`` (batched crop jobs), ``jobs``
-  (the crop and manifest jobs), ``manifest``
-* split: ``split``, ``dedup`` (copies kept in one split), ``copies`` (copy search),
+  (one image end to end), ``crop_batches`` and ``crop_listings`` (batched crop jobs),
+  ``crop_jobs`` (the crop and manifest jobs), ``manifest``
+* split: ``split``, ``copy_groups`` (copies kept in one split), ``copies`` (copy search),
   ``copy_cache`` (what the copy search remembers between runs),
   ``copies_figure``, ``external`` (held-out sources), ``nested`` (nested CV)
 * train: ``data``, ``augment``, ``model``, ``train``, ``bank`` (features of augmented
   views through a frozen base, computed once)
-* evaluate: ``metrics``, ``uncertainty`` (bootstrap CIs), ``plots``, ``summary`` (an
-  experiment over its folds)
-* audit: ``baselines``, ``audit`` (leakage, source predictability), ``shortcut``
+* evaluate: ``evaluate`` (a trained model on a split), ``metrics`` (the metric maths),
+  ``uncertainty`` (the statistics core: intervals), ``results_io`` (result files),
+  ``plots``, ``experiment_summary`` (an experiment over its folds)
+* audit: ``baselines``, ``data_audit`` (leakage, source predictability), ``shortcut``
   (border-only control), ``gradcam``
 * report: ``record`` (one evaluation record per model, the trust summary's columns),
   ``report_views`` (HTML views, the Verdict page)

@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .data import load_split, read_gray
-from .metrics import json_safe, read_predictions, write_json
+from .results_io import json_safe, read_predictions, write_json
 from .uncertainty import paired_bootstrap
 
 LOG = logging.getLogger(__name__)

@@ -646,7 +646,7 @@ def find_copies(ids: Sequence[str], raw_paths: Sequence[str | Path | None], crop
             loaded[i] = load_views(raw_paths[i], cropped_paths[i], s.work_size, s.decode_margin)
         _store_views(cache, keys, loaded, todo, s)
         return pairs_from_views(ids, [w for w, _ in loaded], [d for _, d in loaded], s, cache=cache, keys=keys)
-    # spawn, not fork: forking a process whose BLAS/OpenCV threads ran can deadlock (cxrflow.jobs).
+    # spawn, not fork: forking a process whose BLAS/OpenCV threads ran can deadlock (cxrflow.crop_jobs).
     # The pool starts its processes on the first task: a run with everything cached starts none.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         fresh = pool.map(_load_task, [raw_paths[i] for i in todo], [cropped_paths[i] for i in todo],

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from . import split as cxr_split
-from .audit import leakage_report
+from .data_audit import leakage_report
 from .manifest import read_manifest, write_csv_atomic
-from .metrics import write_json
+from .results_io import write_json
 from .uncertainty import difference_of_independent
 
 LOG = logging.getLogger(__name__)

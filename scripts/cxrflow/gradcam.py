@@ -316,8 +316,8 @@ def panel_main(
     preprocessed image at full resolution. Returns the rows (titles, image ids).
     """
     from .data import read_gray, read_split_table
-    from .joblog import open_log
-    from .metrics import read_predictions
+    from .rule_log import open_log
+    from .results_io import read_predictions
     from .model import preprocess_batch
 
     log = open_log(log_path)

@@ -222,8 +222,8 @@ def train_and_score_main(
     """
     import keras
 
-    from .joblog import open_log
-    from .metrics import predict_split
+    from .rule_log import open_log
+    from .evaluate import predict_split
     from .train import train
 
     log = open_log(log_path)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
+
+from .metrics import format_value
 
 
 def history_plot(history: pd.DataFrame, path: str | Path) -> None:
@@ -101,3 +104,32 @@ def forest_plot(trust: pd.DataFrame, path: str | Path) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides a point
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics: Mapping[str, Any],
+                     ci: Mapping[str, Any], path: str | Path) -> Any:
+    """plots.roc_plot, with each curve's legend reading AUC [low, high] (the bootstrap CI).
+
+    Binary: the positive class's curve; more classes: one one-vs-rest curve per class.
+    Returns the matplotlib Figure, so a test can count the curves.
+    """
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    shown = classes[:1] if len(classes) == 2 else classes
+    for name in shown:
+        auc = metrics["roc_auc_per_class"].get(name)
+        if auc is None:  # one class only among the true labels: no curve exists
+            ax.plot([], [], label=f"{name}: undefined (no positives or no negatives)")
+            continue
+        bounds = ci["per_class"][name]["roc_auc"]
+        fpr, tpr, _ = roc_curve(predictions["true_label"] == name, predictions[f"prob_{name}"])
+        low, high = format_value(bounds["low"], 3), format_value(bounds["high"], 3)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{low}, {high}])")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate",
+           title=f"ROC ({ci['level']:.0%} CI over split groups)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return fig

@@ -62,7 +62,7 @@ def predict_source(model_path: str, card_path: str, manifest_csv: str, source: s
         images[i, ..., 0] = read_gray(path, size)
     import keras
 
-    from .metrics import predict
+    from .evaluate import predict
 
     model = keras.saving.load_model(model_path)
     probs = predict(model, images, experiment["arch"], experiment["batch_size"])

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .joblog import job_log
+from .rule_log import job_log
 from .layout import DATA_CATEGORY, EXPERIMENT_CATEGORY, VERDICT_CATEGORY
 from .record import read_record, shortcut_reasons, trust_table
 

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import json_safe, read_predictions, write_json
-from .summary import pool_folds
+from .results_io import json_safe, read_predictions, write_json
+from .experiment_summary import pool_folds
 from .uncertainty import absent_classes, metrics_from_confusion, paired_bootstrap, resampling_units, unit_confusion
 
 LOG = logging.getLogger(__name__)

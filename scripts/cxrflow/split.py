@@ -54,7 +54,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .copy_cache import CopyCache
-from .dedup import find_duplicates
+from .copy_groups import find_duplicates
 from .manifest import read_manifest, write_csv_atomic
 
 LOG = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ from .archive import normalise_keras_archive
 from .augment import AugmentedBatches
 from .bank import BankBatches, FeatureBank
 from .data import load_split
-from .joblog import open_log
+from .rule_log import open_log
 from .model import build_head, build_model, build_step_model, classifier_name, preprocess_batch
 
 _OPTIMIZERS = {

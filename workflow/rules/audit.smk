@@ -29,10 +29,10 @@ rule audit_data:
     params:
         source=config["audit"]["source_predictability"],
         thumbnail_size=config["audit"]["baselines"]["thumbnail_size"],
-        # thumbnails remembered between runs (cxrflow.audit.thumbnail_rows); safe to delete
+        # thumbnails remembered between runs (cxrflow.data_audit.thumbnail_rows); safe to delete
         cache="results/cache/audit",
     script:
-        "../../scripts/audit_data.py"
+        "../../scripts/data_audit.py"
 
 
 rule trust_summary:
@@ -50,4 +50,4 @@ rule trust_summary:
     params:
         positive=config["classes"][0],
     script:
-        "../../scripts/audit_trust.py"
+        "../../scripts/trust_summary.py"

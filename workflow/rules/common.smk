@@ -6,10 +6,10 @@
 
 from pathlib import Path
 
-from cxrflow import batch as cxr_batch
+from cxrflow import crop_batches as cxr_batch
 from cxrflow import config as cxr_config
 from cxrflow import layout as cxr_layout
-from cxrflow import listing as cxr_listing
+from cxrflow import crop_listings as cxr_listing
 from cxrflow import preprocess as cxr_preprocess
 from cxrflow import record as cxr_record
 from cxrflow import report_views as cxr_views
@@ -148,7 +148,7 @@ def batch_listing_rows(source, batch):
 
 
 def listing_key_file(wildcards):
-    """The batch listing's key file (cxrflow.listing): named by the key of the listing's text as it
+    """The batch listing's key file (cxrflow.crop_listings): named by the key of the listing's text as it
     would be written now (stats read, nothing written), so a changed batch is a missing file.
     Demo images do not exist at parse time; their content follows from demo_data's metadata, a
     batch input of its own, so they are listed without a stat."""

@@ -1,7 +1,7 @@
 # Raw data: the embedded synthetic demo, per-source selection tables, and
 # optional downloads of the public collections.
 
-from cxrflow import jobs as cxr_jobs
+from cxrflow import crop_jobs as cxr_jobs
 
 
 rule demo_data:

@@ -131,7 +131,7 @@ rule baselines:
         classes=config["classes"],
         bootstrap=config["audit"]["bootstrap"],
     script:
-        "../../scripts/audit_baselines.py"
+        "../../scripts/baselines.py"
 
 
 rule summarize:

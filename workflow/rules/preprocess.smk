@@ -2,10 +2,10 @@
 # force-use-threads) so that a job costs milliseconds of bookkeeping instead
 # of a Python start; then one aggregate manifest. preprocess.batch_size 1: one
 # job per image; above 1: one job per stable batch of images (docs/performance.md),
-# whose one input is the batch's listing (cxrflow.listing) and which skips images
+# whose one input is the batch's listing (cxrflow.crop_listings) and which skips images
 # whose cached record still matches their bytes.
 
-from cxrflow import jobs as cxr_jobs
+from cxrflow import crop_jobs as cxr_jobs
 
 
 rule crop_image:
@@ -31,7 +31,7 @@ rule crop_image:
 
 # A batch's listing is written by a job, never while the workflow is read: its key file
 # is named by the listing's content, so only a batch whose images changed gets a missing
-# key file, a new listing, and a re-run (cxrflow.listing).
+# key file, a new listing, and a re-run (cxrflow.crop_listings).
 rule listing_key:
     output:
         "results/preprocessed/listings/{source}/keys/{batch}.{key}",
@@ -74,7 +74,7 @@ rule crop_batch:
         "results/benchmarks/crop_batch/{source}/{batch}.tsv"
     wildcard_constraints:
         batch="[0-9]+-[0-9]+",
-    # Batches side by side feed one process pool of --cores workers (cxrflow.jobs), so
+    # Batches side by side feed one process pool of --cores workers (cxrflow.crop_jobs), so
     # the pool never waits for Snakemake between jobs. On a cluster each batch is a job
     # of its own: the profile's set-threads gives it its CPUs.
     threads: 1

@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from . import baselines, copies_figure
 from .manifest import raw_files, read_manifest
-from .metrics import json_safe, write_json
+from .results_io import json_safe, write_json
 from .split import fold_columns_of, patient_keys
 
 LOG = logging.getLogger(__name__)

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import confidence_intervals, read_predictions, summarize_folds, write_json
+from .metrics import confidence_intervals, summarize_folds
+from .results_io import read_predictions, write_json
 from .metrics import format_value as _fmt
 from .nested import nested_summary
 from .uncertainty import resampling_units

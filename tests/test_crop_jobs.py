@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrflow.batch import BatchItem, SystemicError, check_systemic, run_batch
-from cxrflow.jobs import QuarantineError, check_quarantine_job, crop_batch_job, manifest_job, preprocess_line
+from cxrflow.crop_batches import BatchItem, SystemicError, check_systemic, run_batch
+from cxrflow.crop_jobs import QuarantineError, check_quarantine_job, crop_batch_job, manifest_job, preprocess_line
 from cxrflow.manifest import manifest_summary, read_manifest
 from cxrflow.preprocess import OutputError
 from workflow_helpers import crop_defaults

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrflow.batch import (
+from cxrflow.crop_batches import (
     KEY_FIELD,
     BatchItem,
     assign_batches,

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrflow.metrics import compute_metrics, confidence_intervals, predictions_table, roc_plot_with_ci
-from cxrflow.summary import experiment_summary, pooled_ci, summary_plot, summary_text
+from cxrflow.evaluate import predictions_table
+from cxrflow.metrics import compute_metrics, confidence_intervals
+from cxrflow.plots import roc_plot_with_ci
+from cxrflow.experiment_summary import experiment_summary, pooled_ci, summary_plot, summary_text
 from workflow_helpers import read_figure
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]

@@ -12,7 +12,7 @@ is written by a job whose one input is an empty *key file* named by that key,
 nothing runs; when a row changes, the new key's file is missing, so the key job and the
 listing job run, the listing's mtime moves, and Snakemake's plain mtime check (under any
 --rerun-triggers) re-runs that batch alone. Inside the job the content key
-(cxrflow.batch.input_key) decides image by image what is decoded again.
+(cxrflow.crop_batches.input_key) decides image by image what is decoded again.
 
 ctime, not only mtime: copies that keep mtimes (cp -p, tar, rsync -a) and same-size
 rewrites cannot hide a change, since no user call sets ctime. The price is a re-run

@@ -1,7 +1,7 @@
 """Bodies of the preprocessing jobs that run inside the Snakemake process (`run:`).
 
 Kept here, not in the .smk files, so that tests reach them and a rule stays one
-call. Each opens its log first (cxrflow.joblog), so a failed job leaves its log
+call. Each opens its log first (cxrflow.rule_log), so a failed job leaves its log
 with the traceback.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 
 import pandas as pd
 
-from . import batch as cxr_batch
-from . import listing as cxr_listing
+from . import crop_batches as cxr_batch
+from . import crop_listings as cxr_listing
 from . import manifest as cxr_manifest
 from . import sources as cxr_sources
-from .joblog import job_log
+from .rule_log import job_log
 from .preprocess import write_output
 
 # One pool of worker processes per Snakemake run, shared by every batch job, started
@@ -226,7 +226,7 @@ def touch_job(output: str, log_path: str) -> None:
 
 def write_listing_job(rows: Sequence[tuple[str, str, str]], stat: bool, output: str, key_file: str,
                       other_batches: Sequence[str], log_path: str) -> None:  # fmt: skip
-    """One batch's listing (cxrflow.listing), written because its key file is new: the listing's
+    """One batch's listing (cxrflow.crop_listings), written because its key file is new: the listing's
     mtime then moves, which re-runs that batch's crop job. Key files of its earlier listings, and
     listings of batches that no longer exist, are removed."""
     with job_log(log_path) as log:

@@ -6,7 +6,7 @@ control flags a shortcut before looking at any single metric. Each row is read f
 the model's record (cxrflow.record.trust_columns).
 """
 
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 from cxrflow.record import trust_summary_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

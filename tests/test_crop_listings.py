@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cxrflow.listing import HEADER, listing_text, remove_others, write_if_changed
+from cxrflow.crop_listings import HEADER, listing_text, remove_others, write_if_changed
 
 
 def test_listing_rows_and_what_changes_them(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ model reads off a 28x28 picture (or off the border alone): cxrflow.baselines.
 """
 
 from cxrflow.baselines import baselines_main
-from cxrflow.joblog import run_rule
+from cxrflow.rule_log import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_rule(sm.log[0], baselines_main, sm.input.train, sm.input.test, sm.input.metrics, sm.output[0],

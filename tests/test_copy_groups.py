@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrflow.dedup import (
+from cxrflow.copy_groups import (
     duplicate_groups,
     hamming,
     perceptual_hashes,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrflow.audit import leakage_report, source_predictability
+from cxrflow.data_audit import leakage_report, source_predictability
 from cxrflow.baselines import thumbnail_features
 
 
