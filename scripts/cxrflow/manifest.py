@@ -41,6 +41,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "finding",
     "patient_id",
     "view",
+    "age",
+    "sex",
     *INT_COLUMNS,
     "output_path",
     "status",
