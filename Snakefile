@@ -34,6 +34,8 @@ DEMO_ACTIVE = cxr_config.apply_demo(
 
 validate(config, "workflow/schemas/config.schema.yaml")
 cxr_config.check_source_mix(config)
+# An experiment with `seeds` becomes one experiment per seed (config.expand_seeds).
+SEED_GROUPS = cxr_config.expand_seeds(config)
 cxr_config.check_experiments(config)
 RUN_START = time.time()
 
@@ -50,6 +52,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/nested.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/shortcut.smk"
+include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/report.smk"
 
@@ -58,6 +61,7 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+        evaluation_outputs(),
     localrule: True
 
 

@@ -1,0 +1,7 @@
+"""Rule covariates: normalised age, sex, view and age band of every ok image (DICOM headers where the metadata has none)."""
+
+from cxrflow.evaluation import covariates_main
+from cxrflow.joblog import run_rule
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_rule(sm.log[0], covariates_main, sm.input.manifest, sm.output[0], sm.params.age_edges, sm.log[0])
