@@ -107,4 +107,6 @@ def sentence(checks: Mapping[str, Mapping[str, Any]], flagged: Sequence[str], se
         return (f"Confounder flagged: {', '.join(flagged)} alone predict(s) the label (cross-validated balanced "
                 f"accuracy >= {settings['flag_balanced_accuracy']:.2f}); a model can score by reading "
                 f"{' / '.join(flagged)} off the film instead of the disease. {facts}.")  # fmt: skip
-    return f"No covariate confounder flagged: {facts}."
+    unflagged = [c for c in COVARIATES if c not in settings["flag_covariates"]]
+    aside = f" ({', '.join(unflagged)} measured, not flagged here: see the source check)" if unflagged else ""
+    return f"No covariate confounder flagged{aside}: {facts}."

@@ -49,6 +49,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "reason",
 )
 STR_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_COLUMNS if c not in INT_COLUMNS)
+# Covariates a selection or an older manifest may lack: "" (unknown) then.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("age", "sex")
 
 # Error messages list at most this many ids: enough to act on, short enough to read.
 _MAX_IDS_SHOWN = 20
@@ -98,7 +100,7 @@ def check_record(record: Mapping[str, Any]) -> None:
 
 
 def _check_selection(selection: pd.DataFrame) -> None:
-    missing = [c for c in SELECTION_COLUMNS if c not in selection.columns]
+    missing = [c for c in SELECTION_COLUMNS if c not in selection.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"selection lacks columns: {', '.join(missing)}")
     ids = selection["image_id"].astype(str)
@@ -122,14 +124,14 @@ def _index_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[st
 
 def _flagged_row(sel: Mapping[str, Any]) -> dict[str, Any]:
     """A selection row already flagged with a problem and never cropped."""
-    row = {c: _text(sel[c]) for c in MANIFEST_COLUMNS if c in SELECTION_COLUMNS}
+    row = {c: _text(sel.get(c)) for c in MANIFEST_COLUMNS if c in SELECTION_COLUMNS}
     row.update({c: None for c in INT_COLUMNS})
     row.update(output_path="", status="quarantined", reason=_text(sel["problem"]))
     return row
 
 
 def _record_row(sel: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
-    row = {c: _text(sel[c]) for c in MANIFEST_COLUMNS if c in SELECTION_COLUMNS}
+    row = {c: _text(sel.get(c)) for c in MANIFEST_COLUMNS if c in SELECTION_COLUMNS}
     row.update({c: record[c] for c in INT_COLUMNS})
     row.update(
         output_path=_text(record["output_path"]) if record["status"] == "ok" else "",
@@ -239,6 +241,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
         keep_default_na=False,
         na_values={c: [""] for c in INT_COLUMNS},
     )
+    df = df.assign(**{c: "" for c in OPTIONAL_COLUMNS if c not in df.columns})
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"manifest {path} lacks columns: {', '.join(missing)}")

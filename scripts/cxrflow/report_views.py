@@ -66,6 +66,7 @@ _GLOBAL = {
     "splits/summary.json": ("splits.rst", DATA_CATEGORY, "splits"),
     "audit/duplicates.csv": ("duplicates.rst", DATA_CATEGORY, "near-duplicate pairs"),
     "audit/data_audit.json": ("data_audit.rst", DATA_CATEGORY, "data audit"),
+    "audit/confounders.json": ("confounders.rst", DATA_CATEGORY, "confounders (age, sex, view, source)"),
 }
 _EXPERIMENT = [
     (r"splits/audit\.json", "experiment_split.rst", "split audit"),
@@ -81,6 +82,10 @@ _EXPERIMENT = [
     (r"fold(?P<fold>\d+)/external/classification_report\.txt", "external_report.rst",
      "external classification report"),
     (r"fold(?P<fold>\d+)/external/shortcut_audit\.txt", "shortcut_external.rst", "external shortcut audit"),
+    (r"fold(?P<fold>\d+)/calibration\.json", "calibration.rst", "calibration"),
+    (r"fold(?P<fold>\d+)/operating_point\.json", "operating_point.rst", "operating point"),
+    (r"fold(?P<fold>\d+)/subgroups\.csv", "subgroups_table.rst", "subgroup table"),
+    (r"seeds\.json", "seeds_table.rst", "F1 per seed"),
 ]
 
 

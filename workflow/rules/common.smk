@@ -472,7 +472,7 @@ def table_results():
                 ]
                 if border_only:
                     files.append(f"{fold}/external/shortcut_audit.txt")
-    return files
+    return files + evaluation_views()
 
 
 def report_views():

@@ -4,45 +4,6 @@
 # figures are JSON files beside its metrics.json. Logic: scripts/cxrflow/evaluation.py.
 
 
-def external_predictions(wildcards):
-    """The fold's external predictions where the experiment has test_sources."""
-    if not is_external(wildcards.experiment):
-        return {}
-    return {
-        "external": str(
-            experiment_dir(wildcards.experiment)
-            / f"fold{wildcards.fold}"
-            / "external"
-            / "predictions.csv"
-        )
-    }
-
-
-def seed_runs(wildcards):
-    """(run, seed, fold) of every seed run of the parent experiment, in seed order."""
-    return [
-        (run, seed, k)
-        for run, seed in SEED_GROUPS[wildcards.experiment]
-        for k in experiment_fold_ids(run)
-    ]
-
-
-def seed_metrics(wildcards):
-    return [
-        str(experiment_dir(run) / f"fold{k}" / "metrics.json")
-        for run, _, k in seed_runs(wildcards)
-    ]
-
-
-def evaluation_outputs():
-    """What rule all adds: the confounder check, each model's figures, each seed summary."""
-    files = ["results/audit/confounders.json"]
-    for name in ("calibration.json", "operating_point.json", "subgroups.json"):
-        files += fold_files(name)
-    files += [str(experiment_dir(p) / "seeds.json") for p in SEED_GROUPS]
-    return files
-
-
 rule covariates:
     input:
         manifest="results/preprocessed/manifest.csv",
