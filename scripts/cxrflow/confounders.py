@@ -8,8 +8,9 @@ set against the label twice, as ``audit.source_predictability`` does for the sou
 * **Cramér's V** of covariate x label, bias-corrected (Bergsma 2013, scipy's
   ``association(..., correction=True)`` is Yates' continuity only: the correction
   here is the one that keeps small tables from showing association where none is),
-* a **covariate-only classifier** (logistic regression on the one-hot covariate)
-  under patient-grouped cross-validation: its balanced accuracy against chance.
+* a **covariate-only classifier** (logistic regression on the one-hot covariate, classes
+  weighted so that it cannot score by naming the majority) under patient-grouped
+  cross-validation: its balanced accuracy against chance.
 
 Only images whose covariate is known enter its figures: whether a value was recorded
 is a property of the collection, not of the film, so "unknown" is counted and
@@ -66,7 +67,8 @@ def covariate_check(values: pd.Series, labels: pd.Series, groups: pd.Series, fol
         return {**out, "balanced_accuracy": None,
                 "skipped": f"label {per_class_groups.idxmin()} has {per_class_groups.min()} patient groups with a "
                            f"known value, fewer than the {folds} CV folds"}  # fmt: skip
-    model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=1000, random_state=seed))
+    model = make_pipeline(OneHotEncoder(handle_unknown="ignore"),
+                          LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed))  # fmt: skip
     cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
     x = values.astype(str).to_numpy().reshape(-1, 1)
     predicted = cross_val_predict(model, x, labels.astype(str).to_numpy(), groups=groups.to_numpy(), cv=cv)
