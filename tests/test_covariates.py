@@ -141,3 +141,31 @@ def test_attach_refuses_a_prediction_without_covariates() -> None:
     with pytest.raises(ValueError, match="zz"):
         attach(preds, table)
     assert counts(table, ["sex"])["sex"] == {k: int(v) for k, v in table["sex"].value_counts().sort_index().items()}
+
+
+def test_dicom_headers_fill_what_the_metadata_lacks(tmp_path) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    from cxrflow.covariates import covariate_table
+
+    def dicom(name: str, **header: str) -> str:
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        for key, value in header.items():
+            setattr(ds, key, value)
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+        return str(tmp_path / name)
+
+    (tmp_path / "broken.dcm").write_bytes(b"not a dicom at all")
+    paths = [dicom("a.dcm", PatientAge="045Y", PatientSex="F", ViewPosition="AP"), dicom("b.dcm"),
+             str(tmp_path / "broken.dcm")]  # fmt: skip
+    manifest = pd.DataFrame({"image_id": ["a", "b", "c"], "patient_id": ["a", "b", "c"], "source": "rsna",
+                             "label": "Normal", "status": "ok", "raw_path": paths, "resolved_path": "",
+                             "age": ["", "", ""], "sex": ["", "M", ""], "view": ""})  # fmt: skip
+    table = covariate_table(manifest, [18, 40, 65])
+    assert list(table["age"]) == ["45", "", ""] and list(table["sex"]) == ["F", "M", ""]
+    assert list(table["view"]) == ["AP", "", ""] and list(table["age_band"]) == ["40-65", "unknown", "unknown"]

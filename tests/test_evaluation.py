@@ -191,9 +191,14 @@ def test_rule_functions_write_what_a_reader_recomputes(tmp_path: Path) -> None:
     cov = _with_covariates(pd.concat([val, test]))[["image_id", "patient_id", "source", "age", "sex", "view",
                                                     "age_band"]].assign(label="x")  # fmt: skip
     paths = {n: _write(t, tmp_path / f"{n}.csv") for n, t in (("val", val), ("test", test), ("cov", cov))}
-    op = operating_point_main(paths["val"], paths["test"], None, paths["cov"], str(tmp_path / "op.json"), CLASSES,
-                              EVALUATION, BOOT, str(tmp_path / "op.log"))  # fmt: skip
+    op = operating_point_main(paths["val"], paths["test"], paths["test"], paths["cov"], str(tmp_path / "op.json"),
+                              CLASSES, EVALUATION, BOOT, str(tmp_path / "op.log"))  # fmt: skip
     assert json.loads((tmp_path / "op.json").read_text()) == op
+    # an external set is reported per held-out source, at the same frozen threshold
+    sets = op["classes"]["COVID-19"]["sets"]
+    assert set(sets) == {"test", "external x", "external y"}
+    assert len({part["threshold"] for part in sets.values()}) == 1
+    assert sets["external x"]["n"] + sets["external y"]["n"] == sets["test"]["n"]
     outputs = {"json": str(tmp_path / "s.json"), "csv": str(tmp_path / "s.csv"), "plot": str(tmp_path / "s.png")}
     subgroups_main(paths["test"], None, paths["cov"], str(tmp_path / "op.json"), outputs, CLASSES, EVALUATION, BOOT,
                    str(tmp_path / "s.log"))  # fmt: skip
