@@ -229,3 +229,14 @@ def test_seeds_expand_into_runs_and_their_spread_is_summarised(tmp_path: Path) -
     assert result["f1"]["sd"] == pytest.approx(np.std(f1s, ddof=1))
     assert result["f1"]["range"] == pytest.approx(max(f1s) - min(f1s))
     assert [r["seed"] for r in result["per_seed"]] == [1, 2, 3]
+
+
+def test_resamples_are_the_patient_bootstrap_of_bootstrap_ci() -> None:
+    from cxrflow.resampling import bootstrap
+    from cxrflow.uncertainty import bootstrap_ci
+
+    preds = _predictions(seed=5)
+    right = (preds["true_label"] == preds["predicted_label"]).to_numpy()
+    ours = bootstrap(preds, lambda rows: {"accuracy": float(right[rows].mean())}, BOOT)["accuracy"]
+    theirs = bootstrap_ci(preds, CLASSES, n_boot=BOOT["n"], seed=BOOT["seed"], level=BOOT["level"])["accuracy"]
+    assert (ours["low"], ours["high"], ours["estimate"]) == pytest.approx((theirs["low"], theirs["high"], theirs["estimate"]))

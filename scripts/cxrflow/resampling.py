@@ -29,10 +29,10 @@ def patient_draws(predictions: pd.DataFrame, n_boot: int, seed: int) -> list[np.
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     units = resampling_units(predictions).to_numpy()
     patients, unit_of_row = np.unique(units, return_inverse=True)
-    rows_of = [np.flatnonzero(unit_of_row == k) for k in range(len(patients))]
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(len(patients), np.full(len(patients), 1 / len(patients)), size=n_boot)
-    return [np.concatenate([np.repeat(rows_of[k], c) for k, c in enumerate(counts) if c]) for counts in draws]
+    rows = np.arange(len(units))
+    return [np.repeat(rows, counts[unit_of_row]) for counts in draws]  # each row as often as its patient is drawn
 
 
 def bootstrap(predictions: pd.DataFrame, statistic: Statistic, settings: Mapping[str, Any]) -> dict[str, Any]:
