@@ -1,4 +1,5 @@
-"""Rule covariates: normalised age, sex, view and age band of every ok image (DICOM headers where the metadata has none)."""
+"""Rule covariates: normalised age, sex, view and age band of every ok image (DICOM headers fill
+what the metadata lacks)."""
 
 from cxrflow.evaluation import covariates_main
 from cxrflow.joblog import run_rule

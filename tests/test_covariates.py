@@ -82,7 +82,8 @@ def test_selection_carries_normalised_covariates_and_never_fails_on_them(cells: 
 def test_csv_source_maps_age_and_sex_columns() -> None:
     meta = pd.DataFrame({"File": ["a.png", "b.png", "c.png"], "Dx": ["COVID-19"] * 3, "Age": ["045Y", "", "50+"],
                          "Gender": ["female", "M", "?"]})  # fmt: skip
-    spec = {"format": "csv", "csv": "m.csv", "columns": {"filename": "File", "label": "Dx", "age": "Age", "sex": "Gender"}}
+    spec = {"format": "csv", "csv": "m.csv",
+            "columns": {"filename": "File", "label": "Dx", "age": "Age", "sex": "Gender"}}  # fmt: skip
     table = select_images("mine", spec, meta, pd.io.common.Path("."), {"COVID-19": "COVID-19"}, check_files=False)
     assert list(table["age"]) == ["45", "", "50"] and list(table["sex"]) == ["F", "M", ""]
 

@@ -59,7 +59,8 @@ def test_demo_with_three_seeds(tmp_path: Path) -> None:
     assert [r["seed"] for r in seeds["per_seed"]] == [1, 2, 3]
     assert seeds["f1"]["mean"] == pytest.approx(np.mean(f1)) and seeds["f1"]["sd"] == pytest.approx(np.std(f1, ddof=1))
     # one split for all seeds: every run was tested on the same images
-    tested = {s: set(pd.read_csv(results / f"experiments/tiny_seed{s}/fold0/predictions.csv")["image_id"]) for s in (1, 2, 3)}
+    tested = {s: set(pd.read_csv(results / f"experiments/tiny_seed{s}/fold0/predictions.csv")["image_id"])
+              for s in (1, 2, 3)}  # fmt: skip
     assert tested[1] == tested[2] == tested[3]
     assert (results / "experiments/tiny/seeds.png").stat().st_size > 1000
     confounders = json.loads((results / "audit/confounders.json").read_text())

@@ -126,7 +126,8 @@ def figures(y: np.ndarray, p: np.ndarray, bins: int) -> dict[str, float]:
     """Every calibration figure of one class as named floats (the bootstrap's statistic)."""
     r = reliability(y, p, bins)
     out = {"brier": float(brier_score_loss(y, p)) if len(y) else float("nan"),
-           "intercept": calibration_intercept(y, p), "slope": calibration_slope(y, p), "ece": ece(y, p, bins)}  # fmt: skip
+           "intercept": calibration_intercept(y, p), "slope": calibration_slope(y, p),
+           "ece": ece(y, p, bins)}  # fmt: skip
     out.update({f"observed_{k}": float(v) for k, v in enumerate(r["observed"])})
     return out
 

@@ -112,7 +112,8 @@ def subgroups_main(test_csv: str, external_csv: str | None, covariates_csv: str,
                           "table": table.to_dict("records"), "groups": detail}), outputs["json"])  # fmt: skip
     sub.subgroup_plot(table, outputs["plot"], classes[0])
     log.info("%d subgroups (%d small):\n%s", len(table), int(table["small"].sum()),
-             table[["set", "covariate", "group", "images", "f1", "f1_low", "f1_high"]].to_string(index=False))  # fmt: skip
+             table[["set", "covariate", "group", "images", "f1", "f1_low", "f1_high"]].to_string(index=False),
+             )  # fmt: skip
     return table
 
 

@@ -50,7 +50,8 @@ def choose_threshold(val: pd.DataFrame, cls: str, rule: Mapping[str, Any]) -> di
     if len(y) == 0 or y.all() or not y.any():
         why = "no validation images" if len(y) == 0 else f"the validation split holds only one outcome of {cls}"
         return {**out, "threshold": float(rule["fixed"]), "fallback": why,
-                "description": f"{rule['rule']} could not be applied ({why}): fixed {rule['fixed']:g} used"}  # fmt: skip
+                "description": f"{rule['rule']} could not be applied ({why}): fixed {rule['fixed']:g} used",
+                }  # fmt: skip
     fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
     if rule["rule"] == "youden":
         k = int(np.argmax(tpr - fpr))  # first maximum: the highest threshold among ties
@@ -116,8 +117,8 @@ def operating_point(val: pd.DataFrame, sets: Mapping[str, pd.DataFrame], classes
                     settings: Mapping[str, Any], bootstrap_settings: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
     """operating_point.json: per target class its frozen threshold (chosen on ``val``) and its figures on each
     of ``sets`` (name -> predictions: the test split, each external source). ``settings`` is config evaluation."""
-    out: dict[str, Any] = {"rule": dict(settings["threshold"]), "fixed_specificities": list(settings["fixed_specificities"]),
-                           "classes": {}}  # fmt: skip
+    out: dict[str, Any] = {"rule": dict(settings["threshold"]),
+                           "fixed_specificities": list(settings["fixed_specificities"]), "classes": {}}  # fmt: skip
     for cls in target_classes(classes):
         chosen = choose_threshold(val, cls, settings["threshold"])
         out["classes"][cls] = {

@@ -53,7 +53,8 @@ def _row(name: str, covariate: str, group: str, table: pd.DataFrame, figures: Ma
                            "positives": int((table["true_label"].astype(str) == positive).sum()),
                            "small": bool(len(table) < min_n)}  # fmt: skip
     parts = {"accuracy": ci["accuracy"], "f1": ci["per_class"][positive]["f1"],
-             "roc_auc": ci["per_class"][positive]["roc_auc"], **{m: at[m] for m in ("sensitivity", "specificity", "brier")}}  # fmt: skip
+             "roc_auc": ci["per_class"][positive]["roc_auc"],
+             **{m: at[m] for m in ("sensitivity", "specificity", "brier")}}  # fmt: skip
     for metric, interval in parts.items():
         row.update({metric: interval["estimate"], f"{metric}_low": interval["low"], f"{metric}_high": interval["high"]})
     return row
@@ -85,9 +86,9 @@ def subgroup_table(sets: Mapping[str, pd.DataFrame], classes: Sequence[str], thr
                 part = table[values == group].reset_index(drop=True)
                 figures = group_figures(part, classes, threshold, bootstrap_settings)
                 rows.append(_row(name, covariate, group, part, figures, settings["min_subgroup"], classes[0]))
+                confusion = compute_metrics(part, classes)["confusion_matrix"]
                 detail[name][covariate][group] = {"images": int(len(part)), "small": rows[-1]["small"],
-                                                  "confusion_matrix": compute_metrics(part, classes)["confusion_matrix"],
-                                                  **figures}  # fmt: skip
+                                                  "confusion_matrix": confusion, **figures}  # fmt: skip
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS)), detail
 
 
