@@ -144,6 +144,10 @@ def test_fixed_rule_and_fallback_without_both_outcomes() -> None:
     only_normals = val[val["true_label"] == "Normal"]
     fallback = choose_threshold(only_normals, "COVID-19", EVALUATION["threshold"])
     assert fallback["threshold"] == EVALUATION["threshold"]["fixed"] and "one outcome" in fallback["fallback"]
+    wrong_way = pd.DataFrame({"true_label": ["COVID-19"] * 3 + ["Normal"] * 3,
+                              "prob_COVID-19": [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]})  # every case ranked the wrong way
+    worse = choose_threshold(wrong_way, "COVID-19", EVALUATION["threshold"])  # fmt: skip
+    assert worse["threshold"] == EVALUATION["threshold"]["fixed"] and "diagonal" in worse["fallback"]
     assert at_threshold(np.array([True]), np.array([0.9]), 0.5)["specificity"] != at_threshold(
         np.array([True]), np.array([0.9]), 0.5)["specificity"]  # fmt: skip  (NaN: no negatives)
 

@@ -39,8 +39,9 @@ def outcomes(predictions: pd.DataFrame, cls: str) -> tuple[np.ndarray, np.ndarra
 def choose_threshold(val: pd.DataFrame, cls: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     """The frozen threshold of ``cls`` from validation predictions ``val`` by ``rule`` (evaluation.threshold).
 
-    Where the validation split cannot choose (no images, or only one outcome), the
-    ``fixed`` value is used and ``fallback`` says why: never a value read off the test set.
+    Where the validation split cannot choose (no images, only one outcome, or for Youden no
+    ROC point above the diagonal: it would pick "never positive"), the ``fixed`` value is used
+    and ``fallback`` says why: never a value read off the test set.
     """
     y, p = outcomes(val, cls)
     out: dict[str, Any] = {"class": cls, "rule": rule["rule"], "chosen_on": "validation", "n_validation": int(len(y)),
@@ -55,6 +56,10 @@ def choose_threshold(val: pd.DataFrame, cls: str, rule: Mapping[str, Any]) -> di
     fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
     if rule["rule"] == "youden":
         k = int(np.argmax(tpr - fpr))  # first maximum: the highest threshold among ties
+        if tpr[k] - fpr[k] <= 0:
+            why = "no validation ROC point lies above the diagonal (Youden's J <= 0)"
+            return {**out, "threshold": float(rule["fixed"]), "fallback": why,
+                    "description": f"youden could not be applied ({why}): fixed {rule['fixed']:g} used"}  # fmt: skip
         description = (f"Youden's J on the validation split: sensitivity {tpr[k]:.2f} + specificity "
                        f"{1 - fpr[k]:.2f} - 1 = {tpr[k] - fpr[k]:.2f}")  # fmt: skip
     else:
