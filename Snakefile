@@ -1,6 +1,7 @@
 # Chest X-ray COVID-19 classification experiments: raw collections -> cropped
 # 224x224 images -> leakage-free splits -> Keras models -> F1 reports.
-# Settings: config.yaml, validated and defaulted by workflow/schemas/.
+# Settings: config.yaml, validated and defaulted by the package's schema
+# (scripts/cxrflow/config.schema.yaml, shipped with the package).
 
 
 import sys
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from cxrflow import config as cxr_config  # noqa: E402
 from cxrflow import console as cxr_console  # noqa: E402
+from cxrflow import jobs as cxr_jobs  # noqa: E402
 
 # Jobs with hundreds of files (demo_data, manifest) print a few paths and a count.
 cxr_console.install_short_path_lists(snakemake_logger)
@@ -32,7 +34,7 @@ DEMO_ACTIVE = cxr_config.apply_demo(
 )
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, str(cxr_config.SCHEMA))
 cxr_config.check_source_mix(config)
 # An experiment with `seeds` becomes one experiment per seed (config.expand_seeds).
 SEED_GROUPS = cxr_config.expand_seeds(config)
@@ -52,6 +54,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/nested.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/record.smk"
 include: "workflow/rules/shortcut.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/cluster.smk"

@@ -25,13 +25,9 @@ ORIGINAL_TRAIN_IMAGES = 152  # the article's training set
 
 def schema_default_experiment() -> dict:
     """The original experiment = the config schema's defaults (read, not repeated here)."""
-    import yaml
+    from cxrflow.config import schema_defaults
 
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    definitions = schema["definitions"]
-    experiment = {k: v.get("default") for k, v in definitions["experiment"]["properties"].items()}
-    experiment["augmentation"] = {k: v["default"] for k, v in definitions["augmentation"]["properties"].items()}
-    return experiment
+    return schema_defaults()["experiments"]["default"]
 
 
 def device_lines(backend: str) -> list[str]:

@@ -9,4 +9,4 @@ from cxrflow.joblog import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_rule(sm.log[0], baselines_main, sm.input.train, sm.input.test, sm.input.metrics, sm.output[0],
-         list(sm.params.classes), sm.params.settings)  # fmt: skip
+         list(sm.params.classes), sm.params.settings, sm.input.predictions, sm.params.bootstrap)  # fmt: skip

@@ -2,14 +2,12 @@
 
 The table opens the HTML report, so a reviewer sees leakage, uncertainty, how much
 the model beats trivial baselines, its external score and whether the border-only
-control flags a shortcut before looking at any single metric (cxrflow.audit.trust_table).
+control flags a shortcut before looking at any single metric. Each row is read from
+the model's record (cxrflow.record.trust_columns).
 """
 
-from cxrflow.audit import trust_summary_main
 from cxrflow.joblog import run_rule
+from cxrflow.record import trust_summary_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-run_rule(sm.log[0], trust_summary_main, sm.output[0], sm.params.rows, list(sm.input.metrics),
-         list(sm.input.baselines), sm.input.data_audit, sm.params.positive, list(sm.params.split_audits),
-         list(sm.params.external), list(sm.input.get("shortcut", [])) or None,
-         list(sm.params.shortcut_experiment) or None, list(sm.params.shortcut_external) or None)  # fmt: skip
+run_rule(sm.log[0], trust_summary_main, sm.output[0], list(sm.input.records), sm.params.positive)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import StratifiedKFold
 
 from cxrflow.baselines import (
     border_ring_features,
-    cross_validated_predictions,
     load_gray_images,
     logistic_baseline,
     mask_center,
@@ -88,7 +88,10 @@ def test_seed_data_baselines(shared_data: Path) -> None:
         "thumbnail": thumbnail_features(images, 28),
         "border_ring": border_ring_features(images, 24, 28),
     }.items():
-        pred = cross_validated_predictions(X, y, folds=5, seed=0)
+        pred = np.empty(len(y), dtype=y.dtype)  # logistic_baseline out of fold, 5 stratified folds
+        for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y):
+            probs = logistic_baseline(X[train], y[train], X[test], 0)
+            pred[test] = np.unique(y[train])[probs.argmax(axis=1)]
         results[name] = (f1_score(y, pred, pos_label="COVID-19"), accuracy_score(y, pred))
     print(results)
     f1, acc = results["thumbnail"]

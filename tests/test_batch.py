@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -19,13 +20,18 @@ from cxrflow.batch import (
     assign_batches,
     bucket_count,
     bucket_of,
-    process_batch,
+    run_batch,
 )
 from cxrflow.manifest import read_manifest
 from workflow_helpers import crop_defaults, planned_jobs, run_snakemake, tiny_config
 
 SETTINGS: dict[str, Any] = crop_defaults(size=16, min_side=8)
 
+
+
+def crop_batch(items: list[BatchItem], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The crop job's loop (batch.run_batch) in this process, without progress lines."""
+    return run_batch(items, settings, map, logging.getLogger("test"), "test batch", progress_every=0)
 
 def write_image(path: Path, seed: int, bar: int = 6) -> None:
     rng = np.random.default_rng(seed)
@@ -66,18 +72,18 @@ def test_process_batch_redoes_only_changed_images(tmp_path: Path) -> None:
     for k, n in enumerate(names):
         write_image(tmp_path / "raw" / f"{n}.png", k)
     items = items_for(tmp_path, names)
-    first = process_batch(items, SETTINGS)
+    first = crop_batch(items, SETTINGS)
     assert [s["status"] for s in first] == ["ok"] * 3 and not any(s["reused"] for s in first)
     record = json.loads(Path(items[0].record).read_text())
     assert record[KEY_FIELD] == first[0][KEY_FIELD] and record["output_width"] == 16
 
     write_image(tmp_path / "raw" / "b.png", 99, bar=12)  # new content
     Path(items[2].png).unlink()  # lost output
-    again = process_batch(items, SETTINGS)
+    again = crop_batch(items, SETTINGS)
     assert [s["reused"] for s in again] == [True, False, False]
-    assert Path(items[2].png).is_file()
+    assert cv2.imread(items[2].png, cv2.IMREAD_UNCHANGED).shape == (16, 16)  # redone at the settings' size
     # Other settings: nothing reused.
-    assert not any(s["reused"] for s in process_batch(items, {**SETTINGS, "size": 8}))
+    assert not any(s["reused"] for s in crop_batch(items, {**SETTINGS, "size": 8}))
 
 
 def test_process_batch_records_problems_and_bad_files(tmp_path: Path) -> None:
@@ -85,10 +91,10 @@ def test_process_batch_records_problems_and_bad_files(tmp_path: Path) -> None:
     (tmp_path / "raw" / "junk.png").write_bytes(b"not an image")
     item = items_for(tmp_path, ["junk"])[0]
     flagged = BatchItem("gone", "", "missing file", str(tmp_path / "out/gone.png"), str(tmp_path / "out/gone.json"))
-    out = process_batch([item, flagged], SETTINGS)
+    out = crop_batch([item, flagged], SETTINGS)
     assert [s["status"] for s in out] == ["quarantined", "quarantined"]
     assert out[0]["reason"].startswith("unreadable") and out[1]["reason"] == "missing file"
-    assert [s["reused"] for s in process_batch([item, flagged], SETTINGS)] == [True, True]
+    assert [s["reused"] for s in crop_batch([item, flagged], SETTINGS)] == [True, True]
 
 
 # ------------------------------------------------------------------ workflow

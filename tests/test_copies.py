@@ -55,6 +55,7 @@ def ieee(shared_data: Path) -> tuple[Path, pd.DataFrame]:
     return root / "images", meta[~meta["filename"].isin(known)]
 
 
+@pytest.mark.shared_data
 def test_planted_copies_each_transformation_found_and_one_patients_films_kept_apart(
     ieee: tuple[Path, pd.DataFrame], tmp_path: Path
 ) -> None:
@@ -89,6 +90,7 @@ def test_planted_copies_each_transformation_found_and_one_patients_films_kept_ap
     assert all(truth[a] == truth[b] for a, b in zip(pairs["image_id_a"], pairs["image_id_b"]))
 
 
+@pytest.mark.shared_data
 def test_exact_copy_and_figure(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     images, meta = ieee
     files = [images / f for f in meta["filename"][:4]]
@@ -114,10 +116,11 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         copies.find_copies(["a"], [tmp_path / "missing.png"], [None], SETTINGS)
 
 
+@pytest.mark.shared_data
 def test_shared_twins_found(shared_data: Path) -> None:
     """ieee8023 originals vs the original experiment's cropped, squashed, re-encoded copies.
 
-    Goal of the issue: >= 69 of 72 twins, no false pair among the first 100. Measured
+    Goal: >= 69 of 72 twins, no false pair among the first 100. Measured
     (bench/README.md): 69 found, no false pair at all; the 3 missed are discussed in docs/audits.md.
     """
     ieee = sorted((shared_data / "ieee8023-covid-chestxray-2020-03-24" / "images").iterdir())
@@ -142,6 +145,7 @@ def test_shared_twins_found(shared_data: Path) -> None:
     assert false == [], false
 
 
+@pytest.mark.shared_data
 def test_look_alike_films_of_different_patients_not_paired(shared_data: Path) -> None:
     """RSNA-derived normal films (one patient each, 224 px): clean PA films that look alike.
     Any pair is false; bench/README.md shows the closest reach 0.63, under min_score."""
@@ -150,6 +154,7 @@ def test_look_alike_films_of_different_patients_not_paired(shared_data: Path) ->
     assert pairs.empty, pairs.head().to_string()
 
 
+@pytest.mark.shared_data
 def test_two_different_crops_of_one_original_meet(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     """Neither copy contains the other (a fifth cut from opposite sides), and each comes with a
     cropped view as the workflow passes it (here a centre square, as the black-bar crop trims)."""
@@ -176,6 +181,7 @@ def test_two_different_crops_of_one_original_meet(ieee: tuple[Path, pd.DataFrame
     assert {"raw", "cropped"} >= set(pairs["view_a"]) | set(pairs["view_b"])
 
 
+@pytest.mark.shared_data
 def test_worker_processes_give_the_same_pairs(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     """``workers`` > 1 decodes and aligns in spawned processes (images in shared memory): same table."""
     images, meta = ieee

@@ -1,8 +1,7 @@
-"""Near-duplicate search: a re-published copy is found, unrelated images are not."""
+"""The pHash distance reported per pair, and duplicate pairs turned into split groups."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
@@ -13,7 +12,6 @@ import pytest
 from cxrflow.dedup import (
     duplicate_groups,
     hamming,
-    near_duplicate_pairs,
     perceptual_hashes,
     phash,
 )
@@ -49,13 +47,11 @@ def image_files(tmp_path: Path) -> tuple[list[str], list[Path]]:
     return ids, paths
 
 
-def test_planted_duplicate_found_and_unrelated_not(image_files: tuple[list[str], list[Path]]) -> None:
-    ids, paths = image_files
+def test_planted_copy_is_near_and_unrelated_images_far(image_files: tuple[list[str], list[Path]]) -> None:
+    _, paths = image_files
     hashes = perceptual_hashes(paths)
     assert hashes.dtype == np.uint64 and hashes.shape == (13,)
-    pairs = near_duplicate_pairs(ids, hashes, max_distance=8)
-    assert list(pairs.columns) == ["image_id_a", "image_id_b", "distance"]
-    assert set(zip(pairs.image_id_a, pairs.image_id_b)) == {("a/3", "b/x")}
+    assert hamming(hashes[3], hashes[12]) <= 8  # the re-published copy of image 3
     # unrelated images are far apart (random 64-bit hashes: ~32 bits)
     d = hamming(hashes[:12, None], hashes[None, :12])
     assert d[np.triu_indices(12, 1)].min() > 16
@@ -71,64 +67,15 @@ def test_duplicate_groups_are_connected_components() -> None:
     assert duplicate_groups(pairs.iloc[:0]) == {}
 
 
-def test_pairs_match_brute_force_and_scale() -> None:
+def test_hamming_matches_bit_counts() -> None:
     rng = np.random.default_rng(1)
-    base = rng.integers(0, 2**63, size=1500, dtype=np.uint64)
-    # plant near copies: flip 0..5 bits of some hashes
-    copies = base[:40].copy()
-    for i in range(40):
-        for bit in rng.choice(64, size=i % 6, replace=False):
-            copies[i] ^= np.uint64(1) << np.uint64(bit)
-    hashes = np.concatenate([base, copies])
-    ids = [f"i{k}" for k in range(len(hashes))]
-    pairs = near_duplicate_pairs(ids, hashes, max_distance=5)
-    d = hamming(hashes[:, None], hashes[None, :])
-    i, j = np.nonzero(np.triu(d <= 5, k=1))
-    assert set(zip(pairs.image_id_a, pairs.image_id_b)) == {(ids[a], ids[b]) for a, b in zip(i, j)}
-    assert len(pairs) >= 40
-    # 30k hashes (the brief's scale) in well under a minute
-    big = rng.integers(0, 2**63, size=30_000, dtype=np.uint64)
-    t = time.perf_counter()
-    near_duplicate_pairs([str(k) for k in range(len(big))], big, max_distance=4)
-    assert time.perf_counter() - t < 60
+    a, b = rng.integers(0, 2**63, size=(2, 200), dtype=np.uint64)
+    expected = [bin(int(x) ^ int(y)).count("1") for x, y in zip(a, b)]
+    assert hamming(a, b).tolist() == expected
 
 
 def test_bad_input_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read"):
         perceptual_hashes([tmp_path / "missing.png"])
-    with pytest.raises(ValueError, match="unique"):
-        near_duplicate_pairs(["a", "a"], np.zeros(2, np.uint64), 3)
-    with pytest.raises(ValueError, match="ids but"):
-        near_duplicate_pairs(["a"], np.zeros(2, np.uint64), 3)
     with pytest.raises(ValueError, match="2-D"):
         phash(np.zeros((4, 4, 3), np.uint8))
-
-
-@pytest.mark.shared_data
-def test_real_cross_collection_copies(shared_data: Path) -> None:
-    """The seed's covid_adjusted/ images are cropped, resized re-encodings of ieee8023 files.
-
-    Cropping the black border moves the frame, so not every copy stays within 4 bits
-    (measured: 42 of 72), while unrelated normal radiographs almost never do.
-    """
-    seed_dir = shared_data / "seed-covid19-detection"
-    ieee = shared_data / "ieee8023-covid-chestxray-2020-03-24" / "images"
-    covid = pd.read_csv(seed_dir / "covid_dataset.csv").filename
-    copies = [(f, f[: -len(".jpg")]) for f in covid if (ieee / f[: -len(".jpg")]).is_file()]
-    normal = pd.read_csv(seed_dir / "normal_xray_dataset.csv").filename.head(99)
-    ids = (
-        [f"seed/{a}" for a, _ in copies] + [f"ieee/{b}" for _, b in copies] + [f"normal/{n}" for n in normal]
-    )
-    paths = (
-        [seed_dir / "covid_adjusted" / a for a, _ in copies]
-        + [ieee / b for _, b in copies]
-        + [seed_dir / "normal_dataset" / n for n in normal]
-    )
-    pairs = near_duplicate_pairs(ids, perceptual_hashes(paths), max_distance=4)
-    found = {(a, b) for a, b in zip(pairs.image_id_a, pairs.image_id_b)}
-    recall = sum((f"seed/{a}", f"ieee/{b}") in found for a, b in copies) / len(copies)
-    normal_pairs = sum(a.startswith("normal/") and b.startswith("normal/") for a, b in found)
-    print(f"copies {len(copies)}, found {recall:.2f}, normal-normal pairs {normal_pairs}")
-    assert len(copies) == 72
-    assert recall >= 0.5
-    assert normal_pairs <= 2

@@ -19,7 +19,7 @@ from cxrflow.calibration import EPS, calibration, calibration_intercept, calibra
 from cxrflow.config import expand_seeds, with_defaults
 from cxrflow.covariates import age_band
 from cxrflow.evaluation import operating_point_main, seeds_main, subgroups_main
-from cxrflow.operating_point import at_threshold, choose_threshold, operating_point
+from cxrflow.operating_point import choose_threshold, operating_point, threshold_intervals
 from cxrflow.subgroups import subgroup_table
 
 CLASSES = ["COVID-19", "Normal"]
@@ -148,8 +148,9 @@ def test_fixed_rule_and_fallback_without_both_outcomes() -> None:
                               "prob_COVID-19": [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]})  # every case ranked the wrong way
     worse = choose_threshold(wrong_way, "COVID-19", EVALUATION["threshold"])  # fmt: skip
     assert worse["threshold"] == EVALUATION["threshold"]["fixed"] and "diagonal" in worse["fallback"]
-    assert at_threshold(np.array([True]), np.array([0.9]), 0.5)["specificity"] != at_threshold(
-        np.array([True]), np.array([0.9]), 0.5)["specificity"]  # fmt: skip  (NaN: no negatives)
+    no_negatives = threshold_intervals(pd.DataFrame({"image_id": ["a"]}), np.array([True]), np.array([0.9]), 0.5,
+                                       0.95)  # fmt: skip
+    assert np.isnan(no_negatives["specificity"]["estimate"]) and no_negatives["sensitivity"]["estimate"] == 1.0
 
 
 def _with_covariates(preds: pd.DataFrame) -> pd.DataFrame:
@@ -237,13 +238,18 @@ def test_seeds_expand_into_runs_and_their_spread_is_summarised(tmp_path: Path) -
     assert [r["seed"] for r in result["per_seed"]] == [1, 2, 3]
 
 
-def test_resamples_are_the_patient_bootstrap_of_bootstrap_ci() -> None:
-    from cxrflow.resampling import bootstrap
-    from cxrflow.uncertainty import bootstrap_ci
+def test_intervals_resample_split_groups_not_images() -> None:
+    from cxrflow.uncertainty import unit_bootstrap
 
-    preds = _predictions(seed=5)
-    right = (preds["true_label"] == preds["predicted_label"]).to_numpy()
-    ours = bootstrap(preds, lambda rows: {"accuracy": float(right[rows].mean())}, BOOT)["accuracy"]
-    theirs = bootstrap_ci(preds, CLASSES, n_boot=BOOT["n"], seed=BOOT["seed"], level=BOOT["level"])["accuracy"]
-    keys = ("low", "high", "estimate")
-    assert [ours[k] for k in keys] == pytest.approx([theirs[k] for k in keys])
+    preds = _predictions(seed=5).assign(group=lambda t: t["patient_id"])
+    twice = pd.concat([preds, preds.assign(image_id=preds["image_id"] + "_copy")], ignore_index=True)
+    stats = []
+    for table in (preds, twice):
+        y = (table["true_label"] == "COVID-19").to_numpy()
+        p = table["prob_COVID-19"].to_numpy()
+        stats.append(unit_bootstrap(table, lambda rows, p=p, y=y: {"brier": float(np.mean((p[rows] - y[rows]) ** 2))},
+                                    n_boot=BOOT["n"], seed=BOOT["seed"], level=BOOT["level"])["brier"])  # fmt: skip
+    # every image copied within its group: a mean over images is the same in every resample of the groups
+    assert [stats[0][k] for k in ("estimate", "low", "high")] == pytest.approx([stats[1][k] for k in
+                                                                               ("estimate", "low", "high")])  # fmt: skip
+    assert stats[0]["method"] == "BCa bootstrap"

@@ -111,3 +111,58 @@ def test_an_unexpected_failure_is_that_image_quarantine(tmp_path: Path) -> None:
     assert record["status"] == "quarantined"
     assert record["reason"].startswith("internal error: ValueError: unknown interpolation")
     assert "Traceback" in record["traceback"]
+
+
+# Real signatures of every format the decoder tells by content; random bytes follow them.
+SIGNATURES = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00", b"GIF87a",
+              b"GIF89a", b"RIFF\x00\x10\x00\x00WEBPVP8 ", b"RIFF\x00\x10\x00\x00WEBPVP8X", b"II*\x00", b"MM\x00*",
+              b"BM", b"\x00" * 128 + b"DICM", b"\x02\x00\x10\x00UI", b"\x08\x00\x05\x00CS"]  # fmt: skip
+
+
+@FUZZ
+@given(signature=st.sampled_from(SIGNATURES), data=st.binary(max_size=2048),
+       name=st.sampled_from(["x.jpg", "x.webp", "x.gif", "x.dcm", "IM0001"]))  # fmt: skip
+def test_random_bytes_behind_a_real_signature_never_crash_a_worker(tmp_path: Path, signature: bytes, data: bytes,
+                                                                    name: str) -> None:  # fmt: skip
+    raw = tmp_path / name
+    raw.write_bytes(signature + data)
+    record = check_record(tmp_path, raw)
+    assert not record["reason"].startswith("internal error"), record["traceback"]
+
+
+# A random folder tree: class folders in any case, nesting, system files and folders, stray files.
+NAMES = st.sampled_from(["NORMAL", "normal", "Normal", "PNEUMONIA", "Pneumonia", "other", "__MACOSX", ".hidden",
+                         "train", "test", "sub", "2020"])  # fmt: skip
+FILES = st.sampled_from(["a.jpeg", "B.PNG", "IM000001", ".DS_Store", "._a.jpeg", "Thumbs.db", "notes.txt",
+                         "c d.webp", "e.gif", "x.dcm"])  # fmt: skip
+
+
+@FUZZ
+@given(paths=st.lists(st.tuples(st.lists(NAMES, max_size=3), FILES), min_size=1, max_size=25))
+def test_every_file_of_a_random_tree_is_an_image_or_skipped_once(tmp_path: Path, paths: list) -> None:
+    import shutil
+
+    from cxrflow.sources import SourceError, inventory_source
+
+    root = tmp_path / "tree"
+    shutil.rmtree(root, ignore_errors=True)
+    files = set()
+    for folders, name in paths:
+        folder = root.joinpath(*folders)
+        if any((root.joinpath(*folders[: i + 1])).is_file() for i in range(len(folders))):
+            continue  # a file already holds that name
+        if (folder / name).is_dir():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+        files.add(str(folder / name))
+    assume(files)
+    spec = {"format": "folders", "path": str(root)}
+    try:
+        inv = inventory_source("t", spec, {"Normal": "Normal", "PNEUMONIA": "Pneumonia"})
+        listed = inv.images["raw_path"].tolist() + inv.skipped["path"].tolist()
+    except SourceError as err:  # nothing selected: an error that must still name the skipped files
+        assert "no image matches" in str(err)
+        return
+    assert sorted(listed) == sorted(files)  # each file exactly once
+    assert set(inv.images["label"]) <= {"Normal", "Pneumonia"}

@@ -101,15 +101,22 @@ def test_batch_job_to_manifest_and_quarantine_list(tmp_path: Path) -> None:
                                "patient_id": b.image_id, "view": "", "problem": ""} for b in batch])  # fmt: skip
     selection.to_csv(tmp_path / "sel.csv", index=False)
     out = tmp_path / "m"
+    pd.DataFrame([["s", "raw/.DS_Store", "system file: .DS_Store"], ["s", "raw/x/a.png", "not a configured class: x"]],
+                 columns=["source", "path", "reason"]).to_csv(tmp_path / "skipped.csv", index=False)  # fmt: skip
     manifest_job([str(tmp_path / "sel.csv")], [], [str(tmp_path / "b.json")], str(out / "manifest.csv"),
-                 str(out / "summary.json"), str(out / "quarantine.csv"), str(tmp_path / "m.log"))  # fmt: skip
+                 str(out / "summary.json"), str(out / "quarantine.csv"), str(tmp_path / "m.log"),
+                 [str(tmp_path / "skipped.csv")], str(out / "skipped.csv"))  # fmt: skip
     table = read_manifest(out / "manifest.csv")
     assert table["status"].tolist() == ["quarantined", "ok", "ok", "ok"]
     assert pd.read_csv(out / "quarantine.csv")["image_id"].tolist() == ["i0"]
-    quarantine = str(out / "quarantine.csv")
-    line = preprocess_line(str(out / "summary.json"), quarantine, str(tmp_path / "rec"), since=0.0)
+    assert pd.read_csv(out / "skipped.csv")["path"].tolist() == ["raw/.DS_Store", "raw/x/a.png"]
+    assert json.loads((out / "summary.json").read_text())["skipped_reasons"] == {"not a configured class": 1,
+                                                                                 "system file": 1}  # fmt: skip
+    quarantine, manifest, skipped = (str(out / n) for n in ("quarantine.csv", "manifest.csv", "skipped.csv"))
+    line = preprocess_line(str(out / "summary.json"), quarantine, str(tmp_path / "rec"), 0.0, manifest, skipped)
     assert line == (f"preprocess: 4 images: 3 cropped, 0 reused from earlier runs, 1 quarantined by this run; "
-                    f"1 quarantined in all (list: {quarantine})")  # fmt: skip
+                    f"in all 3 ok (list: {manifest}), 1 quarantined (list: {quarantine}), "
+                    f"2 files skipped (list: {skipped})")  # fmt: skip
     # A later run that re-made one image's record: the others count as reused.
     since = time.time() + 5
     os.utime(out / "summary.json", (since, since))

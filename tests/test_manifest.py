@@ -55,6 +55,8 @@ def _record(tmp_path: Path, image_id: str, raw_path: str, *, ok: bool = True, **
         "output_path": str(output) if ok else "",
         "output_width": 8 if ok else None,
         "output_height": 8 if ok else None,
+        "format": "png",
+        "note": "",
         "traceback": None,
     }
     record.update(changes)

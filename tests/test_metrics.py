@@ -59,7 +59,7 @@ def test_metrics_equal_sklearn(classes: list[str]) -> None:
 def test_predictions_table_and_csv_roundtrip(tmp_path: Path) -> None:
     classes = ["COVID-19", "Normal"]
     pred = fake_predictions(classes, 10, seed=0)
-    assert list(pred.columns) == ["image_id", "patient_id", "true_label", "predicted_label",
+    assert list(pred.columns) == ["image_id", "patient_id", "group", "true_label", "predicted_label",
                                   "prob_COVID-19", "prob_Normal"]
     assert (pred["predicted_label"] == np.where(pred["prob_COVID-19"] > 0.5, "COVID-19", "Normal")).all()
     pred.to_csv(tmp_path / "p.csv", index=False, float_format="%.8g")

@@ -19,7 +19,7 @@ SETTINGS: dict[str, Any] = crop_defaults(size=32, min_side=8)
 KEYS = {
     "image_id", "raw_path", "status", "reason", "orig_width", "orig_height", "orig_channels",
     "orig_dtype", "decode_scale", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "rows_removed", "cols_removed",
-    "output_path", "output_width", "output_height", "traceback",
+    "output_path", "output_width", "output_height", "format", "note", "traceback",
 }  # fmt: skip
 
 

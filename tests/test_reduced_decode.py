@@ -7,6 +7,7 @@ large JPEGs and on every real JPEG of ../shared/data that the default settings r
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cxrflow.batch import BatchItem, process_batch
+from cxrflow.batch import BatchItem, run_batch
 from cxrflow.decode import decode_image, jpeg_frame, reduced_scale
 from cxrflow.preprocess import key_settings, process_image
 from workflow_helpers import crop_defaults
@@ -23,6 +24,11 @@ from workflow_helpers import crop_defaults
 SETTINGS: dict[str, Any] = crop_defaults()  # size 224, decode_margin 2, reduced_decode on
 BOX = ("crop_x0", "crop_y0", "crop_x1", "crop_y1")
 
+
+
+def crop_batch(items: list[BatchItem], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The crop job's loop (batch.run_batch) in this process, without progress lines."""
+    return run_batch(items, settings, map, logging.getLogger("test"), "test batch", progress_every=0)
 
 def radiograph(seed: int, height: int, width: int, color: bool = False) -> np.ndarray:
     """Smooth body with two darker lungs, mottling and grain, black bars of random widths."""
@@ -111,15 +117,19 @@ def test_scale_is_the_largest_reduction_that_keeps_the_margin(tmp_path: Path) ->
     assert reduced_scale(None, keep) == 1
 
 
-def test_reduced_decode_keeps_stored_orientation_and_format(tmp_path: Path) -> None:
+def test_reduced_decode_applies_exif_orientation_like_the_full_path(tmp_path: Path) -> None:
+    """Orientation 6 (rotate 90 degrees clockwise): both paths show it upright, as viewers do."""
     img = radiograph(3, 600, 1200)
     data = with_exif_orientation(write_jpeg(tmp_path / "a.jpg", img).read_bytes(), 6)
     (tmp_path / "rot.jpg").write_bytes(data)
     full = decode_image(tmp_path / "rot.jpg")
     red = decode_image(tmp_path / "rot.jpg", keep_short_side=150)
-    assert full.pixels.shape == (600, 1200) and full.scale == 1
-    assert red.pixels.shape == (150, 300) and red.scale == 4  # not rotated, as the full path
-    assert (red.orig_width, red.orig_height, red.orig_channels, red.orig_dtype) == (1200, 600, 1, "uint8")
+    assert full.pixels.shape == (1200, 600) and full.scale == 1
+    assert np.array_equal(full.pixels, cv2.rotate(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED
+                                                               | cv2.IMREAD_IGNORE_ORIENTATION), cv2.ROTATE_90_CLOCKWISE))  # fmt: skip
+    assert red.pixels.shape == (300, 150) and red.scale == 4
+    assert (red.orig_width, red.orig_height, red.orig_channels, red.orig_dtype) == (600, 1200, 1, "uint8")
+    assert full.note == red.note == "EXIF orientation 6 applied"
     color = decode_image(write_jpeg(tmp_path / "c.jpg", radiograph(1, 1001, 999, color=True)), 448)
     assert color.pixels.shape == (501, 500, 3) and color.scale == 2  # sides rounded up, BGR kept
     assert decode_image(write_jpeg(tmp_path / "s.jpg", img[:400, :400]), 448).scale == 1
@@ -168,6 +178,7 @@ def test_generated_large_jpegs_stay_close_to_the_full_decode(tmp_path: Path) -> 
     assert q["means"].max() <= 2.0 and q["p99s"].max() <= 8
 
 
+@pytest.mark.shared_data
 def test_real_jpegs_stay_close_to_the_full_decode(tmp_path: Path, shared_data: Path) -> None:
     images = shared_data / "ieee8023-covid-chestxray-2020-03-24" / "images"
     paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
@@ -192,9 +203,9 @@ def test_changing_the_setting_recrops_only_images_whose_scale_changes(tmp_path: 
     names = [i.image_id for i in items]
 
     def reused(settings: dict[str, Any]) -> dict[str, bool]:
-        return {s["image_id"]: s["reused"] for s in process_batch(items, settings)}
+        return {s["image_id"]: s["reused"] for s in crop_batch(items, settings)}
 
-    first = process_batch(items, SETTINGS)
+    first = crop_batch(items, SETTINGS)
     assert {s["image_id"]: s["record"]["decode_scale"] for s in first} == {
         "big.jpg": 2, "huge.jpg": 4, "small.jpg": 1, "big.png": 1}  # fmt: skip
     assert all(reused(SETTINGS).values())

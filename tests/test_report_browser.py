@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cxrflow.shortcut import VERDICTS
 from workflow_helpers import run_snakemake, tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -20,7 +21,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
               "checkpoint_every": 1}  # fmt: skip
-VERDICTS = ("shortcut", "borders informative", "no shortcut", "inconclusive")
 
 
 def _browser():

@@ -9,26 +9,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from docutils.core import publish_parts
 from matplotlib.image import imread
 
-from cxrflow.audit import TRUST_COLUMNS
 from cxrflow.console import ShortPathLists, has_gpu_device, shorten, shorten_reason
+from cxrflow.layout import DATA_CATEGORY, EXPERIMENT_CATEGORY, VERDICT_CATEGORY
 from cxrflow.plots import forest_plot
+from cxrflow.record import TRUST_COLUMNS, build_record
 from cxrflow.report_views import (
-    DATA_CATEGORY,
-    EXPERIMENT_CATEGORY,
-    VERDICT_CATEGORY,
     cell_status,
     file_view,
     run_lines,
     verdict_rows,
+    render_caption,
     view_place,
     write_verdict,
 )
+from test_record import model_parts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,35 +98,39 @@ def test_verdict_rows_take_the_worst_cell_and_the_pooled_verdict() -> None:
         verdict_rows(trust, ["x"])
 
 
-def test_verdict_page_forest_plot_and_run_lines_from_real_files(tmp_path: Path) -> None:
-    trust = pd.DataFrame([trust_row("demo_vgg19", 0, shortcut_verdict="shortcut", shortcut_flag=True,
-                                    external_f1=0.4, external_f1_low=0.2, external_f1_high=0.6,
-                                    test_sources="other"),
-                          trust_row("second", 0, model_f1_low=None, model_f1_high=None)])  # fmt: skip
-    trust.to_csv(tmp_path / "trust_summary.csv", index=False)
-    shortcut = []
-    for i, sentence in enumerate(["Shortcut flagged: the borders <alone> separate the classes.", "No shortcut."]):
-        shortcut.append(tmp_path / f"s{i}.json")
-        shortcut[-1].write_text(json.dumps({"sentence": sentence}))
+def test_verdict_page_forest_plot_and_run_lines_from_records(tmp_path: Path) -> None:
+    records = []
+    for name, parts in (("demo_vgg19", dict(f1=0.8, external=0.4,
+                                            shortcut="Shortcut flagged: the borders <alone> separate the classes.")),
+                        ("second", dict(f1=0.7, shortcut="No shortcut."))):  # fmt: skip
+        records.append(tmp_path / f"{name}.json")
+        records[-1].write_text(json.dumps(build_record(name, 0, model_parts(tmp_path / name, **parts))))
     (tmp_path / "pre.json").write_text(json.dumps({"ok": 200, "quarantined": 1, "by_source": {"covid": 100, "rsna": 100},
                                                    "by_label": {"COVID-19": 100, "Normal": 100}}))
     (tmp_path / "splits.json").write_text(json.dumps({"patients": 170, "folds": [{"fold": "fold0"}]}))
     (tmp_path / "audit.json").write_text(json.dumps({"source_predictability": {"flag": True}}))
     experiments = {"demo_vgg19": {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 20}}
     out = {name: tmp_path / name for name in ("verdict.html", "forest.png", "run.rst", "verdict.log")}
-    write_verdict(tmp_path / "trust_summary.csv", [str(p) for p in shortcut], tmp_path / "pre.json",
-                  tmp_path / "splits.json", tmp_path / "audit.json", experiments, out["verdict.html"],
-                  out["forest.png"], out["run.rst"], out["verdict.log"])  # fmt: skip
+    write_verdict([str(p) for p in records], "COVID-19", tmp_path / "pre.json", tmp_path / "splits.json",
+                  tmp_path / "audit.json", experiments, out["verdict.html"], out["forest.png"], out["run.rst"],
+                  out["verdict.log"])  # fmt: skip
     page = out["verdict.html"].read_text()
     assert 'id="verdict"' in page and "the borders &lt;alone&gt;" in page
-    assert re.search(r'<td class="red">shortcut</td>', page)
-    assert "0.80 [0.60, 0.90] vs 0.40 [0.20, 0.60] (other)" in page
+    assert re.search(r'<td class="green">no shortcut</td>', page)
+    assert "0.80 [0.60, 0.90] vs 0.40 [0.30, 0.40] (b)" in page
+    assert "1 (2 training/external)" in page  # a count from the external split audit
     assert "Data: 200 images (100 COVID-19, 100 Normal) from 2 source(s): covid (100), rsna (100)" in page
     run = publish_parts(out["run.rst"].read_text(), writer_name="html")["body"]  # as the report renders it
     assert run.count("<p>") == 2 and "Experiments: demo_vgg19 (vgg19, weights none, 32 px, 20 epochs).</p>" in run
     image = imread(out["forest.png"])
     assert image.shape[0] > 100 and image.std() > 0
-    assert "verdict of" in out["verdict.log"].read_text()
+    assert "verdict of 2 model record(s)" in out["verdict.log"].read_text()
+
+
+def test_view_caption_filled_as_for_the_file_itself() -> None:
+    place = view_place("experiments/demo_vgg19/fold3/classification_report.txt")
+    text = "{{ snakemake.wildcards.experiment }} fold {{ snakemake.wildcards.fold }}, {{ snakemake.config.classes[0] }}"
+    assert render_caption(text, {"classes": ["COVID-19", "Normal"]}, place) == "demo_vgg19 fold 3, COVID-19"
 
 
 def test_forest_plot_without_experiments(tmp_path: Path) -> None:

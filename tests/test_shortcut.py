@@ -26,7 +26,8 @@ from cxrflow.shortcut import (
 from workflow_helpers import REPO, run_snakemake, tiny_config
 
 CLASSES = ["COVID-19", "Normal"]
-SETTINGS = {"enabled": True, "mask": 0.8, "fill": 128, "metric": "macro_f1", "flag_margin": 0.1}
+SETTINGS = {"enabled": True, "mask": 0.8, "fill": 128, "metric": "macro_f1", "flag_margin": 0.1,
+            "chance_tolerance": 0.1}
 BOOTSTRAP = {"n": 1000, "seed": 0, "level": 0.95}
 
 
@@ -82,13 +83,14 @@ def test_paired_bootstrap() -> None:
     perfect = predictions(true, true)
     half = predictions(true, ["COVID-19"] * 5 + ["Normal"] * 10 + ["COVID-19"] * 5)
     ci = paired_bootstrap({"full": perfect, "border_only": half}, CLASSES, n_boot=500, seed=0, level=0.95)
-    assert ci["full"]["macro_f1"] == {"estimate": 1.0, "low": 1.0, "high": 1.0, "n_used": 500}
+    full = ci["full"]["macro_f1"]
+    assert full["estimate"] == 1.0 and full["high"] == 1.0 and 0.5 < full["low"] < 1.0  # 20 patients prove no 1.0
     assert ci["border_only"]["macro_f1"]["estimate"] == pytest.approx(0.5)
     diff = ci["full - border_only"]["macro_f1"]
     assert diff["estimate"] == pytest.approx(0.5) and 0 < diff["low"] < 0.5 < diff["high"]
     again = paired_bootstrap({"full": perfect, "border_only": half}, CLASSES, n_boot=500, seed=0, level=0.95)
     assert again == ci
-    with pytest.raises(ValueError, match="same test patients"):
+    with pytest.raises(ValueError, match="same test units"):
         paired_bootstrap({"a": perfect, "b": perfect.iloc[:5]}, CLASSES, n_boot=10, seed=0, level=0.95)
 
 
@@ -108,7 +110,8 @@ def interval(estimate: float, low: float, high: float) -> dict[str, float]:
     ],
 )
 def test_verdict(full: dict, border: dict, difference: dict, expected: str) -> None:
-    name, flag, sentence = verdict(full, border, difference, 0.5, flag_margin=0.1, metric="macro F1")
+    name, flag, sentence = verdict(full, border, difference, 0.5, flag_margin=0.1, chance_tolerance=0.1,
+                                   metric="macro F1", n_units=20)
     assert name == expected and flag == (expected == "shortcut")
     assert sentence.startswith("Shortcut flagged" if flag else ("Shortcut audit inconclusive" if
                                                                  expected == "inconclusive" else "No shortcut"))
@@ -123,6 +126,9 @@ def test_a_model_that_learns_nothing_never_flags() -> None:
     assert "not clearly above chance" in result["sentence"]
     learned = predictions(true, true)
     result = shortcut_audit(learned, constant, CLASSES, SETTINGS, BOOTSTRAP)
+    assert result["verdict"] == "inconclusive" and "too few test patients: 20" in result["sentence"]
+    many = ["COVID-19"] * 32 + ["Normal"] * 48  # 80 patients show the constant control near chance
+    result = shortcut_audit(predictions(many, many), predictions(many, ["Normal"] * 80), CLASSES, SETTINGS, BOOTSTRAP)
     assert result["verdict"] == "no shortcut" and result["flag"] is False
     result = shortcut_audit(learned, learned, CLASSES, {**SETTINGS, "metric": "positive_f1"}, BOOTSTRAP)
     assert result["verdict"] == "shortcut" and result["flag"] is True
@@ -133,26 +139,26 @@ def test_a_model_that_learns_nothing_never_flags() -> None:
 
 
 def test_experiment_verdict_pools_the_folds() -> None:
-    """Three folds of 10 test patients, each too small to decide; pooled (each fold's patients kept apart) they flag.
+    """Eight folds of 10 test patients, each too small to decide; pooled (each fold's patients kept apart) they flag.
 
     The control predicts exactly what the model does (7 of 10 right): the frame explains
-    the whole score, which one fold cannot show and 30 patients can.
+    the whole score, which one fold cannot show and 80 patients can.
     """
     true = ["COVID-19"] * 5 + ["Normal"] * 5
     guess = ["Normal", *true[1:3], "Normal", *true[4:6], "COVID-19", *true[7:]]  # 3 wrong
-    folds = [predictions(true, guess) for _ in range(3)]  # equal image and patient ids in every fold
+    folds = [predictions(true, guess) for _ in range(8)]  # equal image and patient ids in every fold
     audits = [shortcut_audit(f, f, CLASSES, SETTINGS, BOOTSTRAP) | {"fold": str(k)} for k, f in enumerate(folds)]
-    assert [a["verdict"] for a in audits] == ["inconclusive"] * 3
+    assert [a["verdict"] for a in audits] == ["inconclusive"] * 8
     pooled = experiment_audit(folds, folds, audits, CLASSES, SETTINGS, BOOTSTRAP)
     assert pooled["verdict"] == "shortcut" and pooled["flag"] is True
-    assert pooled["n_test"] == 30 and pooled["folds"] == 3 and pooled["fold"] == "all"
+    assert pooled["n_test"] == 80 and pooled["folds"] == 8 and pooled["fold"] == "all"
     assert pooled["full"]["macro_f1"]["estimate"] == pytest.approx(audits[0]["full"]["macro_f1"]["estimate"])
     assert pooled["border_only"]["macro_f1"]["low"] > pooled["chance"]["macro_f1"] >= audits[0]["border_only"][
         "macro_f1"]["low"]
-    assert pooled["per_fold"] == [{"fold": str(k), "verdict": "inconclusive", "flag": False} for k in range(3)]
+    assert pooled["per_fold"] == [{"fold": str(k), "verdict": "inconclusive", "flag": False} for k in range(8)]
     assert pooled["flagged_folds"] == 0
     text = experiment_audit_text({"experiment": "e", **pooled})
-    assert "3 folds' test predictions pooled" in text and "0 of 3 flagged" in text and "fold 2: inconclusive" in text
+    assert "8 folds' test predictions pooled" in text and "0 of 8 flagged" in text and "fold 2: inconclusive" in text
     one = experiment_audit(folds[:1], folds[:1], audits[:1], CLASSES, SETTINGS, BOOTSTRAP)
     keys = ("full", "border_only", "difference", "verdict")
     assert {k: one[k] for k in keys} == {k: audits[0][k] for k in keys}  # one fold: that fold's audit
@@ -162,11 +168,11 @@ def test_experiment_verdict_pools_the_folds() -> None:
 
 # ------------------------------------------------------------------ through snakemake
 # The shipped demo experiment (VGG19 from scratch at 32x32, 20 epochs) on the shipped demo
-# (100 + 100 images: with 60 + 60 the ~20 test images left the verdict to chance, README),
+# (100 + 100 images: with 60 + 60 the ~20 test images left the verdict to chance, docs/demo.md),
 # drawn small (256 px raw, cropped straight to 32 px) to stay fast: about 3 minutes per
 # variant on 2 cores. The "bars alike" variant gives the COVID-19 images the Normal images'
 # bars *and* their square framing (demo.covid.size_range [1, 1]): the mixed sizes of the
-# COVID-19 collection are a second shortcut, which the audit rightly sees (README).
+# COVID-19 collection are a second shortcut, which the audit rightly sees (docs/demo.md).
 AUDIT = "results/experiments/demo_vgg19/fold0/shortcut_audit.json"
 
 

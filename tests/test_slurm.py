@@ -16,13 +16,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
-
 from workflow_helpers import planned_jobs, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -503,8 +504,9 @@ def test_real_workflow_runs_through_slurm(
     batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]
 ) -> None:
     work, run = batched_run
-    assert (work / "results/trust_summary.csv").is_file()
-    assert (work / "results/experiments/tiny/metrics.json").is_file()
+    trust = pd.read_csv(work / "results/trust_summary.csv")
+    assert trust["experiment"].tolist() == ["tiny"] and trust["model_f1"].between(0, 1).all()
+    assert "per_class" in json.loads((work / "results/experiments/tiny/metrics.json").read_text())["metrics"]
     records = sacct_jobs(run.submissions, slurm_env)
     assert len(records) == len(run.submissions) and {r["State"] for r in records.values()} == {"COMPLETED"}
     # Bookkeeping (selection, manifest, summaries) ran in the submitting process, not the queue.

@@ -11,11 +11,9 @@ import pytest
 from cxrflow.sources import (
     COLUMNS,
     SourceError,
-    load_source,
-    load_sources,
+    inventory_source,
     read_metadata,
     select_images,
-    selection_summary,
     unique_ids,
 )
 
@@ -87,7 +85,7 @@ def test_ieee8023_old_header(tmp_path: Path) -> None:
     assert list(table.columns)[:3] == ["patientid", "offset", "sex"]
     assert {"url", "clinical_notes", "other_notes"} <= set(table.columns)
     assert not any(c.startswith("unnamed") for c in table.columns)
-    images = load_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS)
+    images = inventory_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS).images
     assert list(images.columns) == COLUMNS
     assert list(images["raw_path"]) == [str(root / "images" / n) for n in ("a.jpeg", "b.png", "g.jpg")]
     assert list(images["patient_id"]) == ["2", "2", "7"]
@@ -96,36 +94,36 @@ def test_ieee8023_old_header(tmp_path: Path) -> None:
 
 def test_ieee8023_label_map_without_filters_drops_unmapped(tmp_path: Path) -> None:
     root = old_style(tmp_path / "old")
-    images = load_source("old", spec_for("ieee8023", root), LABELS)
+    images = inventory_source("old", spec_for("ieee8023", root), LABELS).images
     # SARS and "COVID-19, ARDS" map to no class; CT rows stay (no filter asked to drop them).
     assert list(images["finding"]) == ["COVID-19"] * 5
-    custom = load_source("old", spec_for("ieee8023", root, labels={"SARS": "Other"}), LABELS)
+    custom = inventory_source("old", spec_for("ieee8023", root, labels={"SARS": "Other"}), LABELS).images
     assert list(custom["label"]) == ["Other"]
 
 
 def test_ieee8023_new_header_hierarchical_and_string_ids(tmp_path: Path) -> None:
     root = new_style(tmp_path / "new")
-    images = load_source("new", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS)
+    images = inventory_source("new", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS).images
     assert list(images["patient_id"]) == ["324a", "324a"]
     assert list(images["finding"]) == ["Pneumonia/Viral/COVID-19"] * 2
     assert list(images["label"]) == ["COVID-19"] * 2
     # `folder` column picks the sub-folder; a CT volume row without filters keeps its own folder.
-    unfiltered = load_source("new", spec_for("ieee8023", root), LABELS)
+    unfiltered = inventory_source("new", spec_for("ieee8023", root), LABELS).images
     assert str(root / "volumes" / "d.nii.gz") in set(unfiltered["raw_path"])
     assert "COVID-19, ARDS" not in set(unfiltered["finding"])
 
 
 def test_filter_list_values_and_numbers(tmp_path: Path) -> None:
     root = old_style(tmp_path / "old")
-    images = load_source("old", spec_for("ieee8023", root, filters={"view": ["PA", "AP"], "patientid": [2, 3]}), LABELS)
+    images = inventory_source("old", spec_for("ieee8023", root, filters={"view": ["PA", "AP"], "patientid": [2, 3]}), LABELS).images
     assert list(images["patient_id"]) == ["2", "2", "3"]
     with pytest.raises(SourceError, match="filter column 'nope'"):
-        load_source("old", spec_for("ieee8023", root, filters={"nope": "x"}), LABELS)
+        inventory_source("old", spec_for("ieee8023", root, filters={"nope": "x"}), LABELS).images
 
 
 def test_limit_keeps_file_order(tmp_path: Path) -> None:
     root = old_style(tmp_path / "old")
-    images = load_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS, limit=2), LABELS)
+    images = inventory_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS, limit=2), LABELS).images
     assert [Path(p).name for p in images["raw_path"]] == ["a.jpeg", "b.png"]
 
 
@@ -195,10 +193,10 @@ def test_folders_with_subsets(tmp_path: Path) -> None:
     table = read_metadata("folders", root, {})
     assert table["subset"].tolist() == ["train", "train", "train", "test"]
     labels = {"NORMAL": "Normal", "PNEUMONIA": "Pneumonia"}
-    images = load_source("k", spec_for("folders", root), labels)
+    images = inventory_source("k", spec_for("folders", root), labels).images
     assert images["label"].tolist() == ["Normal", "Pneumonia", "Pneumonia", "Normal"]
     assert images["patient_id"].tolist() == ["k-IM-0001", "person1", "person1", "k-IM-0002"]
-    only_test = load_source("k", spec_for("folders", root, filters={"subset": "test"}), labels)
+    only_test = inventory_source("k", spec_for("folders", root, filters={"subset": "test"}), labels).images
     assert only_test["raw_path"].tolist() == [str(root / "test" / "NORMAL" / "IM-0002.JPEG")]
 
 
@@ -207,7 +205,7 @@ def test_folders_without_subsets(tmp_path: Path) -> None:
     touch(root / "Normal" / "b.png")
     touch(root / "Normal" / "a.jpg")
     touch(root / "COVID-19" / "c.jpg")
-    images = load_source("f", spec_for("folders", root), LABELS)
+    images = inventory_source("f", spec_for("folders", root), LABELS).images
     assert [Path(p).name for p in images["raw_path"]] == ["c.jpg", "a.jpg", "b.png"]
     assert images["label"].tolist() == ["COVID-19", "Normal", "Normal"]
 
@@ -229,11 +227,11 @@ def test_csv_with_column_mapping(tmp_path: Path) -> None:
         labels={"covid": "COVID-19", "healthy": "Normal"},
         columns={"filename": "Image File", "label": "Diagnosis", "patient_id": "Patient ID", "view": "View"},
     )
-    images = load_source("own", spec, LABELS)
+    images = inventory_source("own", spec, LABELS).images
     assert images[["label", "patient_id", "view"]].values.tolist() == [["COVID-19", "P1", "PA"], ["Normal", "P2", "AP"]]
     assert images["raw_path"].tolist() == [str(root / "imgs" / "x.png"), str(root / "imgs" / "y.png")]
     with pytest.raises(SourceError, match="'nope'"):
-        load_source("own", dict(spec, columns={"filename": "nope", "label": "Diagnosis"}), LABELS)
+        inventory_source("own", dict(spec, columns={"filename": "nope", "label": "Diagnosis"}), LABELS).images
 
 
 def test_csv_without_patient_column_each_image_is_its_own_patient(tmp_path: Path) -> None:
@@ -243,7 +241,7 @@ def test_csv_without_patient_column_each_image_is_its_own_patient(tmp_path: Path
     for n in ("a.jpeg.jpg", "b.jpeg.jpg"):
         touch(root / "img" / n)
     spec = spec_for("csv", root, csv="c.csv", images="img", columns={"filename": "filename", "label": "finding"})
-    images = load_source("s", spec, LABELS)
+    images = inventory_source("s", spec, LABELS).images
     assert images["patient_id"].tolist() == ["s-a.jpeg", "s-b.jpeg"] == images["image_id"].tolist()
 
 
@@ -257,7 +255,7 @@ def test_unsafe_paths_are_kept_with_a_problem(tmp_path: Path) -> None:
         "filename,finding\nok.jpg,Normal\n../../outside.jpg,Normal\n/etc/passwd,Normal\nsub/../../../x.jpg,Normal\n,Normal\n"
     )
     spec = spec_for("csv", root, csv="c.csv", images="img", columns={"filename": "filename", "label": "finding"})
-    images = load_source("u", spec, LABELS)
+    images = inventory_source("u", spec, LABELS).images
     assert images["problem"].tolist() == [
         "",
         "unsafe path: img/../../outside.jpg",
@@ -280,7 +278,7 @@ def test_symlinks_into_a_data_store_are_read_through(tmp_path: Path) -> None:
     (tree / "Normal" / "b.png").symlink_to(store / "b.png")
     (tree / "Normal" / "gone.jpg").symlink_to(store / "gone.jpg")  # broken: listed, not lost
     (tree / "Normal" / "notes.txt").symlink_to(store / "a.jpg")  # not an image by name
-    images = load_source("t", spec_for("folders", tree), LABELS)
+    images = inventory_source("t", spec_for("folders", tree), LABELS).images
     assert [Path(p).name for p in images["raw_path"]] == ["a.jpg", "b.png", "gone.jpg"]
     assert images["resolved_path"].tolist() == [str(store / "a.jpg"), str(store / "b.png"), str(store / "gone.jpg")]
     assert images["problem"].tolist()[:2] == ["", ""]
@@ -292,7 +290,7 @@ def test_symlinks_into_a_data_store_are_read_through(tmp_path: Path) -> None:
     (root / "metadata.csv").write_text(
         OLD_HEADER + "\n1,0,M,1,COVID-19,,PA,X-ray,,,link.jpg,,,,,,\n2,0,M,1,COVID-19,,PA,X-ray,,,../../store/b.png,,,,,,\n"
     )
-    named = load_source("s", spec_for("ieee8023", root), LABELS)
+    named = inventory_source("s", spec_for("ieee8023", root), LABELS).images
     assert named["problem"].tolist() == ["", "unsafe path: images/../../store/b.png"]
     assert named["resolved_path"].tolist() == [str(store / "a.jpg"), ""]
 
@@ -300,21 +298,21 @@ def test_symlinks_into_a_data_store_are_read_through(tmp_path: Path) -> None:
 def test_missing_file_reported_and_check_files_off(tmp_path: Path) -> None:
     root = old_style(tmp_path / "old")
     (root / "images" / "b.png").unlink()
-    images = load_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS)
+    images = inventory_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS).images
     assert images["problem"].tolist() == ["", "missing file", ""]
-    unchecked = load_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS, check_files=False)
+    unchecked = inventory_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS, check_files=False).images
     assert set(unchecked["problem"]) == {""}
 
 
 def test_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"'gone'.*does not exist"):
-        load_source("gone", spec_for("ieee8023", tmp_path / "nope"), LABELS)
+        inventory_source("gone", spec_for("ieee8023", tmp_path / "nope"), LABELS).images
     tmp_path.joinpath("empty").mkdir()
     with pytest.raises(SourceError, match=r"metadata file .*metadata.csv"):
-        load_source("e", spec_for("ieee8023", tmp_path / "empty"), LABELS)
+        inventory_source("e", spec_for("ieee8023", tmp_path / "empty"), LABELS).images
     root = old_style(tmp_path / "old")
     with pytest.raises(SourceError, match="no image matches"):
-        load_source("old", spec_for("ieee8023", root, filters={"finding": "MERS"}), LABELS)
+        inventory_source("old", spec_for("ieee8023", root, filters={"finding": "MERS"}), LABELS).images
 
 
 def test_image_ids_unique_and_safe(tmp_path: Path) -> None:
@@ -325,25 +323,19 @@ def test_image_ids_unique_and_safe(tmp_path: Path) -> None:
     assert len(unique_ids("s", ["x" * 400 + ".jpg"])[0]) < 200
 
 
-def test_sources_combined_and_summary(tmp_path: Path) -> None:
-    a, b = old_style(tmp_path / "a"), old_style(tmp_path / "b")
-    images = load_sources(
-        {
-            "a": spec_for("ieee8023", a, filters=COVID_FILTERS),
-            "b": spec_for("ieee8023", b, filters=COVID_FILTERS, limit=1),
-        },
-        LABELS,
-    )
-    assert images["source"].tolist() == ["a"] * 3 + ["b"]
-    summary = selection_summary(images)
-    assert summary[["source", "images", "patients", "problems"]].values.tolist() == [["a", 3, 2, 0], ["b", 1, 1, 0]]
+def test_limit_keeps_the_first_rows(tmp_path: Path) -> None:
+    root = old_style(tmp_path / "b")
+    every = inventory_source("b", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS).images
+    first = inventory_source("b", spec_for("ieee8023", root, filters=COVID_FILTERS, limit=1), LABELS).images
+    assert len(every) == 3 and first["image_id"].tolist() == every["image_id"].tolist()[:1]
+    assert (first["source"] == "b").all() and first["image_id"].str.startswith("b-").all()
 
 
 # ---------------------------------------------------------------- real data
 @pytest.mark.shared_data
 def test_real_ieee8023_march_2020(shared_data: Path) -> None:
     root = shared_data / "ieee8023-covid-chestxray-2020-03-24"
-    images = load_source("ieee", {"format": "ieee8023", "path": str(root), "filters": COVID_FILTERS}, LABELS)
+    images = inventory_source("ieee", {"format": "ieee8023", "path": str(root), "filters": COVID_FILTERS}, LABELS).images
     assert len(images) == 76
     assert images["patient_id"].nunique() == 53
     assert (images["problem"] == "missing file").sum() == 1
@@ -371,7 +363,7 @@ def test_real_seed_csvs(shared_data: Path) -> None:
             "columns": cols,
         },
     }
-    images = load_sources(sources, LABELS)
+    images = pd.concat([inventory_source(name, spec, LABELS).images for name, spec in sources.items()], ignore_index=True)
     assert images.groupby("source").size().to_dict() == {"seed_covid": 92, "seed_normal": 400}
     # Fact of the published data: rows 312-400 of normal_xray_dataset.csv name files that
     # normal_dataset/ lacks (it holds 89 other files instead); they are reported, not dropped.
@@ -380,5 +372,5 @@ def test_real_seed_csvs(shared_data: Path) -> None:
     assert problems.index.tolist() == list(range(92 + 311, 92 + 400))
     # The unnamed all-zero index column is not a patient id: each image is its own patient.
     assert images["patient_id"].is_unique
-    limited = load_source("seed_normal", dict(sources["seed_normal"], limit=99), LABELS)
+    limited = inventory_source("seed_normal", dict(sources["seed_normal"], limit=99), LABELS).images
     assert len(limited) == 99 and set(limited["problem"]) == {""}  # the original experiment's head(99)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cxrflow import synth
-from cxrflow.config import apply_demo
-from cxrflow.sources import load_source, select_images
+from cxrflow.config import apply_demo, with_defaults
+from cxrflow.sources import inventory_source, metadata_file, select_images
 
 SMALL = {
     "path": "unused",
@@ -24,10 +24,11 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def config(repo_root: Path) -> dict:
-    """The settings a demo run uses: the shipped config.yaml with workflow/demo.yaml laid under it."""
+    """The settings a demo run uses: the shipped config.yaml with workflow/demo.yaml laid under it,
+    the schema's defaults filled in (as the Snakefile's validate does)."""
     settings = yaml.safe_load((repo_root / "config.yaml").read_text())
     assert apply_demo(settings, yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text()))
-    return settings
+    return with_defaults(settings)
 
 
 def demo_sources(config: dict, out: Path) -> dict:
@@ -121,7 +122,7 @@ def test_default_demo_loads_with_config_sources(config: dict, tmp_path: Path) ->
         name: select_images(
             name,
             spec,
-            tables[synth.DEMO_TABLES[spec["format"]]],
+            tables[str((Path(spec["path"]) / metadata_file(spec["format"], spec)).relative_to(tmp_path))],
             Path(spec["path"]),
             config["labels"],
             check_files=False,
@@ -129,7 +130,7 @@ def test_default_demo_loads_with_config_sources(config: dict, tmp_path: Path) ->
         for name, spec in sources.items()
     }
     synth.write_demo(demo, tmp_path)
-    loaded = {name: load_source(name, spec, config["labels"]) for name, spec in sources.items()}
+    loaded = {name: inventory_source(name, spec, config["labels"]).images for name, spec in sources.items()}
     assert len(loaded["demo_covid"]) == demo["covid"]["images"]
     assert loaded["demo_covid"]["patient_id"].nunique() == demo["covid"]["patients"]
     assert len(loaded["demo_normal"]) == demo["normal"]["images"]

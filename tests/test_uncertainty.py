@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from cxrflow.uncertainty import _bootstrap_auc, bootstrap_ci, ci_table, point_estimates
+from cxrflow.uncertainty import bootstrap_auc, ci_table, metric_intervals
 
 CLASSES = ["COVID-19", "Normal"]
 
@@ -35,14 +35,15 @@ def _predictions(n_patients: int = 60, seed: int = 0, classes: list[str] = CLASS
 
 def test_reproducible_and_estimate_inside_ci() -> None:
     preds = _predictions()
-    a = bootstrap_ci(preds, CLASSES, n_boot=400, seed=7, level=0.95)
-    b = bootstrap_ci(preds, CLASSES, n_boot=400, seed=7, level=0.95)
-    c = bootstrap_ci(preds, CLASSES, n_boot=400, seed=8, level=0.95)
+    a = metric_intervals(preds, CLASSES, n_boot=1000, seed=7, level=0.95)
+    b = metric_intervals(preds, CLASSES, n_boot=1000, seed=7, level=0.95)
+    c = metric_intervals(preds, CLASSES, n_boot=1000, seed=8, level=0.95)
     assert a == b
-    assert a != c
-    assert a["n_patients"] == 60 and a["unit"] == "patient" and a["level"] == 0.95
+    # one model's intervals are analytic: the resampling seed is recorded, and changes nothing else
+    assert a != c and {k: v for k, v in a.items() if k != "seed"} == {k: v for k, v in c.items() if k != "seed"}
+    assert a["n_patients"] == 60 and a["unit"] == "split group" and a["level"] == 0.95
     table = ci_table(a)
-    assert len(table) == 1 + 4 * len(CLASSES)
+    assert len(table) == 2 + 4 * len(CLASSES)
     assert (table.low <= table.estimate).all() and (table.estimate <= table.high).all()
     assert (table.high - table.low > 0).all()
     # estimates are sklearn's on the full data
@@ -51,13 +52,13 @@ def test_reproducible_and_estimate_inside_ci() -> None:
     assert a["per_class"]["COVID-19"]["roc_auc"]["estimate"] == pytest.approx(
         roc_auc_score(y == "COVID-19", preds["prob_COVID-19"])
     )
-    narrow = bootstrap_ci(preds, CLASSES, n_boot=400, seed=7, level=0.5)
+    narrow = metric_intervals(preds, CLASSES, n_boot=1000, seed=7, level=0.5)
     assert (
         narrow["accuracy"]["high"] - narrow["accuracy"]["low"] < a["accuracy"]["high"] - a["accuracy"]["low"]
     )
 
 
-def test_bootstrap_auc_equals_weighted_sklearn() -> None:
+def testbootstrap_auc_equals_weighted_sklearn() -> None:
     preds = _predictions(30, seed=3)
     patients, pat_of_img = np.unique(preds.patient_id, return_inverse=True)
     draws = np.random.default_rng(0).multinomial(
@@ -65,7 +66,7 @@ def test_bootstrap_auc_equals_weighted_sklearn() -> None:
     )
     positive = (preds.true_label == "COVID-19").to_numpy()
     score = preds["prob_COVID-19"].to_numpy()
-    ours = _bootstrap_auc(positive, score, pat_of_img, draws.astype(float))
+    ours = bootstrap_auc(positive, score, pat_of_img, draws.astype(float))
     for b, draw in enumerate(draws):
         w = draw[pat_of_img].astype(float)
         keep = w > 0
@@ -87,38 +88,32 @@ def test_patients_are_the_resampling_unit() -> None:
                     "prob_Normal": 0.1 if correct else 0.9,
                 }
             )
-    res = bootstrap_ci(pd.DataFrame(rows), CLASSES, n_boot=500, seed=0, level=0.95)
+    res = metric_intervals(pd.DataFrame(rows), CLASSES, n_boot=500, seed=0, level=0.95)
     acc = res["accuracy"]
     assert acc["estimate"] == pytest.approx(0.7)
     assert acc["high"] - acc["low"] > 0.4  # image-level resampling would give ~0.18
-    # only COVID-19 is true: its AUC and Normal's recall are never defined
-    assert res["per_class"]["COVID-19"]["roc_auc"]["n_used"] == 0
-    assert res["per_class"]["Normal"]["recall"]["n_used"] == 0
+    # only COVID-19 is true: its AUC, Normal's recall and the macro F1 are undefined, with no interval
+    assert np.isnan(res["per_class"]["COVID-19"]["roc_auc"]["estimate"])
     assert np.isnan(res["per_class"]["Normal"]["recall"]["low"])
-    # Normal is predicted in ~97% of resamples: precision is defined only there
-    assert 0 < res["per_class"]["Normal"]["precision"]["n_used"] <= 500
+    assert np.isnan(res["macro_f1"]["estimate"]) and "absent" in res["macro_f1"]["refused"]
 
 
 def test_three_classes() -> None:
     classes = ["COVID-19", "Pneumonia", "Normal"]
     preds = _predictions(45, seed=5, classes=classes)
-    res = bootstrap_ci(preds, classes, n_boot=200, seed=1, level=0.9)
+    res = metric_intervals(preds, classes, n_boot=200, seed=1, level=0.9)
     assert set(res["per_class"]) == set(classes)
-    est = point_estimates(preds, classes)
-    assert res["accuracy"]["estimate"] == est["accuracy"]
+    est = metric_intervals(preds, classes, n_boot=0, seed=0, level=0.95)  # the point estimates alone
+    assert res["accuracy"]["estimate"] == est["accuracy"]["estimate"]
 
 
 def test_bad_input_raises() -> None:
     preds = _predictions(10)
     with pytest.raises(ValueError, match="lack columns"):
-        bootstrap_ci(preds.drop(columns="prob_Normal"), CLASSES, n_boot=10, seed=0, level=0.95)
+        metric_intervals(preds.drop(columns="prob_Normal"), CLASSES, n_boot=10, seed=0, level=0.95)
     bad = preds.copy()
     bad.loc[0, "true_label"] = "Flu"
     with pytest.raises(ValueError, match="outside classes"):
-        bootstrap_ci(bad, CLASSES, n_boot=10, seed=0, level=0.95)
-    bad = preds.copy()
-    bad.loc[0, "patient_id"] = None
-    with pytest.raises(ValueError, match="patient_id"):
-        bootstrap_ci(bad, CLASSES, n_boot=10, seed=0, level=0.95)
+        metric_intervals(bad, CLASSES, n_boot=10, seed=0, level=0.95)
     with pytest.raises(ValueError, match="level"):
-        bootstrap_ci(preds, CLASSES, n_boot=10, seed=0, level=95)
+        metric_intervals(preds, CLASSES, n_boot=10, seed=0, level=95)

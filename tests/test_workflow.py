@@ -76,7 +76,10 @@ def test_adding_images_schedules_only_their_crops(tmp_path: Path) -> None:
     run_snakemake(work, cfg, "split")
     after = pd.read_csv(work / "results/splits/assignments.csv", dtype=str)
     merged = before.merge(after, on="image_id", suffixes=("_before", "_after"))
-    assert len(merged) == 10 and (merged["fold0_before"] == merged["fold0_after"]).all()
+    stayed = merged["fold0_before"] == merged["fold0_after"]
+    # Stratified by label: the added Normal patients move no COVID-19 patient, and at most one
+    # Normal patient per cut point (test|val, val|train) per added patient (split.py).
+    assert len(merged) == 10 and stayed[merged["label_before"] == "COVID-19"].all() and (~stayed).sum() <= 2 * 3
     # Reduced JPEG decode (size 32 -> kept short side 2 x 32): a new decode_margin re-runs
     # only the crops whose decode scale it changes: j0 128 px (1/2 -> full at margin 3),
     # not j1 200 px (1/2 both ways) nor the PNGs.
@@ -92,6 +95,7 @@ def test_adding_images_schedules_only_their_crops(tmp_path: Path) -> None:
     assert planned_jobs(run_snakemake(work, cfg, "split", "-n"))["crop_image"] == 1
 
 
+@pytest.mark.shared_data
 def test_ieee8023_2020_03_24_original_filters(tmp_path: Path, shared_data: Path) -> None:
     spec = {"format": "ieee8023", "path": str(shared_data / "ieee8023-covid-chestxray-2020-03-24"),
             "filters": {"finding": "COVID-19", "modality": "X-ray", "view": "PA"}}  # fmt: skip
@@ -107,6 +111,7 @@ def test_ieee8023_2020_03_24_original_filters(tmp_path: Path, shared_data: Path)
         assert cv2.imread(str(tmp_path / path), cv2.IMREAD_UNCHANGED).shape == (224, 224)
 
 
+@pytest.mark.shared_data
 def test_seed_covid19_detection_as_two_csv_sources(tmp_path: Path, shared_data: Path) -> None:
     root = shared_data / "seed-covid19-detection"
     columns = {"filename": "filename", "label": "finding"}

@@ -86,8 +86,25 @@ def planned_jobs(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
 
 def crop_defaults(**overrides: Any) -> dict[str, Any]:
     """process_image's settings at the schema's defaults (the one source of truth), with overrides."""
-    from cxrflow.config import with_defaults
+    from cxrflow.config import schema_defaults
     from cxrflow.preprocess import crop_settings
 
-    preprocess = with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["preprocess"]
-    return {**crop_settings(preprocess), **overrides}
+    return {**crop_settings(schema_defaults()["preprocess"]), **overrides}
+
+
+def read_figure(path: Path, min_side: int = 100) -> Any:
+    """A written figure, decoded: an image of at least ``min_side`` pixels a side that is not one flat colour."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, f"{path} is no image"
+    assert min(image.shape[:2]) >= min_side and image.std() > 0, f"{path}: {image.shape}, flat or tiny"
+    return image
+
+
+def check_keras_archive(path: Path) -> None:
+    """A saved .keras model: the zip Keras writes, with its config and weights."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        assert {"config.json", "model.weights.h5"} <= set(archive.namelist()), (path, archive.namelist())

@@ -8,17 +8,16 @@
   than one split of a fold: anything but 0 invalidates the test score.
 * ``source_check``: ``source_predictability`` on the manifest's thumbnails, with the
   flag and sentence of ``data_audit.json``.
-* ``trust_table``: one row per experiment and fold with every reason to doubt its
-  score (``results/trust_summary.csv``, the first thing the report shows).
+
+The trust summary that puts these beside every model's scores is built from the
+per-model records (``record``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,28 @@ _EXAMPLES = 10  # shared patient ids listed per split pair; the count is always 
 
 def _contingency(sources: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     return pd.crosstab(pd.Series(sources, name="source"), pd.Series(labels, name="label"))
+
+
+def bias_corrected_cramers_v(table: np.ndarray) -> float:
+    """Bergsma's (2013) bias-corrected Cramér's V of an r x c contingency table; NaN when undefined.
+
+    Plain V of independent labels over a few sources is far from 0 (6 sources x 60
+    images: ~0.28); the correction removes the chi-square's expected value under
+    independence and shrinks r and c alike, so unrelated source and label give ~0.
+    """
+    counts = np.asarray(table, dtype=float)
+    n = counts.sum()
+    r, c = counts.shape
+    if n < 2 or min(r, c) < 2:
+        return float("nan")
+    expected = counts.sum(axis=1, keepdims=True) * counts.sum(axis=0, keepdims=True) / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi2 = float(np.nansum(np.where(expected > 0, (counts - expected) ** 2 / expected, 0.0)))
+    phi2 = max(0.0, chi2 / n - (r - 1) * (c - 1) / (n - 1))
+    r_t = r - (r - 1) ** 2 / (n - 1)
+    c_t = c - (c - 1) ** 2 / (n - 1)
+    denom = min(r_t - 1, c_t - 1)
+    return float(np.sqrt(phi2 / denom)) if denom > 0 else float("nan")
 
 
 def source_predictability(
@@ -80,6 +101,7 @@ def source_predictability(
         "cramers_v": (
             float(association(table.to_numpy(), method="cramer")) if min(table.shape) > 1 else float("nan")
         ),
+        "cramers_v_corrected": bias_corrected_cramers_v(table.to_numpy()),
         "majority_accuracy": float(counts.iloc[0] / len(src)),
         "chance_balanced_accuracy": float(1 / len(counts)),
     }
@@ -107,7 +129,7 @@ def leakage_report(assignments: pd.DataFrame, pairs: pd.DataFrame | None = None)
 
     Patients are keyed by source + patient_id (ids are only unique within a
     collection, as in ``split``); images without a patient id count as their own
-    patient. With ``pairs`` (``dedup.near_duplicate_pairs``), near-duplicate pairs
+    patient. With ``pairs`` (``duplicates.csv``, ``dedup.find_duplicates``), duplicate pairs
     whose two images sit in different splits are counted as leaks too.
     """
     missing = {"image_id", "patient_id", "source", "group"} - set(assignments.columns)
@@ -163,8 +185,11 @@ def source_check(
     """``source_predictability`` on thumbnails of ``table`` (manifest rows), grouped by split group,
     plus a flag and a sentence. ``settings`` is the config's ``audit.source_predictability``.
 
-    Flagged only when both halves hold: sources coincide with labels (Cramér's V) and
-    the source is recognisable from the pixels (balanced accuracy); either alone is harmless.
+    Flagged "confounded" on the bias-corrected Cramér's V of source x label alone
+    (``flag_cramers_v``): when source and label are aligned no internal test can tell
+    a model that reads the disease from one that recognises the collection. The
+    thumbnail classifier (balanced accuracy of predicting the source) is reported
+    beside it as supporting evidence, never as a condition.
     """
     features = baselines.thumbnail_features(baselines.load_gray_images(table["output_path"]), thumbnail_size)
     # Every source needs a group in each CV fold's training part, or the regression cannot learn it.
@@ -177,16 +202,21 @@ def source_check(
     else:
         result = source_predictability(features, table["source"], table["label"], groups,
                                        seed=settings["seed"], folds=settings["folds"])  # fmt: skip
+    v_raw = result.get("cramers_v_corrected", float("nan"))
+    v = v_raw if v_raw is not None and np.isfinite(v_raw) else 0.0
+    flag = bool(v >= settings["flag_cramers_v"])
+    facts = f"bias-corrected Cramér's V of source x label is {v:.2f}"
     if "skipped" in result:
-        return {**result, "flag": False, "sentence": f"Source check skipped: {result['skipped']}."}
-    v = result["cramers_v"] if np.isfinite(result["cramers_v"]) else 0.0
-    flag = bool(v >= settings["flag_cramers_v"] and result["balanced_accuracy"] >= settings["flag_balanced_accuracy"])
-    facts = (f"the source is predicted from {thumbnail_size}x{thumbnail_size} thumbnails with balanced accuracy "
-             f"{result['balanced_accuracy']:.2f} (chance {result['chance_balanced_accuracy']:.2f}) and Cramér's V "
-             f"of source x label is {v:.2f}")  # fmt: skip
-    sentence = (f"Sources coincide with labels: {facts}; a model can score by recognising the collection."
-                if flag else f"No source shortcut flagged: {facts}.")  # fmt: skip
-    return {**result, "flag": flag, "sentence": sentence}
+        support = f"the thumbnail classifier was skipped ({result['skipped']})"
+    else:
+        strength = "strong" if result["balanced_accuracy"] >= settings["flag_balanced_accuracy"] else "weak"
+        support = (f"{strength} supporting evidence: the source is predicted from {thumbnail_size}x{thumbnail_size} "
+                   f"thumbnails with balanced accuracy {result['balanced_accuracy']:.2f} "
+                   f"(chance {result['chance_balanced_accuracy']:.2f})")
+    sentence = (f"Confounded: sources coincide with labels ({facts}; {support}); a model can score by "
+                "recognising the collection, and no internal test resolves it."
+                if flag else f"No source confound flagged: {facts}; {support}.")  # fmt: skip
+    return {**result, "flag": flag, "confounded": flag, "sentence": sentence}
 
 
 def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.DataFrame, thumbnail_size: int,
@@ -199,138 +229,6 @@ def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.Data
         raise ValueError(f"ok images missing from the assignments: {ok.loc[groups.isna(), 'image_id'].tolist()[:5]}")
     source = source_check(ok, groups, thumbnail_size, settings)
     return json_safe({"leakage": leakage, "duplicate_pairs": int(len(pairs)), "source_predictability": source})
-
-
-TRUST_COLUMNS = ("experiment", "fold", "class", "patients_shared", "duplicates_across_splits", "model_f1",
-                 "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
-                 "border_ring_margin", "source_flag", "test_sources", "external_f1", "external_f1_low",
-                 "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
-                 "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag",
-                 "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged",
-                 "external_border_only_f1", "external_shortcut_verdict", "external_shortcut_flag")  # fmt: skip
-
-
-def external_columns(fold: int, split_audit: Mapping[str, Any], external: Mapping[str, Any] | None,
-                     positive: str) -> dict[str, Any]:  # fmt: skip
-    """External test F1 of the positive class with its CI, and near-duplicate pairs between the fold's
-    training data (train + val) and the external set; empty without test_sources."""
-    if external is None:
-        return {"test_sources": None, "external_f1": None, "external_f1_low": None, "external_f1_high": None,
-                "duplicates_internal_external": None}  # fmt: skip
-    ci = external["ci"]["per_class"][positive]["f1"]
-    dups = split_audit["external"]["duplicate_pairs_per_fold"][f"fold{fold}"]["train_val"]
-    return {"test_sources": " ".join(external.get("test_sources") or []),
-            "external_f1": external["metrics"]["per_class"][positive]["f1-score"],
-            "external_f1_low": ci["low"], "external_f1_high": ci["high"], "duplicates_internal_external": dups}  # fmt: skip
-
-
-def shortcut_columns(shortcut: Mapping[str, Any] | None, positive: str) -> dict[str, Any]:
-    """The border-only control beside the model (``shortcut_audit.json``); ``not run`` when it is disabled."""
-    if shortcut is None:
-        return {"border_only_f1": None, "full_macro_f1": None, "border_only_macro_f1": None,
-                "chance_macro_f1": None, "shortcut_verdict": "not run", "shortcut_flag": None}  # fmt: skip
-    return {
-        "border_only_f1": shortcut["border_only"]["f1"][positive],
-        "full_macro_f1": shortcut["full"]["macro_f1"]["estimate"],
-        "border_only_macro_f1": shortcut["border_only"]["macro_f1"]["estimate"],
-        "chance_macro_f1": shortcut["chance"]["macro_f1"],
-        "shortcut_verdict": shortcut["verdict"],
-        "shortcut_flag": shortcut["flag"],
-    }
-
-
-def experiment_shortcut_columns(audit: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The experiment's verdict over all its folds pooled (the same in each of its rows), and how many of
-    its folds flagged on their own, e.g. "1/5"; ``not run`` when the control is disabled."""
-    if audit is None:
-        return {"experiment_shortcut_verdict": "not run", "experiment_shortcut_flag": None, "folds_flagged": None}
-    return {"experiment_shortcut_verdict": audit["verdict"], "experiment_shortcut_flag": audit["flag"],
-            "folds_flagged": f"{audit['flagged_folds']}/{audit['folds']}"}  # fmt: skip
-
-
-def external_shortcut_columns(audit: Mapping[str, Any] | None, positive: str) -> dict[str, Any]:
-    """The border-only control on the external test set beside ``external_f1``; empty without one."""
-    if audit is None:
-        return {"external_border_only_f1": None, "external_shortcut_verdict": None, "external_shortcut_flag": None}
-    return {"external_border_only_f1": audit["border_only"]["f1"][positive],
-            "external_shortcut_verdict": audit["verdict"], "external_shortcut_flag": audit["flag"]}  # fmt: skip
-
-
-def trust_row(experiment: str, fold: int, fold_metrics: Mapping[str, Any], fold_baselines: Mapping[str, Any],
-              data_audit: Mapping[str, Any], positive: str, split_audit: Mapping[str, Any] | None = None,
-              external: Mapping[str, Any] | None = None, shortcut: Mapping[str, Any] | None = None,
-              experiment_shortcut: Mapping[str, Any] | None = None,
-              external_shortcut: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The summary row of one model; margins are model F1 - baseline F1 of the positive class.
-
-    ``split_audit`` is the JSON whose ``leakage`` covers the model's split (the data
-    audit for the shared split, the experiment's splits/audit.json for its own);
-    ``external`` its external metrics.json (None without test_sources); ``shortcut``
-    its shortcut_audit.json, ``experiment_shortcut`` its experiment's over all folds and
-    ``external_shortcut`` the one on the external test set (None when audit.border_only
-    is disabled, the last also without test_sources).
-    """
-    split_audit = data_audit if split_audit is None else split_audit
-    leak = split_audit["leakage"]["folds"][f"fold{fold}"]
-    if "ci" not in fold_metrics:
-        raise ValueError(f"{experiment} fold {fold}: metrics.json has no 'ci' (re-run evaluate)")
-    ci = fold_metrics["ci"]["per_class"][positive]["f1"]
-    low, high = ci["low"], ci["high"]
-    return {
-        "experiment": experiment,
-        "fold": fold,
-        "class": positive,
-        "patients_shared": sum(leak["shared_patients"].values()),
-        "duplicates_across_splits": leak.get("split_duplicate_pairs", 0),
-        "model_f1": fold_baselines["model"]["f1"][positive],
-        "model_f1_low": low,
-        "model_f1_high": high,
-        "ci_width": None if low is None or high is None else high - low,
-        "thumbnail_f1": fold_baselines["thumbnail"]["f1"][positive],
-        "thumbnail_margin": fold_baselines["thumbnail"]["margin_f1"],
-        "border_ring_f1": fold_baselines["border_ring"]["f1"][positive],
-        "border_ring_margin": fold_baselines["border_ring"]["margin_f1"],
-        "source_flag": data_audit["source_predictability"]["flag"],
-        **external_columns(fold, split_audit, external, positive),
-        **shortcut_columns(shortcut, positive),
-        **experiment_shortcut_columns(experiment_shortcut),
-        **external_shortcut_columns(external_shortcut, positive),
-    }
-
-
-def _read(path: str | None) -> Any:
-    return None if path is None else json.loads(Path(path).read_text())
-
-
-def trust_table(rows: Sequence[tuple[str, int]], metrics_paths: Sequence[str], baseline_paths: Sequence[str],
-                audit_path: str, positive: str, split_audit_paths: Sequence[str | None] | None = None,
-                external_paths: Sequence[str | None] | None = None,
-                shortcut_paths: Sequence[str | None] | None = None,
-                experiment_shortcut_paths: Sequence[str | None] | None = None,
-                external_shortcut_paths: Sequence[str | None] | None = None) -> pd.DataFrame:  # fmt: skip
-    """``trust_summary.csv``: ``trust_row`` of every (experiment, fold) in ``rows``, the path lists aligned
-    with it (None entries, or no list at all: nothing of that kind for the row)."""
-    split_audit_paths = split_audit_paths or [None] * len(rows)
-    external_paths = external_paths or [None] * len(rows)
-    shortcut_paths = shortcut_paths or [None] * len(rows)
-    experiment_shortcut_paths = experiment_shortcut_paths or [None] * len(rows)
-    external_shortcut_paths = external_shortcut_paths or [None] * len(rows)
-    lists = {"metrics": metrics_paths, "baselines": baseline_paths, "split audits": split_audit_paths,
-             "external entries": external_paths, "shortcut audits": shortcut_paths,
-             "experiment shortcut audits": experiment_shortcut_paths,
-             "external shortcut audits": external_shortcut_paths}  # fmt: skip
-    if any(len(paths) != len(rows) for paths in lists.values()):
-        counts = ", ".join(f"{len(paths)} {name}" for name, paths in lists.items())
-        raise ValueError(f"{len(rows)} models but {counts}")
-    data_audit = _read(audit_path)
-    records = [
-        trust_row(e, int(k), *(_read(p) for p in (m, b)), data_audit, positive,
-                  *(_read(p) for p in (s, x, c, a, z)))  # fmt: skip
-        for (e, k), m, b, s, x, c, a, z in zip(rows, *lists.values())
-    ]
-    table = pd.DataFrame(records, columns=list(TRUST_COLUMNS))
-    table["duplicates_internal_external"] = table["duplicates_internal_external"].astype("Int64")  # a count
-    return table
 
 
 def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str, output: str, thumbnail_size: int,
@@ -348,11 +246,3 @@ def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str
     for row in copies_figure.shared_by_source(pairs).itertuples(index=False):
         LOG.info("shared %s/%s: %d pairs (%d exact)", row.source_a, row.source_b, row.pairs, row.exact)
     return result
-
-
-def trust_summary_main(output: str, *args: Any) -> pd.DataFrame:
-    """Rule trust_summary: :func:`trust_table` (same arguments) written to trust_summary.csv."""
-    table = trust_table(*args)
-    table.to_csv(output, index=False, float_format="%.4f")
-    LOG.info("trust summary of %d model(s) written to %s", len(table), output)
-    return table

@@ -18,14 +18,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .data import load_split, read_gray
-from .metrics import write_json
+from .metrics import json_safe, read_predictions, write_json
+from .uncertainty import paired_bootstrap
 
 LOG = logging.getLogger(__name__)
 
@@ -98,40 +99,32 @@ def logistic_baseline(X_train: np.ndarray, y_train: Sequence, X_test: np.ndarray
     return model.predict_proba(X_test)
 
 
-def cross_validated_predictions(
-    X: np.ndarray, y: Sequence, *, folds: int, seed: int, groups: Sequence | None = None
-) -> np.ndarray:
-    """Out-of-fold predicted labels of ``logistic_baseline`` under stratified (grouped, if given) k-fold CV.
-
-    Pass patient ids as ``groups`` so no patient is both trained and tested on.
-    """
-    y = np.asarray(y)
-    if groups is None:
-        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)
-    else:
-        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, groups)
-    predicted = np.empty(len(y), dtype=y.dtype)
-    for train, test in splits:
-        probs = logistic_baseline(X[train], y[train], X[test], seed)
-        predicted[test] = np.unique(y[train])[probs.argmax(axis=1)]
-    return predicted
-
-
 def score(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Per-class F1 (zero_division=0, as the model's report) and accuracy."""
     f1 = f1_score(y_true, y_pred, labels=list(classes), average=None, zero_division=0)
     return {"f1": {c: float(v) for c, v in zip(classes, f1)}, "accuracy": float(accuracy_score(y_true, y_pred))}
 
 
+def margin_intervals(model_predictions: pd.DataFrame, baseline_predictions: pd.DataFrame,
+                     classes: Sequence[str], bootstrap: Mapping[str, Any]) -> dict[str, Any]:
+    """Paired BCa intervals of model - baseline (macro and positive-class F1) over the same test units."""
+    ci = paired_bootstrap({"model": model_predictions, "baseline": baseline_predictions}, classes,
+                          n_boot=bootstrap["n"], seed=bootstrap["seed"], level=bootstrap["level"])  # fmt: skip
+    return json_safe(ci["model - baseline"])
+
+
 def run_baselines(
     train_csv: str, test_csv: str, model_metrics: Mapping[str, Any], classes: Sequence[str],
-    settings: Mapping[str, Any],
+    settings: Mapping[str, Any], model_predictions: pd.DataFrame | None = None,
+    bootstrap: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Thumbnail and border-ring baselines beside the model: their scores, the model's F1 per class, and
     the margins (model - baseline) for classes[0].
 
     Trained on the fold's train split and tested on its test split, so they face exactly
-    the model's test images. ``settings`` is the config's ``audit.baselines``.
+    the model's test images. ``settings`` is the config's ``audit.baselines``. Given the
+    model's predictions and the bootstrap settings, each margin gets a paired interval
+    (``margin``: macro and positive-class F1, each {estimate, low, high, n_used}).
     """
     classes = list(classes)
     size = settings["image_size"]
@@ -154,15 +147,30 @@ def run_baselines(
         predicted = np.unique(y_train)[probs.argmax(axis=1)]
         result = score(y_test, predicted, classes)
         result["margin_f1"] = model_f1[positive] - result["f1"][positive]
+        if model_predictions is not None and bootstrap is not None:
+            table = pd.DataFrame({"image_id": test["image_id"].to_numpy(), "patient_id": test["patient_id"].to_numpy(),
+                                  "true_label": y_test, "predicted_label": predicted})  # fmt: skip
+            if "group" in test.columns:
+                table["group"] = test["group"].to_numpy()
+            for k, cls in enumerate(np.unique(y_train)):
+                table[f"prob_{cls}"] = probs[:, k]
+            for cls in classes:
+                if f"prob_{cls}" not in table:
+                    table[f"prob_{cls}"] = 0.0
+            model = model_predictions.set_index("image_id").loc[table["image_id"]].reset_index()
+            result["margin"] = margin_intervals(model, table, classes, bootstrap)
         out[name] = result
     return out
 
 
 def baselines_main(train_csv: str, test_csv: str, metrics_json: str, output: str, classes: Sequence[str],
-                   settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Rule baselines: :func:`run_baselines` beside the fold's model (its metrics.json), to baselines.json."""
+                   settings: Mapping[str, Any], predictions_csv: str | None = None,
+                   bootstrap: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Rule baselines: :func:`run_baselines` beside the fold's model (its metrics.json and predictions.csv),
+    to baselines.json."""
     metrics = json.loads(Path(metrics_json).read_text())["metrics"]
-    result = run_baselines(train_csv, test_csv, metrics, classes, settings)
+    predictions = read_predictions(predictions_csv) if predictions_csv else None
+    result = run_baselines(train_csv, test_csv, metrics, classes, settings, predictions, bootstrap)
     write_json(result, output)
     LOG.info("baselines: thumbnail F1 %s, border ring F1 %s, model F1 %s", result["thumbnail"]["f1"],
              result["border_ring"]["f1"], result["model"]["f1"])

@@ -132,18 +132,6 @@ def process_item(item: BatchItem, settings: Mapping[str, Any]) -> dict[str, Any]
             "traceback": "" if reused else (record.get("traceback") or ""), "record": record}  # fmt: skip
 
 
-def process_batch(
-    items: Sequence[BatchItem],
-    settings: Mapping[str, Any],
-    map_fn: Callable[..., Iterable[dict[str, Any]]] = map,
-) -> list[dict[str, Any]]:
-    """process_item over the batch; one summary per item, in item order.
-
-    map_fn lets the caller spread the items over worker processes (an executor's map).
-    """
-    return list(map_fn(process_item, items, [settings] * len(items)))
-
-
 def is_internal_error(summary: Mapping[str, Any]) -> bool:
     return str(summary.get("reason", "")).startswith(INTERNAL_ERROR)
 

@@ -13,7 +13,9 @@ probability (one-vs-rest; for two classes the first class only) is summarised by
 * a **reliability diagram**: equal-width probability bins with the mean predicted
   probability, the observed frequency and the count of each bin,
 
-each with a patient-bootstrap interval. The expected calibration error (ECE) is
+each with an interval over the test split groups (``uncertainty``): BCa bootstrap for the
+Brier score, intercept, slope and ECE; Clopper-Pearson with a cluster design effect for a
+bin's observed frequency (a proportion of the bin's images). The expected calibration error (ECE) is
 listed but is no headline: it depends on the binning (Nixon et al. 2019).
 """
 
@@ -30,7 +32,7 @@ from scipy.special import expit, logit
 from sklearn.metrics import brier_score_loss
 
 from .metrics import json_safe
-from .resampling import bootstrap
+from .uncertainty import proportion_interval, unit_bootstrap, unit_sums
 
 # Probabilities are clipped to [EPS, 1 - EPS] before the logit: a stored 1.0 would be infinite.
 EPS = 1e-8
@@ -123,27 +125,30 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int) -> float:
 
 
 def figures(y: np.ndarray, p: np.ndarray, bins: int) -> dict[str, float]:
-    """Every calibration figure of one class as named floats (the bootstrap's statistic)."""
-    r = reliability(y, p, bins)
-    out = {"brier": float(brier_score_loss(y, p)) if len(y) else float("nan"),
-           "intercept": calibration_intercept(y, p), "slope": calibration_slope(y, p),
-           "ece": ece(y, p, bins)}  # fmt: skip
-    out.update({f"observed_{k}": float(v) for k, v in enumerate(r["observed"])})
-    return out
+    """The summary figures of one class as named floats (the bootstrap's statistic)."""
+    return {"brier": float(brier_score_loss(y, p)) if len(y) else float("nan"),
+            "intercept": calibration_intercept(y, p), "slope": calibration_slope(y, p),
+            "ece": ece(y, p, bins)}  # fmt: skip
 
 
 def class_calibration(predictions: pd.DataFrame, cls: str, bins: int, bootstrap_settings: Mapping[str, Any]
                       ) -> dict[str, Any]:  # fmt: skip
-    """One class's figures, one-vs-rest on its ``prob_<cls>`` column, each with its patient-bootstrap interval."""
+    """One class's figures, one-vs-rest on its ``prob_<cls>`` column, each with its interval over split groups."""
     y_all = (predictions["true_label"].astype(str) == cls).to_numpy()
     p_all = predictions[f"prob_{cls}"].to_numpy(dtype=float)
-    intervals = bootstrap(predictions, lambda rows: figures(y_all[rows], p_all[rows], bins), bootstrap_settings)
+    intervals = unit_bootstrap(predictions, lambda rows: figures(y_all[rows], p_all[rows], bins),
+                               n_boot=bootstrap_settings["n"], seed=bootstrap_settings["seed"],
+                               level=bootstrap_settings["level"])  # fmt: skip
     r = reliability(y_all, p_all, bins)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    table = [{"bin": k, "low_edge": float(edges[k]), "high_edge": float(edges[k + 1]), "count": int(r["count"][k]),
-              "predicted": r["predicted"][k], "observed": r["observed"][k],
-              "observed_low": intervals[f"observed_{k}"]["low"], "observed_high": intervals[f"observed_{k}"]["high"]}
-             for k in range(bins)]  # fmt: skip
+    ids = bin_index(p_all, bins)
+    table = []
+    for k in range(bins):
+        sums = unit_sums(predictions, {"hit": (ids == k) & y_all, "in": ids == k})
+        _, low, high = proportion_interval(sums["hit"], sums["in"], bootstrap_settings["level"])
+        table.append({"bin": k, "low_edge": float(edges[k]), "high_edge": float(edges[k + 1]),
+                      "count": int(r["count"][k]), "predicted": r["predicted"][k], "observed": r["observed"][k],
+                      "observed_low": low, "observed_high": high})  # fmt: skip
     notes = []
     if y_all.min() == y_all.max():
         notes.append(f"only {'positives' if y_all.all() else 'negatives'} of {cls}: intercept and slope undefined")

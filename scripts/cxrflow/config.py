@@ -102,7 +102,6 @@ def check_experiments(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"experiment {name}: test_sources hold out every source")
 
 
-
 def seed_run(parent: str, seed: int) -> str:
     """The name of one seed's run of an experiment with `seeds`."""
     return f"{parent}_seed{seed}"
@@ -134,7 +133,10 @@ def expand_seeds(config: MutableMapping[str, Any]) -> dict[str, list[tuple[str, 
     return groups
 
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data: a non-editable install carries it (pyproject.toml, package-data).
+SCHEMA = Path(__file__).resolve().with_name("config.schema.yaml")
+# The least configuration the schema accepts: one source, one experiment of all defaults.
+_MINIMAL = {"sources": {"x": {"format": "folders", "path": "."}}, "experiments": {"default": {}}}
 
 
 def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
@@ -160,6 +162,12 @@ def with_defaults(config: Mapping[str, Any], path: Path = SCHEMA) -> dict[str, A
     out = copy.deepcopy(dict(config))
     filling(schema).validate(out)
     return out
+
+
+def schema_defaults() -> dict[str, Any]:
+    """Every setting at the schema's default, with one placeholder source and one experiment
+    (``experiments["default"]``): the values code outside a workflow reads instead of retyping."""
+    return with_defaults(_MINIMAL)
 
 
 def _resolve(node: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -221,7 +229,7 @@ def config_markdown(path: Path = SCHEMA) -> str:
     lines = [
         "# Configuration, key by key",
         "",
-        "<!-- Generated from workflow/schemas/config.schema.yaml by `python scripts/config_docs.py`;",
+        "<!-- Generated from scripts/cxrflow/config.schema.yaml by `python scripts/config_docs.py`;",
         "     tests/test_config.py fails when this file is stale. Edit the schema, not this file. -->",
         "",
         " ".join(str(schema.get("description", "")).split()),

@@ -98,10 +98,9 @@ class Settings:
 
 def schema_defaults() -> dict[str, Any]:
     """``audit.duplicates`` as the schema's defaults (for tests and benchmarks outside a workflow)."""
-    from .config import load_schema
+    from .config import schema_defaults as config_defaults
 
-    props = load_schema()["properties"]["audit"]["properties"]["duplicates"]["properties"]
-    return {name: sub["default"] for name, sub in props.items()}
+    return config_defaults()["audit"]["duplicates"]
 
 
 def _gray(img: np.ndarray) -> np.ndarray:

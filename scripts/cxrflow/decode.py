@@ -1,18 +1,30 @@
 """Image file -> 8-bit array, with every way a file can be bad turned into an ``ImageError``.
 
-Raw collections mix JPEG/PNG from papers (gray, BGR, BGRA, 16-bit) and DICOM from
-hospitals. Downstream steps only ever see uint8 gray (H, W) or BGR (H, W, 3).
+Raw collections mix JPEG/PNG/WebP/GIF from papers and the web (gray, BGR, BGRA, 16-bit)
+and DICOM from hospitals. The format is told by the content (``sniff_format``), never by
+the extension: PACS exports have none, and a web page saved as ``.dcm`` is not DICOM.
+Every decode first reads the image header and refuses more than ``max_pixels`` pixels
+(``too large: W x H``), so a small file declaring a huge image never takes the memory.
+Downstream steps only ever see uint8 gray (H, W) or BGR (H, W, 3), upright as a viewer
+shows it (EXIF orientation applied).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# The size check below (max_pixels, read from the header) replaces Pillow's own bomb
+# guard, which would raise before the size is known and give no reason to record.
+Image.MAX_IMAGE_PIXELS = None
 
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
@@ -21,6 +33,31 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
+# Leading bytes of each raster format (TIFF: little- and big-endian; WebP: RIFF....WEBP).
+SIGNATURES: tuple[tuple[str, bytes], ...] = (
+    ("png", PNG_SIGNATURE),
+    ("jpeg", b"\xff\xd8\xff"),
+    ("gif", b"GIF87a"),
+    ("gif", b"GIF89a"),
+    ("tiff", b"II*\x00"),
+    ("tiff", b"MM\x00*"),
+    ("bmp", b"BM"),
+)
+# Decoded with Pillow (first frame): OpenCV reads no GIF and only still WebP.
+PILLOW_FORMATS = frozenset({"gif", "webp"})
+# The optional extra that brings decoders for compressed DICOM (pyproject.toml).
+DICOM_EXTRA = "pip install 'cxrflow[dicom]'"
+# EXIF orientation -> (rotation of cv2.rotate or None, flip code of cv2.flip or None), as viewers apply it.
+_ORIENTATIONS: dict[int, tuple[int | None, int | None]] = {
+    2: (None, 1),
+    3: (cv2.ROTATE_180, None),
+    4: (None, 0),
+    5: (cv2.ROTATE_90_CLOCKWISE, 1),
+    6: (cv2.ROTATE_90_CLOCKWISE, None),
+    7: (cv2.ROTATE_90_COUNTERCLOCKWISE, 1),
+    8: (cv2.ROTATE_90_COUNTERCLOCKWISE, None),
+}
+_EXIF_ORIENTATION = 0x0112
 # Reduced (DCT-domain) decoding: libjpeg scales by 1/2, 1/4, 1/8 while decoding, which
 # skips most of the IDCT and colour work. Only 8-bit Huffman-coded JPEGs (baseline,
 # extended, progressive) with gray or 3-channel colour take it; anything else decodes
@@ -61,6 +98,8 @@ class DecodedImage:
     orig_channels: int
     orig_dtype: str
     scale: int = 1  # pixels are the original reduced by this factor (ceil of each side)
+    format: str = ""  # what the content is: dicom, png, jpeg, gif, webp, tiff, bmp
+    note: str = ""  # what was done beyond a plain decode (orientation, first frame, trailing data)
 
 
 @dataclass(frozen=True)
@@ -151,13 +190,24 @@ def file_decode_scale(path: str | Path, keep_short_side: int) -> int:
     return reduced_scale(frame, keep_short_side)
 
 
-def decode_image(path: Path, keep_short_side: int = 0) -> DecodedImage:
-    """Read and decode one file; raise ``ImageError`` for missing, empty, truncated or undecodable files.
+@functools.cache
+def default_max_pixels() -> int:
+    """``preprocess.max_pixels`` as the schema defaults it, for callers without a config."""
+    from .config import load_schema
+
+    return int(load_schema()["properties"]["preprocess"]["properties"]["max_pixels"]["default"])
+
+
+def decode_image(path: Path, keep_short_side: int = 0, max_pixels: int | None = None) -> DecodedImage:
+    """Read and decode one file; raise ``ImageError`` for missing, empty, truncated, too large or undecodable files.
 
     ``keep_short_side`` > 0 lets a JPEG decode reduced (see reduced_scale) as long as its
     short side keeps that many pixels; ``scale`` in the result says which factor was used.
+    ``max_pixels`` (None: the schema default) bounds width x height, checked on the header
+    before any pixel is decoded.
     """
     path = Path(path)
+    limit = default_max_pixels() if max_pixels is None else int(max_pixels)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -168,33 +218,213 @@ def decode_image(path: Path, keep_short_side: int = 0) -> DecodedImage:
         raise ImageError(f"unreadable: {exc.strerror or exc}") from None
     if not data:
         raise ImageError("empty file")
-    if is_dicom(path, data):
-        return decode_dicom(data)
-    return decode_raster(data, keep_short_side)
+    fmt = sniff_format(data)
+    if fmt is None:
+        return decode_dicom(data, limit, magic=False)
+    if fmt == "dicom":
+        return decode_dicom(data, limit, magic=True)
+    return decode_raster(data, keep_short_side, limit)
 
 
-def is_dicom(path: Path, data: bytes) -> bool:
-    """DICOM by extension or by the preamble magic (files from PACS often have no extension)."""
-    return (
-        path.suffix.lower() == ".dcm"
-        or data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC
-    )
+def sniff_format(data: bytes) -> str | None:
+    """The format by content: ``dicom`` (DICM magic after the preamble) or a raster
+    signature; None when neither (a DICOM file without preamble, or not an image)."""
+    if data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC:
+        return "dicom"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for fmt, signature in SIGNATURES:
+        if data.startswith(signature):
+            return fmt
+    return None
+
+
+def not_an_image_reason(data: bytes) -> str:
+    """A true reason for content that is neither DICOM nor a known raster format."""
+    head = data[:1024]
+    lowered = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if lowered.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in lowered:
+        return "unreadable: not an image but an HTML/XML page"
+    if head and sum(32 <= b < 127 or b in (9, 10, 13) for b in head) / len(head) > 0.95:
+        return "unreadable: not an image but a text file"
+    return "unreadable: unknown format (not DICOM, PNG, JPEG, GIF, WebP, TIFF or BMP)"
+
+
+def jpeg_scan_start(data: bytes) -> int | None:
+    """Offset of the first start-of-scan marker (after every header segment, EXIF thumbnails included)."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            return None
+        if marker == 0xDA:
+            return pos
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
+def jpeg_image_end(data: bytes) -> int:
+    """Bytes up to and including the end-of-image marker that follows the scans; ``ImageError`` if none.
+
+    In entropy-coded data 0xFF is always followed by 0x00 or a marker, so the first EOI
+    after the first scan is the image's end; what follows (camera or web junk) is data
+    viewers ignore. An EOI inside an EXIF thumbnail lies before the scan and does not count.
+    """
+    scan = jpeg_scan_start(data)
+    end = data.find(JPEG_EOI, scan) if scan is not None else -1
+    if end < 0:
+        raise ImageError("truncated file")
+    return end + 2
 
 
 def check_complete(data: bytes) -> None:
     """Reject truncated JPEG/PNG: cv2 decodes them anyway and fills the missing part with grey."""
     if data.startswith(JPEG_SOI):
-        if not data.rstrip(b"\x00").endswith(JPEG_EOI):
-            raise ImageError("truncated file")
+        jpeg_image_end(data)
     elif data.startswith(PNG_SIGNATURE):
         if data.rfind(PNG_IEND_CHUNK) < 0:
             raise ImageError("truncated file")
 
 
-def decode_raster(data: bytes, keep_short_side: int = 0) -> DecodedImage:
-    """Decode JPEG/PNG/other cv2 formats as stored (no EXIF rotation, no colour conversion)."""
-    check_complete(data)
+@dataclass(frozen=True)
+class Header:
+    """What a raster file's header says, read without decoding pixels."""
+
+    format: str
+    width: int
+    height: int
+    frames: int
+    orientation: int  # EXIF orientation, 1 = as stored
+
+
+def raster_header(data: bytes, fmt: str, max_pixels: int) -> Header | None:
+    """Size, frame count and EXIF orientation from the header (Pillow opens lazily); None if Pillow cannot.
+
+    The size is checked (check_pixels) before anything else is asked: Pillow decodes a whole
+    PNG to look for an EXIF chunk after the pixels, so a PNG's EXIF is read only when its
+    header already holds one.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            check_pixels(int(width), int(height), max_pixels)
+            frames = int(getattr(img, "n_frames", 1) or 1) if fmt in PILLOW_FORMATS else 1
+            orientation = 1
+            if fmt != "png" or "exif" in img.info:
+                try:
+                    orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                except Exception:  # noqa: BLE001 - a damaged EXIF block must not lose the image
+                    orientation = 1
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+        return None
+    return Header(fmt, int(width), int(height), frames, orientation if orientation in _ORIENTATIONS else 1)
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """The memory guard: refuse an image whose header declares more than ``max_pixels`` pixels."""
+    if width * height > max_pixels:
+        raise ImageError(f"too large: {width} x {height} px, over preprocess.max_pixels {max_pixels}")
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation as viewers do (rotate, then mirror)."""
+    rotate, flip = _ORIENTATIONS.get(orientation, (None, None))
+    if rotate is not None:
+        pixels = cv2.rotate(pixels, rotate)
+    if flip is not None:
+        pixels = cv2.flip(pixels, flip)
+    return np.ascontiguousarray(pixels)
+
+
+def decode_raster(data: bytes, keep_short_side: int = 0, max_pixels: int | None = None) -> DecodedImage:
+    """Decode PNG/JPEG/GIF/WebP/TIFF/BMP upright (EXIF orientation applied), no colour conversion."""
+    limit = default_max_pixels() if max_pixels is None else int(max_pixels)
+    fmt = sniff_format(data) or "unknown"
+    notes = []
+    if data.startswith(JPEG_SOI):
+        end = jpeg_image_end(data)
+        if len(data.rstrip(b"\x00")) > end:
+            notes.append(f"{len(data) - end} bytes after the JPEG end marker ignored")
+            data = data[:end]
+    else:
+        check_complete(data)
+    header = raster_header(data, fmt, limit)
     frame = jpeg_frame(data)
+    if frame is not None:
+        check_pixels(frame.width, frame.height, limit)
+    if header is None and frame is None:  # no size known: never decode blind
+        raise ImageError(f"unreadable: no readable {fmt} header")
+    orientation = header.orientation if header is not None else 1
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
+    if header is not None and header.frames > 1:
+        notes.append(f"first of {header.frames} frames")
+    if fmt in PILLOW_FORMATS:
+        decoded = decode_pillow(data)
+    else:
+        decoded = decode_cv2(data, frame, keep_short_side)
+    pixels = orient(decoded.pixels, orientation) if orientation != 1 else decoded.pixels
+    width, height = decoded.orig_width, decoded.orig_height
+    if orientation >= 5:  # the four orientations that swap the sides
+        width, height = height, width
+    return DecodedImage(
+        pixels=pixels,
+        orig_width=width,
+        orig_height=height,
+        orig_channels=decoded.orig_channels,
+        orig_dtype=decoded.orig_dtype,
+        scale=decoded.scale,
+        format=fmt,
+        note="; ".join(notes),
+    )
+
+
+def decode_pillow(data: bytes) -> DecodedImage:
+    """First frame of a GIF or WebP through Pillow, as gray, BGR or BGRA."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.seek(0)
+            mode = img.mode
+            if mode in ("L", "I;16", "I", "F"):
+                arr = np.asarray(img)
+            elif mode in ("LA", "RGBA", "PA") or (mode == "P" and "transparency" in img.info):
+                arr = cv2.cvtColor(np.asarray(img.convert("RGBA")), cv2.COLOR_RGBA2BGRA)
+            elif mode == "P" and _palette_is_gray(img):
+                arr = np.asarray(img.convert("L"))
+            else:
+                arr = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"unreadable: {type(exc).__name__}: {exc}") from None
+    if arr.size == 0:
+        raise ImageError("unreadable: not a decodable image")
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    return DecodedImage(
+        pixels=to_uint8_bgr_or_gray(arr),
+        orig_width=int(arr.shape[1]),
+        orig_height=int(arr.shape[0]),
+        orig_channels=int(channels),
+        orig_dtype=str(arr.dtype),
+    )
+
+
+def _palette_is_gray(img: Image.Image) -> bool:
+    palette = np.asarray(img.getpalette() or [], np.uint8).reshape(-1, 3)
+    return bool(palette.size) and bool((palette == palette[:, :1]).all())
+
+
+def decode_cv2(data: bytes, frame: JpegFrame | None, keep_short_side: int) -> DecodedImage:
+    """OpenCV's decode as stored (orientation ignored: decode_raster applies it once, for every path)."""
     scale = reduced_scale(frame, keep_short_side)
     if frame is not None and scale > 1:
         reduced = decode_reduced(data, frame, scale)
@@ -273,21 +503,34 @@ def minmax_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def decode_dicom(data: bytes) -> DecodedImage:
-    """DICOM -> 8-bit gray as a reader sees it: modality LUT, VOI window, MONOCHROME1 inverted."""
+def decode_dicom(data: bytes, max_pixels: int | None = None, magic: bool = True) -> DecodedImage:
+    """DICOM -> 8-bit gray as a reader sees it: modality LUT, VOI window, MONOCHROME1 inverted.
+
+    ``magic`` False: the file has neither the DICM magic nor a raster signature; it is read
+    as DICOM without preamble (forced), and anything that is not DICOM gets a true reason
+    (an HTML page, a text file, an unknown format) instead of "DICOM without pixel data".
+    """
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+    limit = default_max_pixels() if max_pixels is None else int(max_pixels)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # pydicom raises many types for damaged files
+        if not magic:
+            raise ImageError(not_an_image_reason(data)) from None
         raise ImageError(f"unreadable: {type(exc).__name__}: {exc}") from None
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+    has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+    if not magic and not has_pixels and not _looks_like_dicom(ds):
+        raise ImageError(not_an_image_reason(data))
+    if not has_pixels:
         raise ImageError("unreadable: DICOM without pixel data")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    check_pixels(cols, rows, limit)
     try:
         raw = ds.pixel_array
     except Exception as exc:  # missing decoder plugin, truncated pixel data, bad tags
-        raise ImageError(f"unreadable: {type(exc).__name__}: {exc}") from None
+        raise ImageError(dicom_pixel_reason(ds, exc)) from None
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageError(f"unreadable: multi-frame DICOM ({frames} frames)")
@@ -311,4 +554,21 @@ def decode_dicom(data: bytes) -> DecodedImage:
         orig_height=int(height),
         orig_channels=samples,
         orig_dtype=orig_dtype,
+        format="dicom",
+        note="" if magic else "DICOM without preamble",
     )
+
+
+def _looks_like_dicom(ds: object) -> bool:
+    """A forced read of non-DICOM bytes yields a dataset of nonsense tags; real ones have these."""
+    return any(key in ds for key in ("SOPClassUID", "Modality", "StudyInstanceUID", "Rows"))  # type: ignore[operator]
+
+
+def dicom_pixel_reason(ds: object, exc: Exception) -> str:
+    """Why pixel data would not decode; a compressed transfer syntax without its decoder says which extra to install."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and getattr(syntax, "is_compressed", False):
+        text = str(exc)
+        if any(word in text.lower() for word in ("plugin", "decoder", "no pixel data handler", "unable to decode")):
+            return f"unsupported compression: {syntax.name} ({syntax}); install the decoders: {DICOM_EXTRA}"
+    return f"unreadable: {type(exc).__name__}: {exc}"

@@ -1,23 +1,22 @@
-"""Near-duplicate radiographs across splits and sources.
+"""Copies of one radiograph kept in one split: the pairs found, as split groups.
 
 The same radiograph is often republished in several collections (re-encoded,
 resized, cropped a little), under another patient id. If one copy lands in train
-and another in test, the test score measures memory, not diagnosis. We find such
-copies with a perceptual hash and hand them to ``split`` as ``extra_groups`` so
-they are kept in one split.
+and another in test, the test score measures memory, not diagnosis. The copies
+are decided by the aligned search of ``copies.find_copies`` (docs/audits.md);
+``find_duplicates`` adds each pair's sources, patients and labels, and
+``duplicate_groups`` turns the pairs into clusters that ``split`` keeps in one
+split (its ``extra_groups``).
 
-Hash choice: a DCT perceptual hash (pHash) computed with ``cv2.dct`` rather than
-``imagehash.phash``. Same algorithm (32x32 grayscale, 8x8 low-frequency DCT block,
-bits above the block median), but OpenCV is already a dependency of the library,
-works on the uint8 arrays we hold anyway, and avoids adding imagehash + PIL +
-SciPy's DCT (whose PIL resampling differs between Pillow versions) to the
-install. The hash is robust to re-encoding, resizing and small brightness changes,
-which is the kind of copy we meet between collections.
+Each pair also carries the DCT perceptual hash (pHash) distance of the two cropped
+images, for a reader to see how far apart the copies look; it decides nothing.
+The hash is computed with ``cv2.dct`` (32x32 grayscale, 8x8 low-frequency block,
+bits above the block median), as OpenCV is already a dependency.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,8 @@ from .copies import find_copies
 from .data import read_gray
 from .manifest import raw_files
 
-HASH_BITS = 64
 _DCT_SIZE = 32  # pHash: DCT of a 32x32 thumbnail ...
 _LOW = 8  # ... keeping the 8x8 lowest frequencies = 64 bits
-# Rows per block of the all-pairs comparison: block x n uint64 XORs stay ~100 MB at n = 30k.
-_BLOCK = 512
 
 
 def phash(image: np.ndarray) -> np.uint64:
@@ -70,38 +66,6 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # numpy 1.x: popcount byte by byte through a lookup table
     x = np.ascontiguousarray(x)
     return _POPCOUNT8[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.int64)
-
-
-def near_duplicate_pairs(ids: Sequence[str], hashes: np.ndarray, max_distance: int) -> pd.DataFrame:
-    """All pairs (a < b in input order) whose hashes differ in at most ``max_distance`` bits.
-
-    Exact all-pairs search, vectorised in row blocks (upper triangle only): 30k hashes
-    are 4.5e8 XOR+popcounts, a few seconds, with no approximate-index misses.
-    """
-    ids = [str(i) for i in ids]
-    h = np.asarray(hashes, dtype=np.uint64).ravel()
-    if len(ids) != len(h):
-        raise ValueError(f"{len(ids)} ids but {len(h)} hashes")
-    if len(set(ids)) != len(ids):
-        raise ValueError("image ids must be unique")
-    if not 0 <= max_distance <= HASH_BITS:
-        raise ValueError(f"max_distance must be in [0, {HASH_BITS}], got {max_distance}")
-    rows_a, rows_b, dists = [], [], []
-    for start in range(0, len(h), _BLOCK):
-        block = h[start : start + _BLOCK]
-        d = hamming(block[:, None], h[None, start:])
-        # keep j > i only: column offset k corresponds to index start + k
-        d[np.tril_indices(len(block), k=0, m=d.shape[1])] = HASH_BITS + 1
-        i, j = np.nonzero(d <= max_distance)
-        rows_a.append(i + start)
-        rows_b.append(j + start)
-        dists.append(d[i, j])
-    a = np.concatenate(rows_a) if rows_a else np.empty(0, dtype=np.int64)
-    b = np.concatenate(rows_b) if rows_b else np.empty(0, dtype=np.int64)
-    dist = np.concatenate(dists) if dists else np.empty(0, dtype=np.int64)
-    id_arr = np.asarray(ids, dtype=object)
-    out = pd.DataFrame({"image_id_a": id_arr[a], "image_id_b": id_arr[b], "distance": dist.astype(int)})
-    return out.sort_values(["distance", "image_id_a", "image_id_b"], ignore_index=True)
 
 
 def duplicate_groups(pairs: pd.DataFrame) -> dict[str, str]:

@@ -13,8 +13,8 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 _SHA = re.compile(r"[0-9a-fA-F]{7,40}")
 
@@ -116,7 +116,7 @@ def fetch_rsna(dest: Path, competition: str, cli: str = "kaggle") -> None:
     Needs Kaggle credentials and, for the RSNA challenge, its rules accepted on the
     web site once; the zips are removed after extraction (the RSNA one is ~4 GB).
     """
-    exe = _require(cli, "pip install kaggle (see README: getting real data)")
+    exe = _require(cli, "pip install kaggle (docs/data.md: downloads)")
     if kaggle_credentials() is None:
         raise DownloadError(
             "no Kaggle credentials: put kaggle.json in ~/.kaggle/ (chmod 600) or set KAGGLE_USERNAME and "

@@ -35,6 +35,7 @@ from . import split as cxr_split
 from .audit import leakage_report
 from .manifest import read_manifest, write_csv_atomic
 from .metrics import write_json
+from .uncertainty import difference_of_independent
 
 LOG = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def external_table(manifest: pd.DataFrame, test_sources: Sequence[str]) -> pd.Da
         raise ValueError(f"test_sources {empty} have no ok image in the manifest: nothing to test externally")
     out = ok.rename(columns={"output_path": "path"})
     out = out.assign(patient_id=out["patient_id"].fillna("").astype(str))
+    out = out.assign(group=cxr_split.patient_keys(out))  # the resampling unit, as a split group
     return out[list(EXTERNAL_COLUMNS)].reset_index(drop=True)
 
 
@@ -126,20 +128,27 @@ def _ci_bounds(fold: Mapping[str, Any], cls: str, metric: str) -> tuple[float | 
     ci = fold.get("ci")
     if not ci:
         return None, None
-    bounds = ci["accuracy"] if metric == "accuracy" else ci["per_class"][cls][metric]
-    return bounds["low"], bounds["high"]
+    if cls == "macro avg":
+        bounds = ci.get("macro_f1") or {}
+    else:
+        bounds = ci["accuracy"] if metric == "accuracy" else ci["per_class"][cls][metric]
+    return bounds.get("low"), bounds.get("high")
 
 
 def _value(fold: Mapping[str, Any], cls: str, metric: str) -> float:
     m = fold["metrics"]
     if metric == "accuracy":
         return float(m["accuracy"])
+    if cls == "macro avg" and (fold.get("ci") or {}).get("macro_f1"):
+        estimate = fold["ci"]["macro_f1"]["estimate"]  # the core's definition: undefined with a class absent
+        return float("nan") if estimate is None else float(estimate)
     section = m["macro avg"] if cls == "macro avg" else m["per_class"][cls]
     return float(section["f1-score"])
 
 
 SIDE_BY_SIDE_COLUMNS = ("fold", "class", "metric", "internal", "internal_low", "internal_high", "internal_sd",
-                        "external", "external_low", "external_high", "external_sd", "external_minus_internal")  # fmt: skip
+                        "external", "external_low", "external_high", "external_sd", "external_minus_internal",
+                        "difference_low", "difference_high")  # fmt: skip
 
 
 def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mapping[str, Any]],
@@ -148,7 +157,10 @@ def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mappi
 
     ``internal``/``external`` are the folds' metrics.json dicts (in fold order). With
     several folds, rows ``fold = "mean"`` give the mean and sd over folds (no CI: the
-    per-fold CIs do not combine into one for the mean).
+    per-fold CIs do not combine into one for the mean). The external and internal
+    test sets hold different patients, so the difference's interval (``difference_low``,
+    ``difference_high``) combines the two independent intervals by MOVER
+    (``uncertainty.difference_of_independent``), not by pairing.
     """
     if len(internal) != len(external):
         raise ValueError(f"{len(internal)} internal but {len(external)} external fold results")
@@ -156,12 +168,15 @@ def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mappi
     rows = []
     for k, (i_fold, e_fold) in enumerate(zip(internal, external)):
         for cls, metric in keys:
-            i_low, i_high = _ci_bounds(i_fold, cls, metric) if cls != "macro avg" else (None, None)
-            e_low, e_high = _ci_bounds(e_fold, cls, metric) if cls != "macro avg" else (None, None)
+            i_low, i_high = _ci_bounds(i_fold, cls, metric)
+            e_low, e_high = _ci_bounds(e_fold, cls, metric)
             i_val, e_val = _value(i_fold, cls, metric), _value(e_fold, cls, metric)
+            diff = difference_of_independent({"estimate": e_val, "low": e_low, "high": e_high},
+                                             {"estimate": i_val, "low": i_low, "high": i_high})
             rows.append({"fold": str(k), "class": cls, "metric": metric, "internal": i_val, "internal_low": i_low,
                          "internal_high": i_high, "external": e_val, "external_low": e_low,
-                         "external_high": e_high, "external_minus_internal": e_val - i_val})
+                         "external_high": e_high, "external_minus_internal": e_val - i_val,
+                         "difference_low": diff["low"], "difference_high": diff["high"]})
     table = pd.DataFrame(rows, columns=list(SIDE_BY_SIDE_COLUMNS))
     if len(internal) > 1:
         means = []

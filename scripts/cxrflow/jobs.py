@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import batch as cxr_batch
 from . import manifest as cxr_manifest
+from . import sources as cxr_sources
 from .joblog import job_log
 from .preprocess import write_output
 
@@ -99,9 +100,19 @@ def manifest_job(
     summary_path: str,
     quarantine_path: str,
     log_path: str,
+    skipped_lists: Sequence[str] = (),
+    skipped_path: str | None = None,
 ) -> None:
-    """The manifest from the selections and the records (per-image files or batch files)."""
+    """The manifest from the selections and the records (per-image files or batch files), and the
+    one skipped list of every source (``skipped_lists`` -> ``skipped_path``), counted in the summary."""
     with job_log(log_path) as log:
+        skipped = pd.concat(
+            [pd.read_csv(p, dtype=str, keep_default_na=False) for p in skipped_lists]
+            or [pd.DataFrame(columns=cxr_sources.SKIPPED_COLUMNS)],
+            ignore_index=True,
+        )
+        if skipped_path is not None:
+            cxr_manifest.write_csv_atomic(skipped[cxr_sources.SKIPPED_COLUMNS], Path(skipped_path))
         selection = pd.concat(
             [pd.read_csv(p, dtype=str, keep_default_na=False) for p in selections], ignore_index=True
         )
@@ -117,18 +128,51 @@ def manifest_job(
             quarantined[["image_id", "source", "raw_path", "resolved_path", "reason"]], Path(quarantine_path)
         )
         summary = cxr_manifest.manifest_summary(table)
+        summary["skipped"] = int(len(skipped))
+        summary["skipped_reasons"] = {str(k): int(v) for k, v in skipped["reason"].map(
+            cxr_manifest.reason_kind).value_counts().sort_index().items()}  # fmt: skip
         write_output(Path(summary_path), (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
         log.info("manifest: %s", json.dumps(summary))
 
 
-def write_selection(table: pd.DataFrame, output: str, log_path: str) -> None:
-    """The parse-time selection of one source, written for the manifest."""
+def write_inventory(inventory: cxr_sources.SourceInventory, output: str, skipped_output: str, log_path: str) -> None:
+    """write_selection of a source read by sources.inventory_source: its images, skipped files and encoding."""
+    write_selection(inventory.images, output, log_path, inventory.skipped, skipped_output, inventory.encoding)
+
+
+def manifest_rule(inputs: Any, outputs: Any, log_path: str, batched: bool) -> None:
+    """manifest_job from the rule's named inputs and outputs; ``batched``: the records are batch files."""
+    records = list(inputs.records)
+    manifest_job(inputs.selections, [] if batched else records, records if batched else [], outputs.manifest,
+                 outputs.summary, outputs.quarantine, log_path, inputs.skipped, outputs.skipped)  # fmt: skip
+
+
+def write_selection(
+    table: pd.DataFrame,
+    output: str,
+    log_path: str,
+    skipped: pd.DataFrame | None = None,
+    skipped_output: str | None = None,
+    encoding: str = "",
+) -> None:
+    """The parse-time selection of one source, and the files it skipped, written for the manifest."""
     with job_log(log_path) as log:
         cxr_manifest.write_csv_atomic(table, Path(output))
+        if encoding:
+            log.info("metadata read as %s", encoding)
         problems = table.loc[table["problem"] != "", "problem"]
         log.info("%d images selected, %d with problems", len(table), len(problems))
         for reason, n in problems.value_counts().items():
             log.info("  %d x %s", n, reason)
+        notes = table.loc[table["note"] != "", "note"] if "note" in table.columns else pd.Series(dtype=str)
+        for note in notes:
+            log.info("  note: %s", note)
+        if skipped_output is not None:
+            skipped = skipped if skipped is not None else pd.DataFrame(columns=cxr_sources.SKIPPED_COLUMNS)
+            cxr_manifest.write_csv_atomic(skipped[cxr_sources.SKIPPED_COLUMNS], Path(skipped_output))
+            log.info("%d files skipped", len(skipped))
+            for reason, n in skipped["reason"].map(cxr_manifest.reason_kind).value_counts().items():
+                log.info("  %d x %s", n, reason)
 
 
 class QuarantineError(RuntimeError):
@@ -159,9 +203,16 @@ def check_quarantine_job(summary_path: str, max_share: float, output: str, log_p
         log.info("quarantine check passed: %s", json.dumps(check["sources"]))
 
 
-def preprocess_line(summary_path: str, quarantine_path: str, records_dir: str, since: float) -> str | None:
+def preprocess_line(
+    summary_path: str,
+    quarantine_path: str,
+    records_dir: str,
+    since: float,
+    manifest_path: str = "results/preprocessed/manifest.csv",
+    skipped_path: str = "results/preprocessed/skipped.csv",
+) -> str | None:
     """The last line of a run that rebuilt the manifest: images cropped, reused and
-    quarantined, and where the quarantine list is.
+    quarantined; then ok, quarantined and skipped in all, each with where its list is.
 
     A record written since the run began (``records_dir/<source>/<image_id>.json``) was
     made by it, any other reused; the quarantine list says which of them are quarantined.
@@ -177,5 +228,7 @@ def preprocess_line(summary_path: str, quarantine_path: str, records_dir: str, s
     return (
         f"preprocess: {summary['images']} images: {len(made) - new_bad} cropped, "
         f"{summary['images'] - len(made)} reused from earlier runs, {new_bad} quarantined by this run; "
-        f"{summary['quarantined']} quarantined in all (list: {quarantine_path})"
+        f"in all {summary['ok']} ok (list: {manifest_path}), "
+        f"{summary['quarantined']} quarantined (list: {quarantine_path}), "
+        f"{summary.get('skipped', 0)} files skipped (list: {skipped_path})"
     )

@@ -25,6 +25,8 @@ from .sources import COLUMNS as SOURCE_COLUMNS
 
 # The contracts of the two inputs are owned by the modules that write them.
 SELECTION_COLUMNS: tuple[str, ...] = tuple(SOURCE_COLUMNS)
+# Optional in a selection table (a missing one reads as empty).
+OPTIONAL_SELECTION_COLUMNS: tuple[str, ...] = ("note", "age", "sex")
 STATUSES: tuple[str, ...] = ("ok", "quarantined")
 # The record's integer geometry: its size, then the crop box through cols_removed.
 INT_COLUMNS: tuple[str, ...] = (
@@ -47,10 +49,10 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "output_path",
     "status",
     "reason",
+    "format",
+    "note",
 )
 STR_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_COLUMNS if c not in INT_COLUMNS)
-# Covariates a selection or an older manifest may lack: "" (unknown) then.
-OPTIONAL_COLUMNS: tuple[str, ...] = ("age", "sex")
 
 # Error messages list at most this many ids: enough to act on, short enough to read.
 _MAX_IDS_SHOWN = 20
@@ -100,7 +102,7 @@ def check_record(record: Mapping[str, Any]) -> None:
 
 
 def _check_selection(selection: pd.DataFrame) -> None:
-    missing = [c for c in SELECTION_COLUMNS if c not in selection.columns and c not in OPTIONAL_COLUMNS]
+    missing = [c for c in SELECTION_COLUMNS if c not in selection.columns and c not in OPTIONAL_SELECTION_COLUMNS]
     if missing:
         raise ValueError(f"selection lacks columns: {', '.join(missing)}")
     ids = selection["image_id"].astype(str)
@@ -126,7 +128,7 @@ def _flagged_row(sel: Mapping[str, Any]) -> dict[str, Any]:
     """A selection row already flagged with a problem and never cropped."""
     row = {c: _text(sel.get(c)) for c in MANIFEST_COLUMNS if c in SELECTION_COLUMNS}
     row.update({c: None for c in INT_COLUMNS})
-    row.update(output_path="", status="quarantined", reason=_text(sel["problem"]))
+    row.update(output_path="", status="quarantined", reason=_text(sel["problem"]), format="")
     return row
 
 
@@ -137,6 +139,8 @@ def _record_row(sel: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, 
         output_path=_text(record["output_path"]) if record["status"] == "ok" else "",
         status=record["status"],
         reason=_text(record["reason"]),
+        format=_text(record["format"]),
+        note="; ".join(n for n in (_text(sel.get("note")), _text(record["note"])) if n),
     )
     return row
 
@@ -241,7 +245,6 @@ def read_manifest(path: Path) -> pd.DataFrame:
         keep_default_na=False,
         na_values={c: [""] for c in INT_COLUMNS},
     )
-    df = df.assign(**{c: "" for c in OPTIONAL_COLUMNS if c not in df.columns})
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"manifest {path} lacks columns: {', '.join(missing)}")

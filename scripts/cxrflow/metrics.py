@@ -70,6 +70,10 @@ def compute_metrics(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[s
     per_class_auc = roc_auc_per_class(predictions, classes)
     notes = [f"ROC AUC of {c} undefined: the true labels are all {'other classes' if not (y_true == c).any() else c}"
              for c, auc in per_class_auc.items() if auc is None]
+    absent = [c for c in classes if not (y_true == c).any()]
+    if absent:  # sklearn's macro avg counts such a class as F1 0; the intervals (uncertainty) refuse it
+        notes.append(f"macro F1 undefined: {', '.join(absent)} absent from the test set (sklearn's macro avg "
+                     "above counts it as 0)")
     if len(classes) == 2:
         roc_auc, roc_kind = per_class_auc[classes[0]], f"binary, positive class {classes[0]}"
     elif all(auc is not None for auc in per_class_auc.values()):
@@ -108,11 +112,13 @@ def _numeric_leaves(tree: Any, prefix: str = "") -> dict[str, float | None]:
     return {}
 
 
-def summarize_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize_folds(fold_metrics: Sequence[Mapping[str, Any]], shared_test_set: bool = False) -> dict[str, Any]:
     """Mean and sample sd (ddof=1; None for one fold) of each metric over folds, with the per-fold values.
 
     Undefined values (None) are left out of mean/sd and counted in ``n``.
-    The confusion matrices are summed (every test image counted once).
+    The confusion matrices are summed: with disjoint test folds every test image is
+    counted once; on a test set shared by all folds (external) each image is counted
+    once per fold, which ``confusion_matrix_counts`` says.
     """
     if not fold_metrics:
         raise ValueError("no fold metrics to summarize")
@@ -132,6 +138,8 @@ def summarize_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         "classes": list(fold_metrics[0]["classes"]),
         "metrics": summary,
         "confusion_matrix_total": np.sum([m["confusion_matrix"] for m in fold_metrics], axis=0).tolist(),
+        "confusion_matrix_counts": (f"each test image once per fold ({len(fold_metrics)} models on the same images)"
+                                    if shared_test_set else "each test image once"),
     }
 
 
@@ -166,14 +174,18 @@ def predict_split(model: Any, split_csv: str, classes: Sequence[str], experiment
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """A predictions.csv back, ids as strings: ids such as 0001 or 324a must not turn into numbers."""
-    return pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+    return pd.read_csv(path, dtype={"image_id": str, "patient_id": str, "group": str})
 
 
 def predictions_table(table: pd.DataFrame, probs: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
-    """predictions.csv: image_id, patient_id, true_label, predicted_label (argmax), prob_<class> in class order."""
+    """predictions.csv: image_id, patient_id, group (the resampling unit), true_label, predicted_label (argmax),
+    prob_<class> in class order. A split file without groups gives each image's patient (or the image) as its group."""
+    from .uncertainty import resampling_units
+
     out = pd.DataFrame({
         "image_id": table["image_id"].to_numpy(),
         "patient_id": table["patient_id"].to_numpy(),
+        "group": resampling_units(table).to_numpy(),
         "true_label": table["label"].to_numpy(),
         "predicted_label": np.asarray(classes, dtype=object)[probs.argmax(axis=1)] if len(probs) else [],
     })
@@ -296,23 +308,17 @@ def json_safe(tree: Any) -> Any:
     return tree
 
 
-def resampling_units(predictions: pd.DataFrame) -> pd.Series:
-    """Each prediction's patient for the bootstrap: its patient_id, or ``image:<image_id>`` without one."""
-    pid = predictions["patient_id"].fillna("").astype(str).str.strip()
-    return pid.where(pid != "", "image:" + predictions["image_id"].astype(str))
-
-
 def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
                          settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Patient-resampled bootstrap CIs (uncertainty.bootstrap_ci), NaN -> None for JSON.
+    """Every test metric's interval from the statistics core (uncertainty.metric_intervals), NaN -> None for JSON.
 
-    An image without a patient id is its own resampling unit (the source cannot say
-    which images share a patient), as in the split's groups.
+    The unit is the split group (the ``group`` column), else the patient id, else
+    the image (``uncertainty.resampling_units``).
     """
-    from .uncertainty import bootstrap_ci
+    from .uncertainty import metric_intervals
 
-    table = predictions.assign(patient_id=resampling_units(predictions))
-    ci = bootstrap_ci(table, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"])
+    ci = metric_intervals(predictions, list(classes), n_boot=settings["n"], seed=settings["seed"],
+                          level=settings["level"])
     return json_safe(ci)
 
 
@@ -326,11 +332,13 @@ def ci_report_text(ci: Mapping[str, Any]) -> str:
     from .uncertainty import ci_table
 
     table = ci_table(ci)
-    head = (f"{ci['level']:.0%} bootstrap confidence intervals ({ci['n_boot']} resamples of "
-            f"{ci['n_patients']} test patients, seed {ci['seed']}; n_used = resamples where defined)\n\n")
-    lines = [f"{'class':>14} {'metric':>10} {'estimate':>9} {'low':>6} {'high':>6} {'n_used':>7}"]
+    head = (f"{ci['level']:.0%} confidence intervals over {ci['n_units']} test units (split groups), "
+            f"{ci['n_images']} images; bootstrap: {ci['n_boot']} resamples, seed {ci['seed']}, n_used = resamples "
+            "where defined\n\n")
+    lines = [f"{'class':>14} {'metric':>10} {'estimate':>9} {'low':>6} {'high':>6} {'n_used':>7}  method"]
     lines += [f"{row['class']:>14} {row['metric']:>10} {format_value(row['estimate']):>9} "
-              f"{format_value(row['low']):>6} {format_value(row['high']):>6} {int(row['n_used']):>7}"
+              f"{format_value(row['low']):>6} {format_value(row['high']):>6} "
+              f"{'-' if row['n_used'] is None or pd.isna(row['n_used']) else int(row['n_used']):>7}  {row['method']}"
               for row in table.to_dict("records")]
     return head + "\n".join(lines) + "\n"
 
@@ -359,7 +367,7 @@ def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics:
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{low}, {high}])")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate",
-           title=f"ROC ({ci['level']:.0%} patient-bootstrap CI)", xlim=(0, 1), ylim=(0, 1.01))
+           title=f"ROC ({ci['level']:.0%} CI over split groups)", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -98,6 +98,7 @@ def inner_split(outer_train: pd.DataFrame, groups: Mapping[str, str], n_folds: i
         raise ValueError(f"images without a split group: {missing[:10]}")
     mask = inner_validation_masks(outer_train["label"], outer_train["image_id"].map(groups), n_folds, seed)[inner]
     columns = list(SPLIT_FILE_COLUMNS)
+    outer_train = outer_train.assign(group=outer_train["image_id"].map(groups))
     return outer_train.loc[~mask, columns], outer_train.loc[mask, columns]
 
 
@@ -161,9 +162,6 @@ def apply_choice(experiment: Mapping[str, Any], choice: Mapping[str, Any]) -> di
 
 def read_choice(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
-
-
-NESTED_COLUMNS_TAIL = ("inner_macro_f1", "inner_macro_f1_sd", "outer_macro_f1", "outer_accuracy")
 
 
 def nested_table(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Mapping[str, Any]],

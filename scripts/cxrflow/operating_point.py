@@ -10,7 +10,9 @@ configuration (``evaluation.threshold``):
 * ``fixed``: a given value,
 
 then applied as ``prob >= threshold`` to the internal test split and each external
-source: sensitivity, specificity, PPV, NPV and F1 with patient-bootstrap intervals.
+source: sensitivity, specificity, PPV, NPV and F1, each with the statistics core's
+interval over split groups (Clopper-Pearson with a cluster design effect; F1 through
+tp / (tp + fp + fn), as ``uncertainty.class_f1_interval``).
 Sensitivity at fixed specificities is read off the *test* ROC and labelled post hoc:
 it describes the test curve, it is not an operating point a user could have set.
 """
@@ -26,7 +28,7 @@ from sklearn.metrics import roc_curve
 
 from .calibration import target_classes
 from .metrics import json_safe
-from .resampling import bootstrap
+from .uncertainty import F1_METHOD, class_f1_interval, proportion_interval, unit_bootstrap, unit_sums
 
 AT_THRESHOLD = ("sensitivity", "specificity", "ppv", "npv", "f1")
 
@@ -72,17 +74,27 @@ def choose_threshold(val: pd.DataFrame, cls: str, rule: Mapping[str, Any]) -> di
             "validation_specificity": float(1 - fpr[k]), "description": description}  # fmt: skip
 
 
-def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """Sensitivity, specificity, PPV, NPV and F1 of ``p >= threshold``; NaN where a denominator is 0."""
+PROPORTION_METHOD = "Clopper-Pearson, cluster design effect"
+# Each figure at the threshold as (successes, trials) of the four cells: a proportion of images.
+PROPORTIONS = {"sensitivity": ("tp", ("tp", "fn")), "specificity": ("tn", ("tn", "fp")),
+               "ppv": ("tp", ("tp", "fp")), "npv": ("tn", ("tn", "fn"))}  # fmt: skip
+
+
+def threshold_intervals(predictions: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float,
+                        level: float) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Sensitivity, specificity, PPV, NPV and F1 of ``p >= threshold`` with their intervals over split groups."""
     positive = p >= threshold
-    tp, fp = float(np.sum(positive & y)), float(np.sum(positive & ~y))
-    fn, tn = float(np.sum(~positive & y)), float(np.sum(~positive & ~y))
-
-    def ratio(a: float, b: float) -> float:
-        return a / b if b > 0 else float("nan")
-
-    return {"sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp), "ppv": ratio(tp, tp + fp),
-            "npv": ratio(tn, tn + fn), "f1": ratio(2 * tp, 2 * tp + fp + fn)}  # fmt: skip
+    cells = unit_sums(predictions, {"tp": positive & y, "fp": positive & ~y, "fn": ~positive & y,
+                                    "tn": ~positive & ~y})  # fmt: skip
+    out = {}
+    for name, (hit, of) in PROPORTIONS.items():
+        est, low, high = proportion_interval(cells[hit], cells[of[0]] + cells[of[1]], level)
+        out[name] = {"estimate": est, "low": low, "high": high, "n_used": None, "method": PROPORTION_METHOD}
+    per_unit = np.stack([np.stack([cells["tp"], cells["fn"]], axis=1), np.stack([cells["fp"], cells["tn"]], axis=1)],
+                        axis=1)  # fmt: skip (units x true x predicted, the class first)
+    est, low, high = class_f1_interval(per_unit, 0, level)
+    out["f1"] = {"estimate": est, "low": low, "high": high, "n_used": None, "method": F1_METHOD}
+    return out
 
 
 def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float) -> float:
@@ -99,20 +111,21 @@ def spec_key(specificity: float) -> str:
 
 def apply_threshold(predictions: pd.DataFrame, cls: str, threshold: float, specificities: Sequence[float],
                     bootstrap_settings: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """The frozen threshold's figures on one prediction table, and the post-hoc sensitivities, with intervals."""
+    """The frozen threshold's figures on one prediction table, and the post-hoc sensitivities (BCa bootstrap
+    over split groups: read off a curve, not a fixed proportion), with intervals."""
     y, p = outcomes(predictions, cls)
+    at = threshold_intervals(predictions, y, p, threshold, bootstrap_settings["level"])
 
     def statistic(rows: np.ndarray) -> dict[str, float]:
-        out = at_threshold(y[rows], p[rows], threshold)
-        out.update({spec_key(s): sensitivity_at_specificity(y[rows], p[rows], s) for s in specificities})
-        return out
+        return {spec_key(s): sensitivity_at_specificity(y[rows], p[rows], s) for s in specificities}
 
-    intervals = bootstrap(predictions, statistic, bootstrap_settings)
+    intervals = unit_bootstrap(predictions, statistic, n_boot=bootstrap_settings["n"], seed=bootstrap_settings["seed"],
+                               level=bootstrap_settings["level"])  # fmt: skip
     counts = {"tp": int(np.sum((p >= threshold) & y)), "fp": int(np.sum((p >= threshold) & ~y)),
               "fn": int(np.sum((p < threshold) & y)), "tn": int(np.sum((p < threshold) & ~y))}  # fmt: skip
     return json_safe({
         "n": int(len(y)), "positives": int(y.sum()), "counts": counts,
-        "at_threshold": {m: intervals[m] for m in AT_THRESHOLD},
+        "at_threshold": {m: at[m] for m in AT_THRESHOLD},
         "post_hoc": {"note": "read off this set's own ROC: describes the curve, not a threshold chosen in advance",
                      **{spec_key(s): intervals[spec_key(s)] for s in specificities}},
     })  # fmt: skip

@@ -48,6 +48,8 @@ RECORD_KEYS: tuple[str, ...] = (
     "output_path",
     "output_width",
     "output_height",
+    "format",
+    "note",
     "traceback",
 )
 INTERNAL_ERROR = "internal error"
@@ -63,6 +65,7 @@ CROP_KEYS: tuple[str, ...] = (
     "min_side",
     "reduced_decode",
     "decode_margin",
+    "max_pixels",
 )
 # Of CROP_KEYS, these only choose each image's decode scale; the content key holds the
 # scale they give for that image instead, so changing them re-crops only the images
@@ -109,6 +112,7 @@ def process_image(
     min_side: int,
     reduced_decode: bool,
     decode_margin: float,
+    max_pixels: int | None = None,
     problem: str = "",
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -119,7 +123,10 @@ def process_image(
     ``extra`` fields (the batch cache key) go into the same JSON, written after the PNG.
     ``reduced_decode``: a JPEG large enough decodes at 1/2, 1/4 or 1/8 scale, keeping at
     least ``decode_margin`` x ``size`` pixels on its short side; the black-bar box is found
-    there and recorded in original pixels, with ``decode_scale``. Raises only ``OutputError``.
+    there and recorded in original pixels, with ``decode_scale``. ``max_pixels`` (None: the
+    schema default) refuses an image whose header declares more pixels, before decoding it.
+    ``format`` and ``note`` record what the content was and what decoding did beyond the
+    plain read (EXIF orientation, first frame, trailing data). Raises only ``OutputError``.
     """
     out_png, out_json = Path(out_png), Path(out_json)
     record = empty_record(image_id, raw_path)
@@ -127,8 +134,10 @@ def process_image(
         return quarantine(record, problem, out_png, out_json, extra)
     try:
         keep = keep_short_side(size, reduced_decode, decode_margin)
-        decoded = decode_image(Path(raw_path), keep)
+        decoded = decode_image(Path(raw_path), keep, max_pixels)
         record.update(
+            format=decoded.format,
+            note=decoded.note,
             orig_width=decoded.orig_width,
             orig_height=decoded.orig_height,
             orig_channels=decoded.orig_channels,
@@ -179,7 +188,7 @@ def check_size(width: int, height: int, min_side: int, what: str) -> None:
 def empty_record(image_id: str, raw_path: str | Path) -> dict[str, Any]:
     """All keys present from the start so every record has the same schema; unknowns are null."""
     record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
-    record.update(image_id=image_id, raw_path=str(raw_path), status="", reason="", output_path="")
+    record.update(image_id=image_id, raw_path=str(raw_path), status="", reason="", output_path="", format="", note="")
     return record
 
 
@@ -244,8 +253,3 @@ def encode_png(img: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError(f"cv2.imencode failed on a {img.shape} {img.dtype} image")
     return buf.tobytes()
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Pretty, key-ordered JSON with a trailing newline (stable diffs)."""
-    atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))

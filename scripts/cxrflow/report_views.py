@@ -23,10 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .joblog import job_log
-
-VERDICT_CATEGORY = "0. Verdict"
-DATA_CATEGORY = "1. Data"
-EXPERIMENT_CATEGORY = "2. Experiments"
+from .layout import DATA_CATEGORY, EXPERIMENT_CATEGORY, VERDICT_CATEGORY
+from .record import read_record, shortcut_reasons, trust_table
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #222; }
@@ -113,6 +111,27 @@ def view_place(path: str) -> ViewPlace:
     raise ValueError(f"results/{path}: no HTML view is defined for this file")
 
 
+def render_caption(template: str, config: Mapping[str, Any], place: ViewPlace) -> str:
+    """A result's own caption (workflow/report/*.rst) with its Jinja filled in as Snakemake fills it
+    for the file itself (``snakemake.config``, ``snakemake.wildcards.experiment``/``fold``), so the
+    view's caption reads as the file's caption always did."""
+    import jinja2  # only the report_view rule pays for it
+
+    stand_in = {"config": config, "wildcards": {"experiment": place.experiment, "fold": place.fold}}
+    return jinja2.Template(template).render(snakemake=_Attributes(stand_in))
+
+
+class _Attributes(dict):
+    """A mapping read by attribute, as Jinja reads Snakemake's ``snakemake`` object (nested mappings too)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return _Attributes(value) if isinstance(value, Mapping) and not isinstance(value, _Attributes) else value
+
+
 def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """Nested JSON as (dotted key, leaf) rows; short lists of scalars stay one cell."""
     if isinstance(tree, Mapping):
@@ -168,12 +187,21 @@ def file_view(path: str | Path, title: str) -> str:
 
 # --- The Verdict page ---------------------------------------------------------------------------------
 
-_VERDICT_STATUS = {"shortcut": "red", "borders informative": "amber", "inconclusive": "amber",
-                   "no shortcut": "green"}  # fmt: skip
+def _verdict_status(verdict: str) -> str | None:
+    """The colour of a shortcut verdict (shortcut.VERDICTS, in its order); None for ``not run``.
+
+    Imported here, not at the top: shortcut imports scikit-learn, and every Snakemake start
+    imports this module (view_place) but only the verdict job colours cells."""
+    from .shortcut import VERDICTS
+
+    return dict(zip(VERDICTS, ("red", "amber", "green", "amber"), strict=True)).get(verdict)
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+    """None, NaN, pandas' NA (a count column without a value) or an empty string."""
+    if isinstance(value, str):
+        return value == ""
+    return value is None or bool(pd.isna(value))
 
 
 def cell_status(column: str, value: Any) -> str | None:
@@ -189,7 +217,7 @@ def cell_status(column: str, value: Any) -> str | None:
     if _missing(value):
         return None
     if column in ("shortcut_verdict", "experiment_shortcut_verdict", "external_shortcut_verdict"):
-        return _VERDICT_STATUS.get(str(value))
+        return _verdict_status(str(value))
     if column == "patients_shared":
         return "red" if float(value) > 0 else "green"
     if column in ("duplicates_across_splits", "duplicates_internal_external"):
@@ -368,33 +396,25 @@ def write_view(source: str | Path, target: str | Path, title: str, log_path: str
         log.info("HTML view of %s written to %s", source, target)
 
 
-def write_verdict(trust_csv: str | Path, shortcut_paths: Sequence[str], preprocess_json: str | Path,
+def write_verdict(record_paths: Sequence[str], positive: str, preprocess_json: str | Path,
                   splits_json: str | Path, data_audit_json: str | Path,
                   experiments: Mapping[str, Mapping[str, Any]], html_path: str | Path, forest_path: str | Path,
                   run_path: str | Path, log_path: str | Path) -> None:  # fmt: skip
     """Rule verdict: the Verdict page, the forest plot and the two lines on what ran (run.rst).
 
-    ``shortcut_paths`` are the folds' shortcut_audit.json aligned with the trust summary's
-    rows, or empty when the border-only control is disabled.
+    ``record_paths`` are the models' records (``cxrflow.record``) in the trust summary's row order;
+    the page shows their trust columns and each shortcut audit's sentence.
     """
     from .plots import forest_plot
 
     with job_log(log_path) as log:
-        _write_verdict(trust_csv, shortcut_paths, preprocess_json, splits_json, data_audit_json, experiments,
-                       html_path, forest_path, run_path, forest_plot)  # fmt: skip
-        log.info("verdict of %s written to %s, forest plot %s", trust_csv, html_path, forest_path)
-
-
-def _write_verdict(trust_csv, shortcut_paths, preprocess_json, splits_json, data_audit_json, experiments,
-                   html_path, forest_path, run_path, forest_plot) -> None:  # fmt: skip
-    trust = pd.read_csv(trust_csv)
-    reasons: list[str | None] = [json.loads(Path(p).read_text())["sentence"] for p in shortcut_paths]
-    if not shortcut_paths:
-        reasons = [None] * len(trust)
-    lines = run_lines(json.loads(Path(preprocess_json).read_text()), json.loads(Path(splits_json).read_text()),
-                      experiments)  # fmt: skip
-    audit = json.loads(Path(data_audit_json).read_text())
-    source_flag = (audit.get("source_predictability") or {}).get("flag")
-    Path(html_path).write_text(verdict_html(trust, reasons, lines, source_flag))
-    forest_plot(trust, forest_path)
-    Path(run_path).write_text(run_rst(lines))
+        records = [read_record(p) for p in record_paths]
+        trust = trust_table(records, positive)
+        lines = run_lines(json.loads(Path(preprocess_json).read_text()), json.loads(Path(splits_json).read_text()),
+                          experiments)  # fmt: skip
+        audit = json.loads(Path(data_audit_json).read_text())
+        source_flag = (audit.get("source_predictability") or {}).get("flag")
+        Path(html_path).write_text(verdict_html(trust, shortcut_reasons(records), lines, source_flag))
+        forest_plot(trust, forest_path)
+        Path(run_path).write_text(run_rst(lines))
+        log.info("verdict of %d model record(s) written to %s, forest plot %s", len(records), html_path, forest_path)

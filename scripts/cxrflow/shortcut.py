@@ -4,9 +4,16 @@ The same training is repeated on images whose central field (the lungs) is
 replaced by one constant grey, so only borders and corners remain: black bars,
 burnt-in markers, collimation edges, framing. If that control scores clearly
 better than a label-blind guess *and* the full model is not shown to beat it by
-more than a margin (paired bootstrap over the same test patients), the classes
+more than a margin (paired bootstrap over the same test units), the classes
 can be told apart without looking at the lungs, and the full model's score
-cannot be taken as evidence that it reads the disease (``verdict``).
+cannot be taken as evidence that it reads the disease (``verdict``). The model is
+cleared ("no shortcut") only on evidence: the difference's lower bound above the
+margin and the control's upper bound within a tolerance of chance; a small test
+set gives "inconclusive" with the reason. The control is trained with the
+experiment's own (untuned) settings, never with a nested experiment's choice for
+the full model, so the full model's tuning does not tilt the verdict.
+
+The intervals and the one F1 definition live in ``uncertainty`` (the statistics core).
 
 Everything here is pure NumPy / scikit-learn on arrays and tables, so the rules
 (``train_border_only``, ``shortcut_audit``) stay thin and the rule is testable
@@ -18,18 +25,16 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 from .metrics import json_safe, read_predictions, write_json
 from .summary import pool_folds
-from .uncertainty import check_predictions, metrics_from_confusion, percentile_interval
+from .uncertainty import absent_classes, metrics_from_confusion, paired_bootstrap, resampling_units, unit_confusion
 
 LOG = logging.getLogger(__name__)
 
@@ -53,70 +58,6 @@ def chance_f1(y_true: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
     return {"macro_f1": macro, "positive_f1": positive, "prevalence": dict(zip(classes, p.tolist()))}
 
 
-METRICS = ("macro_f1", "positive_f1")
-
-
-def _resampled_f1(
-    predictions: pd.DataFrame, classes: Sequence[str], patients: np.ndarray, draws: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Macro and positive-class F1 of every resample (rows of ``draws``: how often each of ``patients`` is drawn).
-
-    A class absent from a resample (neither true nor predicted) is left out of that
-    resample's macro mean rather than counted as 0; the positive F1 is NaN there.
-    """
-    check_predictions(predictions, classes)
-    index = {c: k for k, c in enumerate(classes)}
-    y = predictions["true_label"].astype(str).map(index).to_numpy()
-    p = predictions["predicted_label"].astype(str).map(index).to_numpy()
-    patient = np.searchsorted(patients, predictions["patient_id"].astype(str).to_numpy())
-    per_patient = np.zeros((len(patients), len(classes), len(classes)))
-    np.add.at(per_patient, (patient, y, p), 1)
-    f1 = metrics_from_confusion(np.einsum("bp,pij->bij", draws, per_patient))["f1"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows cannot occur: a resample has images
-        return {"macro_f1": np.nanmean(f1, axis=1), "positive_f1": f1[:, 0]}
-
-
-def _point_f1(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float]:
-    per_class = f1_score(predictions["true_label"].astype(str), predictions["predicted_label"].astype(str),
-                         labels=list(classes), average=None, zero_division=0)  # fmt: skip
-    return {"macro_f1": float(per_class.mean()), "positive_f1": float(per_class[0])}
-
-
-def paired_bootstrap(
-    tables: Mapping[str, pd.DataFrame], classes: Sequence[str], *, n_boot: int, seed: int, level: float
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """Percentile CIs of macro and positive-class F1 of each table, and of the first table minus each other one.
-
-    Paired: every table is scored on the *same* resamples of test patients (as
-    ``uncertainty.bootstrap_ci``, whose seed it shares), so the difference's interval
-    reflects only how the models differ, not which patients happened to be drawn.
-    All tables must hold predictions for the same patients. Returns
-    ``{name: {metric: interval}}`` plus ``"<first> - <other>"`` entries.
-    """
-    if not tables:
-        raise ValueError("no prediction tables to bootstrap")
-    classes = list(classes)
-    patient_sets = {name: sorted(set(t["patient_id"].astype(str))) for name, t in tables.items()}
-    patients = np.array(next(iter(patient_sets.values())))
-    if any(list(patients) != other for other in patient_sets.values()):
-        raise ValueError("paired bootstrap needs the same test patients in every table")
-    if len(patients) == 0:
-        raise ValueError("no test patients")
-    draws = np.random.default_rng(seed).multinomial(len(patients), np.full(len(patients), 1 / len(patients)),
-                                                    size=n_boot)  # fmt: skip
-    boot = {name: _resampled_f1(t, classes, patients, draws) for name, t in tables.items()}
-    point = {name: _point_f1(t, classes) for name, t in tables.items()}
-    out = {name: {m: percentile_interval(boot[name][m], point[name][m], level) for m in METRICS} for name in tables}
-    first, *others = list(tables)
-    for other in others:
-        out[f"{first} - {other}"] = {
-            m: percentile_interval(boot[first][m] - boot[other][m], point[first][m] - point[other][m], level)
-            for m in METRICS
-        }
-    return out
-
-
 VERDICTS = ("shortcut", "borders informative", "no shortcut", "inconclusive")
 
 
@@ -127,37 +68,44 @@ def verdict(
     chance: float,
     *,
     flag_margin: float,
+    chance_tolerance: float,
     metric: str,
+    n_units: int,
+    refused: str = "",
 ) -> tuple[str, bool, str]:
     """(verdict, flag, sentence) from the full and border-only scores, their paired difference
     (full - border), each ``{estimate, low, high}``, and chance.
 
     "Clearly above chance": the interval's lower bound is above the best label-blind
-    F1, so a control that learned nothing never raises the flag. "Clearly better by
-    more than the margin": the lower bound of the paired difference is above
-    ``flag_margin``. The burden of proof is on the model: its score is only taken as
-    more than the borders give when the test set shows it.
+    F1. "Clearly better by more than the margin": the lower bound of the paired
+    difference is above ``flag_margin``. "Shown near chance": the control's upper
+    bound is at most ``chance + chance_tolerance``. The burden of proof is on the
+    model: it is cleared only on evidence, never for lack of it.
 
     * ``shortcut`` (the only flagged verdict): the border-only model is clearly above
       chance and the full model is not clearly better than it by more than ``flag_margin``.
     * ``borders informative``: the border-only model is clearly above chance, and the
-      full model clearly better by more than the margin: the frame carries label
-      information, and the full model uses more than the frame.
-    * ``no shortcut``: the full model is clearly above chance, the border-only model is
-      not, and it scores more than ``flag_margin`` below the full model.
-    * ``inconclusive``: anything else (a full model not clearly above chance has no
-      score to explain away; or the test set is too small to tell).
+      full model clearly better by more than the margin.
+    * ``no shortcut``: the full model is clearly above chance and clearly better than
+      the control by more than the margin, and the control is shown near chance.
+    * ``inconclusive``: anything else, with the reason (``refused``: the metric is
+      undefined, e.g. a class absent from the test set; or too few test units to tell).
     """
+    if refused:
+        return "inconclusive", False, f"Shortcut audit refused: {refused}; no verdict on {metric}."
     f, b, d = full["estimate"], border["estimate"], difference
     facts = (
-        f"the border-only model (central lung field masked) scores {metric} {b:.2f} "
-        f"[{_bound(border['low'])}, {_bound(border['high'])}], the full model {f:.2f} "
-        f"[{_bound(full['low'])}, {_bound(full['high'])}] (difference {d['estimate']:.2f} "
+        f"the border-only model (central lung field masked) scores {metric} {_bound(b)} "
+        f"[{_bound(border['low'])}, {_bound(border['high'])}], the full model {_bound(f)} "
+        f"[{_bound(full['low'])}, {_bound(full['high'])}] (difference {_bound(d['estimate'])} "
         f"[{_bound(d['low'])}, {_bound(d['high'])}]), chance {chance:.2f}"
     )
     border_above = _above(border["low"], chance)
     full_above = _above(full["low"], chance)
     clearly_better = _above(d["low"], flag_margin)
+    near_chance = border["high"] is not None and bool(np.isfinite(border["high"])) and (
+        border["high"] <= chance + chance_tolerance
+    )
     if border_above and not clearly_better:
         return "shortcut", True, (
             f"Shortcut flagged: {facts}. The image borders alone (bars, markers, collimation, "
@@ -171,17 +119,19 @@ def verdict(
             f"model is clearly above chance, and the full model clearly better than it by more than "
             f"{flag_margin:.2f}, so it uses more than the borders (the Grad-CAM panel shows where it looks)."
         )
-    if full_above and f - b > flag_margin:
+    if full_above and clearly_better and near_chance:
         return "no shortcut", False, (
-            f"No shortcut flagged: {facts}. The borders alone are not clearly better than chance, "
-            f"and score more than {flag_margin:.2f} below the full model."
+            f"No shortcut: {facts}. The full model is clearly better than the borders alone by more than "
+            f"{flag_margin:.2f}, and the borders are shown within {chance_tolerance:.2f} of chance."
         )
-    why = (
-        "the full model is not clearly above chance, so there is no score to explain away"
-        if not full_above
-        else "the border-only model is not clearly above chance, but not clearly worse than the full model "
-        "either (too few test patients to tell)"
-    )
+    if not full_above:
+        why = "the full model is not clearly above chance, so there is no score to explain away"
+    elif not clearly_better:
+        why = (f"the full model is not shown better than the borders by more than {flag_margin:.2f} "
+               f"(too few test patients: {n_units})")
+    else:
+        why = (f"the borders are not shown within {chance_tolerance:.2f} of chance (upper bound "
+               f"{_bound(border['high'])}; too few test patients: {n_units})")
     return "inconclusive", False, f"Shortcut audit inconclusive: {facts}; {why}."
 
 
@@ -191,6 +141,7 @@ def _above(low: float | None, chance: float) -> bool:
 
 
 def _bound(value: float | None) -> str:
+    """Two digits, or "n/a" for an undefined value."""
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
 
 
@@ -219,23 +170,28 @@ def shortcut_audit(
     ci = paired_bootstrap({"full": full_predictions, "border_only": border_predictions}, classes,
                           n_boot=bootstrap["n"], seed=bootstrap["seed"], level=bootstrap["level"])  # fmt: skip
     chance = chance_f1(full_predictions["true_label"], classes)
+    units = np.unique(resampling_units(full_predictions).to_numpy())
     scores = {
-        name: {**ci[name], "f1": dict(zip(classes, f1_score(table["true_label"].astype(str),
-                                                           table["predicted_label"].astype(str), labels=classes,
-                                                           average=None, zero_division=0).tolist()))}
+        name: {**ci[name], "f1": dict(zip(classes, metrics_from_confusion(
+            unit_confusion(table, classes, units)[1].sum(axis=0))["f1"].tolist()))}
         for name, table in (("full", full_predictions), ("border_only", border_predictions))
     }  # fmt: skip
     difference = ci["full - border_only"]
+    absent = absent_classes(full_predictions, classes)
+    refused = f"class {', '.join(absent)} absent from the test set, so F1 is undefined" if absent else ""
     name, flag, sentence = verdict(scores["full"][metric], scores["border_only"][metric], difference[metric],
                                    chance[metric], flag_margin=settings["flag_margin"],
-                                   metric=METRIC_LABELS[metric])  # fmt: skip
+                                   chance_tolerance=settings["chance_tolerance"], metric=METRIC_LABELS[metric],
+                                   n_units=len(units), refused=refused)  # fmt: skip
     return {
         "classes": classes,
         "positive_class": classes[0],
         "settings": dict(settings),
         "bootstrap": dict(bootstrap),
         "n_test": len(full_ids),
+        "n_units": int(len(units)),
         "metric": metric,
+        "refused": refused or None,
         "chance": chance,
         "full": scores["full"],
         "border_only": scores["border_only"],
@@ -253,8 +209,7 @@ def audit_text(result: Mapping[str, Any]) -> str:
 
     def cell(interval: Mapping[str, Any]) -> str:
         low, high = interval["low"], interval["high"]
-        bounds = "n/a" if low is None or high is None else f"[{low:.2f}, {high:.2f}]"
-        return f"{interval['estimate']:.2f} {bounds}"
+        return f"{_bound(interval['estimate'])} [{_bound(low)}, {_bound(high)}]"
 
     head = f"{'':<26}{'macro F1':<20}{'F1 ' + positive:<20}"
     lines = [
@@ -263,8 +218,10 @@ def audit_text(result: Mapping[str, Any]) -> str:
         "",
         textwrap.fill(result["sentence"], 88),
         "",
-        f"{level:.0%} bootstrap intervals over {result['full']['macro_f1'].get('n_used', '?')} resamples of the "
-        f"test patients ({result['n_test']} test images); the verdict uses {METRIC_LABELS[result['metric']]}.",
+        textwrap.fill(f"{level:.0%} intervals over the {result.get('n_units', '?')} test units (split groups; "
+                      f"{result['n_test']} test images): each model's F1 from Clopper-Pearson intervals, the "
+                      f"difference from a paired BCa bootstrap of {result['bootstrap']['n']} resamples; the "
+                      f"verdict uses {METRIC_LABELS[result['metric']]}.", 88),
         "",
         head,
         f"{'full model':<26}{cell(result['full']['macro_f1']):<20}{cell(result['full']['positive_f1']):<20}",
@@ -274,9 +231,11 @@ def audit_text(result: Mapping[str, Any]) -> str:
         f"{cell(result['difference']['positive_f1']):<20}",
         f"{'chance (label-blind)':<26}{result['chance']['macro_f1']:<20.2f}{result['chance']['positive_f1']:<20.2f}",
         "",
-        f"Border-only control: the central {result['settings']['mask']:.0%} of each side of every train, "
-        f"validation and test image set to {result['settings']['fill']}; flag margin "
-        f"{result['settings']['flag_margin']:.2f}; verdict: {result['verdict']}.",
+        textwrap.fill(f"Border-only control: the central {result['settings']['mask']:.0%} of each side of every "
+                      f"train, validation and test image set to {result['settings']['fill']}; flag margin "
+                      f"{result['settings']['flag_margin']:.2f}; chance tolerance "
+                      f"{result['settings']['chance_tolerance']:.2f}; trained with the experiment's own settings, "
+                      f"never the full model's tuned choice; verdict: {result['verdict']}.", 88),
     ]
     return "\n".join(lines) + "\n"
 

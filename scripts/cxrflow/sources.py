@@ -1,28 +1,57 @@
 """Read the public chest X-ray collections into one uniform image table.
 
-Each collection keeps its own on-disk format (see README / docs): ieee8023
+Each collection keeps its own on-disk format (docs/data.md): ieee8023
 ``metadata.csv``, the Kaggle RSNA class table, Kaggle folder trees, or any CSV
 with a column mapping. ``select_images`` turns any of them into rows with the
-columns of :data:`COLUMNS`; rows are never dropped silently: a bad path or a
-missing file is kept and named in ``problem``.
+columns of :data:`COLUMNS`; rows are never dropped silently: a bad path, a missing
+file or a malformed metadata row is kept and named in ``problem``.
+
+A ``folders`` source is an inventory, not a filter (``inventory_source``): every file
+below it is an image row or a row of the skipped list (:data:`SKIPPED_COLUMNS`) with
+its reason. The rule: an optional ``train``/``val``/``test`` level, then the class
+folder, matched against the configured labels exactly, else case-insensitively
+(``NORMAL`` is the class ``Normal``); every file below a class folder, at any depth,
+belongs to that class. Metadata files are read in the encoding they were written in
+(UTF-8 with or without BOM, else Windows-1252, else Latin-1; or the source's
+``encoding``) and a file name is matched exactly first, then after normalising
+whitespace, which is noted in the row.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import posixpath
 import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
 from .covariates import normalise_age, normalise_sex
 
 COLUMNS = ["image_id", "source", "raw_path", "resolved_path", "label", "finding", "patient_id", "view", "age", "sex",
-           "problem"]
-# What a folder listing takes as an image (by extension, any case; the decoder goes by content).
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp")
+           "problem", "note"]  # fmt: skip
+# The skipped list of a source: files that are not images of the selection, each with why.
+SKIPPED_COLUMNS = ["source", "path", "reason"]
+# Files and folders that operating systems and archivers leave behind (compared lower-case);
+# any other name starting with "." is hidden and skipped as well. AppleDouble files start "._".
+SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".localized", "icon\r"})
+SYSTEM_FOLDERS = frozenset({"__macosx", "$recycle.bin", "system volume information"})
+# Files a folder listing does not offer to the decoder, by extension (any case). Everything
+# else is tried and the decoder tells by content (PACS exports have no extension at all).
+NON_IMAGE_EXTENSIONS = frozenset({
+    ".txt", ".csv", ".tsv", ".md", ".json", ".xml", ".pdf", ".html", ".htm", ".xls", ".xlsx", ".doc", ".docx",
+    ".zip", ".gz", ".tar", ".7z", ".rar", ".py", ".ini", ".log", ".yaml", ".yml", ".db", ".lnk",
+})  # fmt: skip
+# Tried in order when a source sets no `encoding`: strict UTF-8 (a BOM is dropped), then
+# Windows-1252 (what Excel writes on Windows), then Latin-1, which decodes any byte.
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+# Column of a metadata table marking a malformed row: "line N: why" (absent when none).
+MALFORMED = "_malformed"
 RSNA_CSV = "stage_2_detailed_class_info.csv"
 RSNA_IMAGE_DIRS = ("stage_2_train_images_jpg", "stage_2_train_images", ".")
 RSNA_EXTENSIONS = ("jpg", "jpeg", "png", "dcm")
@@ -63,43 +92,207 @@ def tidy_metadata(fmt: str, table: pd.DataFrame) -> pd.DataFrame:
         raise SourceError(f"columns {duplicates} appear twice after normalising names {list(table.columns)}")
     table.columns = names
     if fmt == "rsna" and "patientid" in table.columns:
-        table = table.drop_duplicates(subset="patientid", keep="first")
+        bad = table[MALFORMED] != "" if MALFORMED in table.columns else pd.Series(False, index=table.index)
+        table = table[~(table["patientid"].where(~bad).duplicated(keep="first") & ~bad)]
     return table.reset_index(drop=True)
 
 
-def _read_csv(path: Path, source: str) -> pd.DataFrame:
+def decode_text(data: bytes, encoding: str | None = None) -> tuple[str, str]:
+    """The text and the encoding it was read with: ``encoding`` when given, else ENCODINGS in order."""
+    for candidate in [encoding] if encoding else ENCODINGS:
+        try:
+            return data.decode(candidate), candidate
+        except UnicodeDecodeError:
+            if encoding:
+                raise
+        except LookupError:
+            raise SourceError(f"unknown encoding {encoding!r}") from None
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _header_names(header: list[str]) -> list[str]:
+    """Empty names -> `Unnamed: i`, repeats -> `name.1`, as pandas names them."""
+    names: list[str] = []
+    for i, name in enumerate(header):
+        name = name if name.strip() else f"Unnamed: {i}"
+        base, n = name, 0
+        while name in names:
+            n += 1
+            name = f"{base}.{n}"
+        names.append(name)
+    return names
+
+
+def parse_csv_rows(text: str) -> pd.DataFrame:
+    """All cells str; a row with more fields than the header is kept as a malformed row
+    (column MALFORMED: `line N: ...`, other cells empty), a shorter one is padded with "".
+
+    One bad row must not stop a collection of thousands: it is quarantined with its line.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise pd.errors.EmptyDataError("no columns to parse") from None
+    except csv.Error as err:
+        raise pd.errors.ParserError(str(err)) from err
+    names = _header_names(header)
+    rows, bad = [], []
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            bad.append((len(rows) + len(bad), f"line {reader.line_num}: {err}"))
+            rows.append([""] * len(names))
+            continue
+        if not fields or all(not f.strip() for f in fields) and len(fields) <= 1:
+            continue  # blank line
+        if len(fields) > len(names):
+            bad.append((len(rows), f"line {reader.line_num}: {len(fields)} fields, the header has {len(names)}"))
+            rows.append([""] * len(names))
+            continue
+        rows.append(fields + [""] * (len(names) - len(fields)))
+    table = pd.DataFrame(rows, columns=names, dtype=str)
+    if bad:
+        table[MALFORMED] = ""
+        for index, why in bad:
+            table.loc[index, MALFORMED] = why
+    return table
+
+
+@dataclass
+class MetadataRead:
+    """A source's raw table and how it was read: the encoding, and the files it skipped (folders)."""
+
+    table: pd.DataFrame
+    encoding: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path relative to the root, reason)
+
+
+def _read_csv(path: Path, source: str, encoding: str | None = None) -> MetadataRead:
     if not path.is_file():
         raise SourceError(f"source {source!r}: metadata file {path} does not exist")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        text, used = decode_text(path.read_bytes(), encoding)
+        return MetadataRead(parse_csv_rows(text), used)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, SourceError) as err:
         raise SourceError(f"source {source!r}: cannot parse {path}: {err}") from err
 
 
-def _list_folders(root: Path) -> pd.DataFrame:
-    """Kaggle chest-xray-pneumonia tree: `[train|val|test/]<LABEL>/*.jpeg`, sorted for determinism.
+def system_reason(name: str, folder: bool) -> str | None:
+    """Why a file or folder left by an operating system is skipped, or None for any other name."""
+    lowered = name.lower()
+    if lowered in SYSTEM_FOLDERS or lowered in SYSTEM_FILES or name.startswith("."):
+        kind = "folder" if folder else ("AppleDouble file" if name.startswith("._") else "file")
+        return f"system {kind}: {name}"
+    return None
 
-    Symlinked files and folders are followed (cluster data stores, DataLad and git-annex
-    trees are symlinks); a broken link is listed too, so that it is quarantined, not lost.
+
+def match_class(name: str, labels: Mapping[str, str] | None) -> str | None:
+    """The configured label key a class folder stands for: exact, else case-insensitive; None: not a class.
+    Without labels every folder is a class of its own name."""
+    if labels is None:
+        return name
+    keys = [str(k) for k in labels]
+    if name in keys:
+        return name
+    folded = [k for k in keys if k.casefold() == name.casefold()]
+    return folded[0] if folded else None
+
+
+def _walk(folder: Path, ancestors: frozenset[str]) -> Iterable[tuple[Path, str | None]]:
+    """Every file below ``folder`` (symlinks followed, sorted), with a reason when it is skipped.
+
+    A folder link back to one of its own ancestors is listed as skipped instead of walked forever.
     """
-    subsets = [s for s in FOLDER_SUBSETS if (root / s).is_dir()]
-    bases = [(s, root / s) for s in subsets] if subsets else [("", root)]
-    rows = []
-    for subset, base in bases:
-        for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
-            for image in sorted(label_dir.iterdir()):
-                if image.suffix.lower() not in IMAGE_EXTENSIONS or image.is_dir():
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as err:
+        yield folder, f"unreadable folder: {err.strerror or err}"
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        is_dir = entry.is_dir(follow_symlinks=True)
+        system = system_reason(entry.name, is_dir)
+        if is_dir:
+            real = os.path.realpath(path)
+            if real in ancestors:
+                yield path, f"folder link loops back to {real}"
+                continue
+            for sub, reason in _walk(path, ancestors | {real}):
+                yield sub, reason or system
+            continue
+        if system:
+            yield path, system
+        elif path.suffix.lower() in NON_IMAGE_EXTENSIONS:
+            yield path, f"not an image file by its extension: {path.suffix}"
+        else:
+            yield path, None
+
+
+def inventory_folders(root: Path, labels: Mapping[str, str] | None = None) -> MetadataRead:
+    """Kaggle-style tree `[train|val|test/]<class>/**/<file>`: every file an image row or skipped.
+
+    Class folders match ``labels`` keys exactly, else case-insensitively (module docstring);
+    files at any depth below a class folder are its images. Symlinked files and folders are
+    followed (cluster data stores, DataLad and git-annex trees are symlinks); a broken link is
+    listed as an image, so that it is quarantined, not lost. Sorted for determinism.
+    """
+    root = Path(root)
+    top = {e.name: e for e in os.scandir(root)}
+    subsets = {name: name.lower() for name in top if name.lower() in FOLDER_SUBSETS and top[name].is_dir()}
+    rows: list[dict[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+
+    def rel(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    def skip_all(folder: Path, reason: str, first: bool = False) -> None:
+        """Every file below ``folder`` skipped: with ``reason``, or (``first`` False) its own if it has one."""
+        for path, why in _walk(folder, frozenset({os.path.realpath(folder)})):
+            skipped.append((rel(path), reason if first else why or reason))
+
+    def list_base(base: Path, subset: str) -> None:
+        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+            path = Path(entry.path)
+            if subset == "" and entry.name in subsets:
+                continue
+            is_dir = entry.is_dir(follow_symlinks=True)
+            system = system_reason(entry.name, is_dir)
+            if not is_dir:
+                where = "train/val/test or a class folder" if subsets else "a class folder"
+                skipped.append((rel(path), system or f"not in {where}"))
+                continue
+            if system:
+                skip_all(path, system, first=True)
+                continue
+            if subsets and subset == "":
+                skip_all(path, f"not in train/val/test: {entry.name}")
+                continue
+            finding = match_class(entry.name, labels)
+            if finding is None:
+                skip_all(path, f"not a configured class: {entry.name}")
+                continue
+            for image, reason in _walk(path, frozenset({os.path.realpath(path)})):
+                if reason:
+                    skipped.append((rel(image), reason))
                     continue
                 person = _PERSON.match(image.name)
-                rows.append(
-                    {
-                        "subset": subset,
-                        "finding": label_dir.name,
-                        "filename": image.relative_to(root).as_posix(),
-                        "patientid": person.group(1) if person else "",
-                    }
-                )
-    return pd.DataFrame(rows, columns=["subset", "finding", "filename", "patientid"], dtype=str)
+                rows.append({"subset": subset, "finding": finding, "filename": rel(image),
+                             "patientid": person.group(1) if person else ""})  # fmt: skip
+
+    for name in sorted(subsets, key=lambda n: (FOLDER_SUBSETS.index(subsets[n]), n)):
+        list_base(root / name, subsets[name])
+    list_base(root, "")
+    table = pd.DataFrame(rows, columns=["subset", "finding", "filename", "patientid"], dtype=str)
+    return MetadataRead(table, "", skipped)
+
+
+def _list_folders(root: Path) -> pd.DataFrame:
+    """The images of a folders tree, every folder a class of its own name (no skipped list)."""
+    return inventory_folders(root).table
 
 
 def metadata_file(fmt: str, spec: Mapping[str, Any]) -> str | None:
@@ -111,27 +304,39 @@ def metadata_file(fmt: str, spec: Mapping[str, Any]) -> str | None:
     return {"ieee8023": "metadata.csv", "rsna": RSNA_CSV, "csv": spec.get("csv")}.get(fmt)
 
 
-def read_metadata(fmt: str, root: Path, spec: Mapping[str, Any], source: str = "?") -> pd.DataFrame:
-    """The collection's raw table, all cells str, column names normalised (see tidy_metadata).
-
-    Filters name these columns: ieee8023 and csv their own (`finding`, `modality`, `view`...),
-    rsna `patientid`/`class`, folders `subset` (train/val/test or ""), `finding` (the label
-    folder), `filename`, `patientid`.
-    """
+def read_source(
+    fmt: str, root: Path, spec: Mapping[str, Any], source: str = "?", labels: Mapping[str, str] | None = None
+) -> MetadataRead:
+    """read_metadata with how it was read: the encoding of a metadata file, the skipped files of a folder tree."""
     root = Path(root)
     if not root.is_dir():
         raise SourceError(f"source {source!r}: dataset folder {root} does not exist")
+    encoding = spec.get("encoding")
     if fmt in ("ieee8023", "rsna"):
-        table = _read_csv(root / metadata_file(fmt, spec), source)
+        read = _read_csv(root / metadata_file(fmt, spec), source, encoding)
     elif fmt == "folders":
-        table = _list_folders(root)
+        read = inventory_folders(root, labels)
     elif fmt == "csv":
         if not spec.get("csv"):
             raise SourceError(f"source {source!r}: format csv needs `csv:` (metadata file relative to {root})")
-        table = _read_csv(root / spec["csv"], source)
+        read = _read_csv(root / spec["csv"], source, encoding)
     else:
         raise SourceError(f"source {source!r}: unknown format {fmt!r}")
-    return tidy_metadata(fmt, table)
+    read.table = tidy_metadata(fmt, read.table)
+    return read
+
+
+def read_metadata(
+    fmt: str, root: Path, spec: Mapping[str, Any], source: str = "?", labels: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """The collection's raw table, all cells str, column names normalised (see tidy_metadata).
+
+    Filters name these columns: ieee8023 and csv their own (`finding`, `modality`, `view`...),
+    rsna `patientid`/`class`, folders `subset` (train/val/test or ""), `finding` (the class
+    folder's label key; without ``labels`` the folder's name), `filename`, `patientid`.
+    A malformed row has `_malformed` set ("line N: ...") and is quarantined by select_images.
+    """
+    return read_source(fmt, root, spec, source, labels).table
 
 
 # ---------------------------------------------------------------- selecting
@@ -233,6 +438,31 @@ def file_problem(path: str) -> str:
     return "missing file"
 
 
+def _squash(name: str) -> str:
+    return " ".join(name.split())
+
+
+def match_file(path: str, listings: dict[str, dict[str, list[str]]]) -> tuple[str, str]:
+    """(path to use, note): the exact path when it exists, else the one file of its folder whose
+    name equals it after normalising whitespace (trimmed, runs of spaces as one), with a note
+    naming both; else the path unchanged (the caller reports it missing). ``listings`` caches folders."""
+    if os.path.lexists(path):
+        return path, ""
+    head, tail = os.path.split(path)
+    if head not in listings:
+        names: dict[str, list[str]] = {}
+        try:
+            for entry in os.listdir(head or "."):
+                names.setdefault(_squash(entry), []).append(entry)
+        except OSError:
+            pass
+        listings[head] = names
+    found = listings[head].get(_squash(tail), [])
+    if len(found) != 1:
+        return path, ""
+    return os.path.join(head, found[0]), f"file name matched after normalising whitespace: {tail!r} is {found[0]!r} on disk"
+
+
 def realpath_in(path: str, real_dirs: dict[str, str]) -> str:
     """os.path.realpath, resolving each folder once (``real_dirs`` caches them): at
     27,000 images the per-component lstat calls of realpath cost seconds per parse."""
@@ -295,9 +525,11 @@ def _join(folder: str, name: str) -> str:
 
 
 def _relpaths(fmt: str, root: Path, spec: Mapping[str, Any], table: pd.DataFrame, roles: dict) -> list[str]:
+    """Paths as the metadata writes them; names are not stripped: a trailing space is a real
+    character on disk (match_file tries the whitespace-normalised name only after the exact one)."""
     if fmt == "rsna":
         return _rsna_relpaths(root, spec, table[roles["filename"]])
-    names = table[roles["filename"]].str.strip()
+    names = table[roles["filename"]]
     if fmt == "ieee8023":
         folders = table["folder"].str.strip() if "folder" in table.columns else pd.Series("", index=table.index)
         return [_join(d or "images", n) for d, n in zip(folders, names)]
@@ -322,6 +554,10 @@ def select_images(
     """
     fmt = spec["format"]
     table = tidy_metadata(fmt, metadata)
+    malformed = pd.DataFrame(columns=table.columns)
+    if MALFORMED in table.columns:
+        bad = table[MALFORMED] != ""
+        table, malformed = table[~bad], table[bad]
     try:
         roles = _role_columns(fmt, spec)
     except SourceError as err:
@@ -339,7 +575,9 @@ def select_images(
         table = table.head(int(spec["limit"]))
     root = Path(root)
     relpaths = _relpaths(fmt, root, spec, table, roles)
-    ids = unique_ids(name, (PurePosixPath(p.replace("\\", "/")).name for p in relpaths))
+    bad_lines = [why.split(":", 1)[0].replace(" ", "") for why in malformed[MALFORMED]] if len(malformed) else []
+    names = [PurePosixPath(p.replace("\\", "/")).name for p in relpaths] + [f"metadata-{n}" for n in bad_lines]
+    ids = unique_ids(name, names)
 
     def column(role: str) -> list[str]:
         col = roles[role]
@@ -349,6 +587,7 @@ def select_images(
 
     rows = []
     real_dirs: dict[str, str] = {}
+    listings: dict[str, dict[str, list[str]]] = {}
     ages = [normalise_age(a) for a in column("age")]  # normalised: a bad cell is unknown, never an error
     sexes = [normalise_sex(s) for s in column("sex")]
     for image_id, rel, label, finding, patient, view, age, sex in zip(
@@ -356,44 +595,60 @@ def select_images(
     ):
         problem = unsafe_reason(rel) or ""
         raw_path = "" if problem else str(root / rel)
+        note = ""
         if not problem and check_files:
+            raw_path, note = match_file(raw_path, listings)
             problem = file_problem(raw_path)
         resolved = realpath_in(raw_path, real_dirs) if raw_path else ""
-        rows.append([image_id, name, raw_path, resolved, label, finding, patient or image_id, view, age, sex, problem])
+        rows.append([image_id, name, raw_path, resolved, label, finding, patient or image_id, view, age, sex, problem,
+                     note])  # fmt: skip
+    for image_id, why in zip(ids[len(relpaths) :], malformed.get(MALFORMED, [])):
+        rows.append([image_id, name, "", "", "", "", image_id, "", "", "", f"malformed metadata row: {why}", ""])
     return pd.DataFrame(rows, columns=COLUMNS, dtype=str)
 
 
-def load_source(
+@dataclass
+class SourceInventory:
+    """One source read and selected: its image rows, its skipped files and the metadata's encoding."""
+
+    images: pd.DataFrame  # COLUMNS
+    skipped: pd.DataFrame  # SKIPPED_COLUMNS
+    encoding: str
+
+    @classmethod
+    def of_images(cls, images: pd.DataFrame) -> SourceInventory:
+        """Images planned before their files exist (the demo): nothing read, nothing skipped."""
+        return cls(images, pd.DataFrame(columns=SKIPPED_COLUMNS, dtype=str), "")
+
+
+def inventory_source(
     name: str, spec: Mapping[str, Any], labels: Mapping[str, str], check_files: bool = True
-) -> pd.DataFrame:
-    """Read and select one configured source; a source that selects nothing is an error
-    (a typo in a filter must not silently shrink the data set)."""
+) -> SourceInventory:
+    """Read and select one configured source, listing what it skips: for a folders source the files
+    outside the rule (system files, unmapped class folders, ...), and the listed files its filters
+    or limit leave out, so that every file below it is an image row or a skipped row.
+
+    A source that selects nothing is an error (a typo in a filter must not silently shrink the data set).
+    """
     root = Path(spec["path"])
-    table = read_metadata(spec["format"], root, spec, source=name)
-    images = select_images(name, spec, table, root, labels, check_files)
+    label_map = spec.get("labels") or labels
+    read = read_source(spec["format"], root, spec, source=name, labels=label_map)
+    images = select_images(name, spec, read.table, root, labels, check_files)
+    skipped = list(read.skipped)
+    if spec["format"] == "folders" and len(read.table):
+        chosen = set(images["raw_path"])
+        mask = _filter_mask(read.table, spec.get("filters") or {}, "finding", name)
+        for rel, passes in zip(read.table["filename"], mask):
+            if str(root / rel) not in chosen:
+                why = f"beyond the source's limit of {spec.get('limit')}" if passes else "excluded by the source's filters"
+                skipped.append((rel, why))
+    table = pd.DataFrame([(name, str(root / rel), why) for rel, why in sorted(skipped)], columns=SKIPPED_COLUMNS,
+                         dtype=str)  # fmt: skip
     if images.empty:
         raise SourceError(
             f"source {name!r} ({root}): no image matches filters {dict(spec.get('filters') or {})} "
-            f"and labels {dict(spec.get('labels') or labels)} among {len(table)} metadata rows"
+            f"and labels {dict(label_map)} among {len(read.table)} metadata rows"
+            + (f"; {len(table)} files skipped: {dict(table['reason'].value_counts().head(5))}" if len(table) else "")
         )
-    return images
+    return SourceInventory(images, table, read.encoding)
 
-
-def load_sources(
-    sources: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str], check_files: bool = True
-) -> pd.DataFrame:
-    """All sources in config order; image ids must stay unique across sources."""
-    frames = [load_source(name, spec, labels, check_files) for name, spec in sources.items()]
-    images = pd.concat(frames, ignore_index=True)
-    clash = images["image_id"].str.lower().duplicated(keep=False)
-    if clash.any():
-        raise SourceError(f"image ids repeat across sources: {sorted(set(images.loc[clash, 'image_id']))[:10]}")
-    return images
-
-
-def selection_summary(images: pd.DataFrame) -> pd.DataFrame:
-    """Per source and label: images, patients and images with a problem (for logs and reports)."""
-    grouped = images.assign(has_problem=images["problem"] != "").groupby(["source", "label"], sort=False)
-    return grouped.agg(
-        images=("image_id", "size"), patients=("patient_id", "nunique"), problems=("has_problem", "sum")
-    ).reset_index()

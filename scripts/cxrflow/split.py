@@ -1,4 +1,4 @@
-"""Patient-grouped, seeded, label-stratified splits that stay put when data is added.
+"""Patient-grouped, seeded splits stratified by label, that move as little as possible when data is added.
 
 Design (the README repeats it):
 
@@ -21,23 +21,20 @@ Design (the README repeats it):
   ``s < 1 + val_size * k`` -> val, else train. So val is ``val_size`` of ALL
   patients (as in hold-out), each fold's val set is a different slice, and
   ``test_size`` is unused (the test share is 1/k by definition).
-* **Stable under additions.** A group's split is a function of its own ``u`` only,
-  so adding patients never moves an existing one (``tests/test_split.py`` checks it).
-  The label deliberately does not enter the hash either, so a patient whose
-  majority label changes when images are added does not move.
-* **Stratified by label, in expectation.** Within every label stratum (a group's
-  stratum is its most frequent label, ties -> first in ``classes`` order) each group
-  is test with probability exactly ``test_size``, independently, so per-label
-  proportions are Binomial around the target (std ``sqrt(p(1-p)/n)``; on 200
-  patients of one label and p = 0.2 that is 0.028). Exact per-label quotas cannot
-  be had together with stability: if a group's split may depend on which other
-  groups exist, take the dataset {g} and the dataset {g} + others; stability forces
-  g's split in both to equal its split in {g} alone, i.e. a function of g alone,
-  which is this scheme. Quota schemes (ranking u within a label and cutting at
-  round(n * test_size)) move boundary patients whenever a patient is added.
-  Small strata can therefore miss a class in a split; ``split_summary`` reports
-  that in its ``warnings`` rather than the split silently repairing it (a repair
-  would move patients at the next update).
+* **Stratified by label at group level.** A group's stratum is its most frequent
+  label (ties -> first in ``classes`` order). Within each stratum the groups are
+  ranked by ``u`` and the rank replaces ``u``: ``v = (rank + 0.5) / n_stratum``, and
+  ``v`` enters the rules above. So every stratum is cut into k contiguous runs of
+  equal size (counts per fold differ by at most one; hold-out: round(n * test_size)
+  in test), and every test fold holds its share of each label.
+* **Stable under additions, as far as stratification allows.** Exact per-label
+  quotas and "a group's split is a function of its own u" cannot both hold (a
+  quota depends on the other groups). Ranking by ``u`` keeps the order of existing
+  groups: adding a group to a stratum shifts the cut points by at most one place,
+  so at most about one group per cut of that stratum moves (a new fold boundary
+  falls on it); other strata do not move at all (``tests/test_split.py`` checks
+  it). A group whose majority label changes changes stratum and may move.
+* Each fold's label counts (``split_summary``) are reported beside its metrics.
 
 Only ``status == "ok"`` rows are split; quarantined images are listed nowhere.
 """
@@ -45,7 +42,6 @@ Only ``status == "ok"`` rows are split; quarantined images are listed nowhere.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -63,8 +59,7 @@ from .manifest import read_manifest, write_csv_atomic
 LOG = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-ASSIGNMENT_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "source", "group", "path")
-SPLIT_FILE_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "path", "source")
+SPLIT_FILE_COLUMNS: tuple[str, ...] = ("image_id", "label", "patient_id", "path", "source", "group")
 _MANIFEST_NEEDS: tuple[str, ...] = (
     "image_id",
     "source",
@@ -175,6 +170,19 @@ def group_strata(assignments: pd.DataFrame, classes: Sequence[str]) -> pd.Series
     return counts.drop_duplicates("group").set_index("group")["label"]
 
 
+def stratified_positions(assignments: pd.DataFrame, seed: int, classes: Sequence[str]) -> dict[str, float]:
+    """Each group's position v in (0, 1): its rank by ``group_uniform`` within its label stratum, (rank + 0.5) / n.
+
+    Equal-sized runs of v then hold equal shares of every label (module docstring).
+    """
+    strata = group_strata(assignments, classes)
+    u = pd.Series({g: group_uniform(seed, g) for g in strata.index})
+    frame = pd.DataFrame({"u": u, "stratum": strata.reindex(u.index)}).sort_values(["stratum", "u"], kind="stable")
+    rank = frame.groupby("stratum").cumcount()
+    size = frame.groupby("stratum")["u"].transform("size")
+    return ((rank + 0.5) / size).to_dict()
+
+
 def assign_splits(
     manifest: pd.DataFrame,
     *,
@@ -222,7 +230,7 @@ def assign_splits(
     )
     out["group"] = merge_groups(out["image_id"].tolist(), patient_keys(out).tolist(), extra_groups)
     out["path"] = ok["output_path"].astype(str).to_numpy()
-    u = {g: group_uniform(int(seed), g) for g in out["group"].unique()}
+    u = stratified_positions(out, int(seed), classes)
     for fold, col in enumerate(fold_columns(int(folds))):
         split = {
             g: split_of(x, fold, folds=int(folds), test_size=test_size, val_size=val_size)

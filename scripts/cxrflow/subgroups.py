@@ -19,8 +19,8 @@ import pandas as pd
 
 from .covariates import COVARIATES, band_order, group_values
 from .metrics import compute_metrics, confidence_intervals, json_safe
-from .operating_point import at_threshold, outcomes
-from .resampling import bootstrap
+from .operating_point import outcomes, threshold_intervals
+from .uncertainty import unit_bootstrap
 
 TABLE_COLUMNS = ("set", "covariate", "group", "images", "patients", "positives", "small", "accuracy", "accuracy_low",
                  "accuracy_high", "f1", "f1_low", "f1_high", "roc_auc", "roc_auc_low", "roc_auc_high", "sensitivity",
@@ -28,10 +28,6 @@ TABLE_COLUMNS = ("set", "covariate", "group", "images", "patients", "positives",
                  "brier_low", "brier_high")  # fmt: skip
 
 
-def _threshold_figures(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    figures = at_threshold(y, p, threshold)
-    return {"sensitivity": figures["sensitivity"], "specificity": figures["specificity"],
-            "brier": float(np.mean((p - y) ** 2)) if len(y) else float("nan")}  # fmt: skip (sklearn's Brier score)
 
 
 def group_figures(predictions: pd.DataFrame, classes: Sequence[str], threshold: float,
@@ -41,7 +37,10 @@ def group_figures(predictions: pd.DataFrame, classes: Sequence[str], threshold: 
     positive = classes[0]
     y, p = outcomes(predictions, positive)
     ci = confidence_intervals(predictions, classes, bootstrap_settings)
-    at = bootstrap(predictions, lambda rows: _threshold_figures(y[rows], p[rows], threshold), bootstrap_settings)
+    at = threshold_intervals(predictions, y, p, threshold, bootstrap_settings["level"])
+    at.update(unit_bootstrap(predictions, lambda rows: {"brier": float(np.mean((p[rows] - y[rows]) ** 2))},
+                             n_boot=bootstrap_settings["n"], seed=bootstrap_settings["seed"],
+                             level=bootstrap_settings["level"]))  # fmt: skip (sklearn's Brier score)
     return json_safe({"ci": ci, "at_threshold": at, "positive": positive, "threshold": threshold})
 
 
@@ -109,7 +108,7 @@ def subgroup_plot(table: pd.DataFrame, path: str | Path, positive: str) -> Any:
     labels = [f"{r.set} {r.covariate}={r.group} (n={r.images}{', small' if r.small else ''})"
               for r in table.itertuples(index=False)]  # fmt: skip
     ax.set_yticks(ys, labels, fontsize=7)
-    ax.set(xlim=(-0.02, 1.02), xlabel=f"F1 of {positive} (patient-bootstrap interval)", title="Subgroups")
+    ax.set(xlim=(-0.02, 1.02), xlabel=f"F1 of {positive} (interval over split groups)", title="Subgroups")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     return figure

@@ -8,10 +8,12 @@ patients say. The summary carries three kinds of it:
 * **each fold's own bootstrap CI** (``ci_per_fold``), as in its metrics.json;
 * **a pooled CI** (``ci_pooled``, k > 1 folds): in k-fold each patient is tested by
   exactly one fold's model, so the out-of-fold predictions of all folds form one
-  test set of every patient; its patients are resampled as in a fold's CI. Its
-  estimate is the pooled score (all folds' predictions together), which is close to,
-  but not the same number as, the mean over folds. ROC AUC pooled this way mixes the
-  folds' score scales: read the per-fold AUCs beside it.
+  test set of every patient, with intervals as a fold's. summary.txt prints it
+  beside its own estimate, the pooled score (all folds' predictions together),
+  never beside the mean over folds; it is conditional on the k fitted models (it
+  covers which test patients were drawn, not how training would vary). ROC AUC
+  pooled this way mixes the folds' score scales: read the per-fold AUCs beside it.
+* **each fold's test prevalence**, printed beside the metrics it conditions.
 
 No t-interval over folds is given: the folds' models share most of their training
 patients, so fold scores are not independent and such an interval is too narrow
@@ -32,9 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import confidence_intervals, read_predictions, resampling_units, summarize_folds, write_json
+from .metrics import confidence_intervals, read_predictions, summarize_folds, write_json
 from .metrics import format_value as _fmt
 from .nested import nested_summary
+from .uncertainty import resampling_units
 
 LOG = logging.getLogger(__name__)
 
@@ -48,23 +51,26 @@ def pooled_ci(predictions: Sequence[pd.DataFrame], classes: Sequence[str],
 
 
 def pool_folds(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The out-of-fold predictions of all folds as one test set, patients keyed ``fold:patient_id``.
+    """The out-of-fold predictions of all folds as one test set, units keyed ``fold:group``.
 
-    Equal ids from two folds (in practice: two sources) stay apart, and an image
-    without a patient id is its own patient.
+    Equal ids from two folds stay apart, and an image without a group or patient id
+    is its own unit (``uncertainty.resampling_units``).
     """
     frames = []
     for k, table in enumerate(predictions):
-        frames.append(table.assign(patient_id=f"{k}:" + resampling_units(table), image_id=f"{k}:" + table["image_id"].astype(str)))
+        unit = f"{k}:" + resampling_units(table)
+        frames.append(table.assign(patient_id=unit, group=unit, image_id=f"{k}:" + table["image_id"].astype(str)))
     return pd.concat(frames, ignore_index=True)
 
 
-def _over_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One fold: its metrics and CI; several: mean/sd/values per metric and each fold's CI."""
+def _over_folds(folds: Sequence[Mapping[str, Any]], shared_test_set: bool = False) -> dict[str, Any]:
+    """One fold: its metrics and CI; several: mean/sd/values per metric and each fold's CI
+    (``shared_test_set``: every fold tested the same images, as an external test)."""
     if len(folds) == 1:
         return {"folds": 1, "fold_ids": [folds[0].get("fold")], "metrics": folds[0]["metrics"],
                 "ci": folds[0].get("ci")}
-    return {"fold_ids": [f.get("fold") for f in folds], **summarize_folds([f["metrics"] for f in folds]),
+    return {"fold_ids": [f.get("fold") for f in folds],
+            **summarize_folds([f["metrics"] for f in folds], shared_test_set),
             "ci_per_fold": [f.get("ci") for f in folds]}
 
 
@@ -89,7 +95,8 @@ def experiment_summary(
     if external:
         if len(external) != len(folds):
             raise ValueError(f"{len(folds)} folds but {len(external)} external evaluations")
-        summary["external"] = {"test_sources": external[0].get("test_sources"), **_over_folds(external)}
+        summary["external"] = {"test_sources": external[0].get("test_sources"),
+                               **_over_folds(external, shared_test_set=True)}
     if internal_vs_external is not None:
         table = internal_vs_external.astype(object).where(internal_vs_external.notna(), None)
         summary["internal_vs_external"] = table.to_dict("records")
@@ -104,8 +111,8 @@ def _per_class_lines(summary: Mapping[str, Any], classes: Sequence[str], title: 
     many = summary["folds"] > 1
     ci = summary.get("ci_pooled") if many else summary.get("ci")
     head = "mean ± sd" if many else "estimate"
-    ci_head = "pooled CI" if many else "CI"
-    lines.append(f"{'class':>14} {'metric':>10} {head:>14} {ci_head:>14}   per fold")
+    ci_head = "pooled [CI]" if many and ci else "CI"
+    lines.append(f"{'class':>14} {'metric':>10} {head:>14} {ci_head:>20}   per fold")
     keys = [(c, m, k) for c in classes for m, k in (("precision", "precision"), ("recall", "recall"),
                                                      ("f1", "f1-score"), ("roc_auc", None))]
     keys.append(("all", "accuracy", "accuracy"))
@@ -116,6 +123,8 @@ def _per_class_lines(summary: Mapping[str, Any], classes: Sequence[str], title: 
             name = f"per_class/{cls}/{report_key}" if report_key else f"roc_auc_per_class/{cls}"
             bounds = (ci or {}).get("per_class", {}).get(cls, {}).get(metric)
         interval = "" if not bounds else f"[{_fmt(bounds['low'])}, {_fmt(bounds['high'])}]"
+        if many and bounds:  # the pooled interval beside its own estimate, never beside the mean
+            interval = f"{_fmt(bounds['estimate'])} {interval}"
         if many:
             stat = summary["metrics"][name]
             value = f"{_fmt(stat['mean'])} ± {_fmt(stat['sd'])}"
@@ -123,8 +132,23 @@ def _per_class_lines(summary: Mapping[str, Any], classes: Sequence[str], title: 
         else:
             value = _fmt(_leaf(summary["metrics"], name))
             per_fold = ""
-        lines.append(f"{cls:>14} {metric:>10} {value:>14} {interval:>14}   {per_fold}")
+        lines.append(f"{cls:>14} {metric:>10} {value:>14} {interval:>20}   {per_fold}")
+    prevalence = _prevalence_line(summary, classes)
+    if prevalence:
+        lines.append(prevalence)
     return lines
+
+
+def _prevalence_line(summary: Mapping[str, Any], classes: Sequence[str]) -> str:
+    """Each fold's test prevalence of every class (support / n), beside the fold metrics it conditions."""
+    if summary["folds"] == 1:
+        per_class = summary["metrics"]["per_class"]
+        n = sum(per_class[c]["support"] for c in classes)
+        return "test prevalence: " + ", ".join(f"{c} {per_class[c]['support'] / n:.2f}" for c in classes)
+    supports = {c: summary["metrics"][f"per_class/{c}/support"]["values"] for c in classes}
+    totals = np.sum([supports[c] for c in classes], axis=0)
+    return "test prevalence per fold: " + "; ".join(
+        f"{c} " + " ".join(f"{s / t:.2f}" for s, t in zip(supports[c], totals)) for c in classes)
 
 
 def _leaf(tree: Mapping[str, Any], name: str) -> Any:
@@ -138,8 +162,10 @@ def summary_text(summary: Mapping[str, Any], classes: Sequence[str]) -> str:
     folds = summary["folds"]
     level = next((c["level"] for c in [summary.get("ci_pooled"), summary.get("ci"),
                                          *(summary.get("ci_per_fold") or [])] if c), 0.95)
-    note = (f"{folds} folds: mean ± sd over folds, per-fold values, and a {level:.0%} patient-bootstrap CI of the "
-            "pooled out-of-fold predictions" if folds > 1 else f"hold-out test with its {level:.0%} patient-bootstrap CI")
+    note = (f"{folds} folds: mean ± sd over folds, per-fold values, and the pooled out-of-fold estimate with its "
+            f"{level:.0%} CI over split groups; the pooled CI is conditional on the {folds} fitted models "
+            "(test-patient uncertainty only, not that of training)" if folds > 1
+            else f"hold-out test with its {level:.0%} CI over split groups, conditional on the fitted model")
     lines = [f"Experiment {summary.get('experiment', '')} ({note})", ""]
     lines += _per_class_lines(summary, classes, "Internal test (held-out patients of the training sources)")
     if "external" in summary:
@@ -154,7 +180,8 @@ def summary_text(summary: Mapping[str, Any], classes: Sequence[str]) -> str:
             lines.append(f"fold {row['fold']:>4} {row['class']:>14} {row['metric']:>8}  internal "
                          f"{_fmt(row['internal'])} [{_fmt(row['internal_low'])}, {_fmt(row['internal_high'])}]"
                          f"  external {_fmt(row['external'])} [{_fmt(row['external_low'])}, "
-                         f"{_fmt(row['external_high'])}]  difference {_fmt(row['external_minus_internal'])}")
+                         f"{_fmt(row['external_high'])}]  difference {_fmt(row['external_minus_internal'])} "
+                         f"[{_fmt(row.get('difference_low'))}, {_fmt(row.get('difference_high'))}]")
     if "nested" in summary:
         nested = summary["nested"]
         f1 = nested["outer_macro_f1"]

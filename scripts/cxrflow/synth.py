@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,8 +26,6 @@ import pandas as pd
 LOG = logging.getLogger(__name__)
 IEEE_CSV = "ieee8023/metadata.csv"
 RSNA_CSV = "rsna/stage_2_detailed_class_info.csv"
-# format -> planned metadata table, for sources pointing at the demo folders.
-DEMO_TABLES = {"ieee8023": IEEE_CSV, "rsna": RSNA_CSV}
 # The March-2020 header exactly, trailing comma included (an unnamed empty last column).
 IEEE_HEADER = [
     "Patientid",

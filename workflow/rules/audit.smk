@@ -1,8 +1,10 @@
 # Can the numbers be trusted? A data audit (leakage, near-duplicates across
 # splits, can the source be read off the pixels) and one summary table that
-# opens the HTML report. Near-duplicates are found by make_splits (split.smk),
+# opens the HTML report, read from every model's record (record.smk). Near-duplicates are found by make_splits (split.smk),
 # the CIs by evaluate, the trivial baselines by baselines (model.smk) and the
 # border-only control by shortcut_audit (shortcut.smk).
+
+from cxrflow import layout as cxr_layout
 
 
 rule audit_data:
@@ -15,7 +17,7 @@ rule audit_data:
         shared=report(
             "results/audit/shared_images.png",
             caption="../report/shared_images.rst",
-            category="1. Data",
+            category=cxr_layout.DATA_CATEGORY,
             subcategory="Data audit",
         ),
     log:
@@ -33,16 +35,9 @@ rule audit_data:
 
 rule trust_summary:
     input:
-        metrics=fold_files("metrics.json"),
-        baselines=fold_files("baselines.json"),
-        shortcut=shortcut_files(),
-        shortcut_experiment=experiment_shortcut_files(),
-        shortcut_external=external_shortcut_files(),
-        data_audit="results/audit/data_audit.json",
-        split_audits=sorted(set(split_audits())),
-        external=external_metrics_files(),
+        records=model_records(),
     output:
-        "results/trust_summary.csv",
+        cxr_layout.TRUST_SUMMARY,
     log:
         "results/logs/trust_summary.log",
     benchmark:
@@ -51,12 +46,6 @@ rule trust_summary:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        rows=experiment_folds(),
-        # aligned with rows: the split audit covering each model, its external metrics or None
-        split_audits=split_audits(),
-        external=external_metrics_rows(),
-        shortcut_experiment=experiment_shortcut_rows(),
-        shortcut_external=external_shortcut_rows(),
         positive=config["classes"][0],
     script:
         "../../scripts/audit_trust.py"

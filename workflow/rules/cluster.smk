@@ -3,6 +3,7 @@
 # (squeue watchdog). scripts/cxrflow/cluster.py holds the logic.
 
 import shutil
+import sys
 
 from snakemake.exceptions import WorkflowError
 

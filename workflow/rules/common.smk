@@ -1,27 +1,28 @@
-# Parse-time helpers: which images exist, where each output goes.
+# Path helpers and input functions: which images exist, where each output goes.
 # The selection of images is computed here, once per Snakemake start, from the
 # sources' metadata, so that adding images to a source schedules exactly their
-# crop jobs (a dry run shows them) and nothing else.
+# crop jobs (a dry run shows them) and nothing else. Logic lives in scripts/cxrflow/;
+# where results live is cxrflow.layout.
 
 from pathlib import Path
-from types import SimpleNamespace
 
-import jinja2
+from cxrflow import batch as cxr_batch
+from cxrflow import config as cxr_config
+from cxrflow import layout as cxr_layout
+from cxrflow import listing as cxr_listing
+from cxrflow import preprocess as cxr_preprocess
+from cxrflow import record as cxr_record
+from cxrflow import report_views as cxr_views
+from cxrflow import sources as cxr_sources
+from cxrflow import synth as cxr_synth
 
-from cxrflow import sources as cxr_sources  # noqa: E402
-from cxrflow import synth as cxr_synth  # noqa: E402
-from cxrflow import batch as cxr_batch  # noqa: E402
-from cxrflow import jobs as cxr_jobs  # noqa: E402
-from cxrflow import listing as cxr_listing  # noqa: E402
-from cxrflow import preprocess as cxr_preprocess  # noqa: E402
-from cxrflow import nested as cxr_nested  # noqa: E402
-from cxrflow import report_views as cxr_views  # noqa: E402
-
-RESULTS = Path("results")
+RESULTS = Path(cxr_layout.RESULTS)
 DEMO = config["demo"]
 DEMO_FILES = [str(Path(DEMO["path"]) / f) for f in cxr_synth.demo_files(DEMO)]
 SPLIT_NAMES = ["train", "val", "test"]
 FOLDS = list(range(config["split"]["folds"]))
+# Each experiment's folds and optional stages (external test, nested CV, own split).
+PLANS = cxr_layout.experiment_plans(config)
 
 
 wildcard_constraints:
@@ -48,18 +49,21 @@ def planned_demo_metadata(spec):
     return cxr_sources.tidy_metadata(spec["format"], cxr_synth.plan_demo(DEMO)[rel])
 
 
-def select_source(name):
+def inventory_source(name):
+    """The source's image rows, the files it skips and its metadata's encoding."""
     spec = config["sources"][name]
     labels = spec.get("labels", config["labels"])
     planned = planned_demo_metadata(spec)
     if planned is None:
-        return cxr_sources.load_source(name, spec, labels, check_files=True)
-    return cxr_sources.select_images(
+        return cxr_sources.inventory_source(name, spec, labels, check_files=True)
+    images = cxr_sources.select_images(
         name, spec, planned, Path(spec["path"]), labels, check_files=False
     )
+    return cxr_sources.SourceInventory.of_images(images)
 
 
-SELECTIONS = {name: select_source(name) for name in config["sources"]}
+INVENTORIES = {name: inventory_source(name) for name in config["sources"]}
+SELECTIONS = {name: inv.images for name, inv in INVENTORIES.items()}
 DEMO_SOURCES = set(cxr_config.synthetic_sources(config))
 IMAGES = {
     (row.source, row.image_id): row
@@ -186,7 +190,7 @@ def split_files():
 
 
 def experiment_dir(experiment):
-    return RESULTS / "experiments" / experiment
+    return Path(cxr_layout.experiment_dir(experiment))
 
 
 def experiment_summaries():
@@ -222,32 +226,23 @@ write_listings()
 
 def experiment_fold_ids(experiment):
     """Outer folds of an experiment: its own `folds`, else split.folds."""
-    folds = config["experiments"][experiment]["folds"]
-    return list(range(config["split"]["folds"] if folds is None else folds))
+    return list(PLANS[experiment].folds)
 
 
 def own_split(experiment):
-    """An experiment with held-out sources or its own fold count cannot use the shared split."""
-    spec = config["experiments"][experiment]
-    return bool(spec["test_sources"]) or len(experiment_fold_ids(experiment)) != len(
-        FOLDS
-    )
+    return PLANS[experiment].own_split
 
 
 def is_external(experiment):
-    return bool(config["experiments"][experiment]["test_sources"])
+    return PLANS[experiment].external
 
 
 def is_nested(experiment):
-    return bool(config["experiments"][experiment]["grid"])
+    return PLANS[experiment].nested
 
 
 def split_root(experiment):
-    return (
-        experiment_dir(experiment) / "splits"
-        if own_split(experiment)
-        else RESULTS / "splits"
-    )
+    return Path(PLANS[experiment].split_root)
 
 
 def split_input(name):
@@ -267,33 +262,15 @@ def experiment_folds():
     return [(e, k) for e in config["experiments"] for k in experiment_fold_ids(e)]
 
 
-def fold_files(name):
-    """One file per experiment and fold, aligned with experiment_folds()."""
-    return [str(experiment_dir(e) / f"fold{k}" / name) for e, k in experiment_folds()]
+def record_inputs(wildcards):
+    """Input function of model_record: every part the model has (cxrflow.record.RECORD_PARTS)."""
+    plan = PLANS[wildcards.experiment]
+    return cxr_record.part_paths(plan, int(wildcards.fold), config["audit"])
 
 
-def split_audits():
-    """Per trust-summary row: the JSON whose `leakage` covers that model's split."""
-    return [
-        str(
-            split_root(e) / "audit.json"
-            if own_split(e)
-            else RESULTS / "audit" / "data_audit.json"
-        )
-        for e, _ in experiment_folds()
-    ]
-
-
-def external_metrics_rows():
-    """Per trust-summary row: its external metrics.json, or None without test_sources."""
-    return [
-        (
-            str(experiment_dir(e) / f"fold{k}" / "external" / "metrics.json")
-            if is_external(e)
-            else None
-        )
-        for e, k in experiment_folds()
-    ]
+def model_records():
+    """Every model's record, in the trust summary's row order."""
+    return [cxr_layout.record_path(e, k) for e, k in experiment_folds()]
 
 
 def grid_points(experiment):
@@ -301,9 +278,9 @@ def grid_points(experiment):
     grid = config["experiments"][experiment]["grid"]
     if not grid:
         return []
-    from cxrflow import nested as cxr_nested
+    from cxrflow import nested
 
-    return cxr_nested.grid_points(grid)
+    return nested.grid_points(grid)
 
 
 def inner_params(wildcards):
@@ -370,123 +347,32 @@ BORDER_MASK = {
 }
 
 
-def shortcut_files():
-    """shortcut_audit.json of every model, aligned with experiment_folds(); none when disabled."""
-    if not config["audit"]["border_only"]["enabled"]:
-        return []
-    return fold_files("shortcut_audit.json")
-
-
-def experiment_shortcut_rows():
-    """Per trust-summary row: its experiment's shortcut_audit.json over all folds; none when disabled."""
-    if not config["audit"]["border_only"]["enabled"]:
-        return []
-    return [
-        str(experiment_dir(e) / "shortcut_audit.json") for e, _ in experiment_folds()
-    ]
-
-
-def external_shortcut_rows():
-    """Per trust-summary row: its external shortcut_audit.json, or None (no test_sources, control disabled)."""
-    if not config["audit"]["border_only"]["enabled"]:
-        return []
-    return [
-        (
-            str(experiment_dir(e) / f"fold{k}" / "external" / "shortcut_audit.json")
-            if is_external(e)
-            else None
-        )
-        for e, k in experiment_folds()
-    ]
-
-
-def gradcam_files():
-    """gradcam.png of every model; none when audit.gradcam.enabled is false."""
-    return fold_files("gradcam.png") if config["audit"]["gradcam"]["enabled"] else []
-
-
-def experiment_shortcut_files():
-    """Each experiment's shortcut_audit.json once (the rows' list, deduplicated)."""
-    return sorted(set(experiment_shortcut_rows()))
-
-
-def external_shortcut_files():
-    """The external shortcut audits that exist (the rows' list without its None entries)."""
-    return [path for path in external_shortcut_rows() if path]
-
-
-def external_metrics_files():
-    """The external metrics.json that exist (the rows' list without its None entries)."""
-    return [path for path in external_metrics_rows() if path]
-
-
 def get_final_output():
     """What `snakemake` with no target builds: preprocessing, splits, every experiment's
-    summary, the audits and the trust summary that opens the report."""
+    summary, every model's record with its parts, and the report's pages."""
     return [
         *rules.preprocess.input,
         *rules.split.input,
         *experiment_summaries(),
-        "results/audit/data_audit.json",
-        "results/trust_summary.csv",
-        *shortcut_files(),
-        *experiment_shortcut_files(),
-        *external_shortcut_files(),
-        *gradcam_files(),
+        cxr_layout.DATA_AUDIT,
+        cxr_layout.TRUST_SUMMARY,
+        *model_records(),  # each pulls in every part of its model: audits, figures
         *report_views(),
         "results/report/verdict.html",
     ]
 
 
 # The report (report.smk): an HTML view of each table-like result a person reads.
-def table_results():
-    """Every table-like result a person reads, relative to results/ (each gets an HTML view)."""
-    files = [
-        "trust_summary.csv",
-        "preprocessed/summary.json",
-        "splits/summary.json",
-        "audit/duplicates.csv",
-        "audit/data_audit.json",
-    ]
-    border_only = config["audit"]["border_only"]["enabled"]
-    for e in config["experiments"]:
-        base = f"experiments/{e}"
-        files += [f"{base}/metrics.json", f"{base}/summary.txt"]
-        if border_only:
-            files.append(f"{base}/shortcut_audit.txt")
-        if own_split(e):
-            files.append(f"{base}/splits/audit.json")
-        if is_external(e):
-            files.append(f"{base}/internal_vs_external.csv")
-        if is_nested(e):
-            files.append(f"{base}/nested_cv.csv")
-        for k in experiment_fold_ids(e):
-            fold = f"{base}/fold{k}"
-            files += [f"{fold}/predictions.csv", f"{fold}/classification_report.txt"]
-            if border_only:
-                files.append(f"{fold}/shortcut_audit.txt")
-            if is_external(e):
-                files += [
-                    f"{fold}/external/predictions.csv",
-                    f"{fold}/external/classification_report.txt",
-                ]
-                if border_only:
-                    files.append(f"{fold}/external/shortcut_audit.txt")
-    return files + evaluation_views()
-
-
 def report_views():
+    border_only = config["audit"]["border_only"]["enabled"]
     return [
-        str(RESULTS / "report" / "views" / f"{path}.html") for path in table_results()
+        str(RESULTS / "report" / "views" / f"{path}.html")
+        for path in cxr_layout.table_results(PLANS, border_only) + evaluation_views()
     ]
 
 
 def view_caption(wildcards):
-    """The result's own caption (workflow/report/*.rst), its Jinja filled in here: the view's caption
-    is that text, so it reads as the file's caption always did."""
+    """The result's own caption (workflow/report/*.rst), its Jinja filled in as for the file itself."""
     place = cxr_views.view_place(wildcards.path)
     text = (Path(workflow.basedir) / "workflow" / "report" / place.caption).read_text()
-    names = SimpleNamespace(experiment=place.experiment, fold=place.fold)
-    return jinja2.Template(text).render(
-        snakemake=SimpleNamespace(config=config, wildcards=names)
-    )
+    return cxr_views.render_caption(text, config, place)

@@ -1,6 +1,8 @@
 # Raw data: the embedded synthetic demo, per-source selection tables, and
 # optional downloads of the public collections.
 
+from cxrflow import jobs as cxr_jobs
+
 
 rule demo_data:
     output:
@@ -21,7 +23,8 @@ rule select_source:
     input:
         source_inputs,
     output:
-        "results/sources/{source}.csv",
+        selection="results/sources/{source}.csv",
+        skipped="results/sources/skipped/{source}.csv",
     log:
         "results/logs/select_source/{source}.log",
     benchmark:
@@ -31,8 +34,14 @@ rule select_source:
         # The selection itself: a change of filters, labels or listed files
         # re-runs this job and, through it, the manifest.
         table=lambda wildcards: SELECTIONS[wildcards.source].to_csv(index=False),
+        # The files a folders source skips: a new one re-lists them.
+        skipped=lambda wildcards: INVENTORIES[wildcards.source].skipped.to_csv(
+            index=False
+        ),
     run:
-        cxr_jobs.write_selection(SELECTIONS[wildcards.source], output[0], log[0])
+        cxr_jobs.write_inventory(
+            INVENTORIES[wildcards.source], output.selection, output.skipped, log[0]
+        )
 
 
 rule download_ieee8023:

@@ -3,6 +3,8 @@
 # seed and hash as the shared split), the held-out sources as an external test set
 # for every fold's model, and internal vs external scores side by side.
 
+from cxrflow import layout as cxr_layout
+
 
 rule experiment_split:
     input:
@@ -62,7 +64,7 @@ rule evaluate_external:
         confusion=report(
             "results/experiments/{experiment}/fold{fold}/external/confusion_matrix.png",
             caption="../report/external_confusion.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -73,7 +75,7 @@ rule evaluate_external:
         roc=report(
             "results/experiments/{experiment}/fold{fold}/external/roc.png",
             caption="../report/external_roc.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",

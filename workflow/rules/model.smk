@@ -2,6 +2,10 @@
 # test split, and a per-experiment summary over folds. Split files come from the
 # shared split, or from the experiment's own (external.smk) when it has one.
 
+from pathlib import Path
+
+from cxrflow import layout as cxr_layout
+
 
 rule train:
     input:
@@ -45,7 +49,7 @@ rule evaluate:
         history_plot=report(
             "results/experiments/{experiment}/fold{fold}/history.png",
             caption="../report/history.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -56,7 +60,7 @@ rule evaluate:
         confusion=report(
             "results/experiments/{experiment}/fold{fold}/confusion_matrix.png",
             caption="../report/confusion.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -67,7 +71,7 @@ rule evaluate:
         roc=report(
             "results/experiments/{experiment}/fold{fold}/roc.png",
             caption="../report/roc.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "fold": "{fold}", "figure": "ROC"},
         ),
@@ -90,6 +94,7 @@ rule baselines:
         train=split_input("train"),
         test=split_input("test"),
         metrics="results/experiments/{experiment}/fold{fold}/metrics.json",
+        predictions="results/experiments/{experiment}/fold{fold}/predictions.csv",
     output:
         "results/experiments/{experiment}/fold{fold}/baselines.json",
     log:
@@ -101,6 +106,7 @@ rule baselines:
     params:
         settings=config["audit"]["baselines"],
         classes=config["classes"],
+        bootstrap=config["audit"]["bootstrap"],
     script:
         "../../scripts/audit_baselines.py"
 
@@ -114,7 +120,7 @@ rule summarize:
         plot=report(
             "results/experiments/{experiment}/summary.png",
             caption="../report/summary_plot.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",

@@ -4,6 +4,8 @@
 # select_params picks the best point, which the `train` rule then retrains on the
 # outer training split (it reads choice.json at run time).
 
+from pathlib import Path
+
 
 rule inner_split:
     input:

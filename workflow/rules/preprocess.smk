@@ -5,6 +5,8 @@
 # whose one input is the batch's listing (cxrflow.listing) and which skips images
 # whose cached record still matches their bytes.
 
+from cxrflow import jobs as cxr_jobs
+
 
 rule crop_image:
     input:
@@ -58,26 +60,20 @@ rule crop_batch:
 rule manifest:
     input:
         selections=expand("results/sources/{source}.csv", source=config["sources"]),
+        skipped=expand("results/sources/skipped/{source}.csv", source=config["sources"]),
         records=all_records(),
     output:
         manifest="results/preprocessed/manifest.csv",
         summary="results/preprocessed/summary.json",
         quarantine="results/preprocessed/quarantine.csv",
+        skipped="results/preprocessed/skipped.csv",
     log:
         "results/logs/manifest.log",
     benchmark:
         "results/benchmarks/manifest.tsv"
     localrule: True
     run:
-        cxr_jobs.manifest_job(
-            input.selections,
-            input.records if BATCH_SIZE == 1 else [],
-            input.records if BATCH_SIZE > 1 else [],
-            output.manifest,
-            output.summary,
-            output.quarantine,
-            log[0],
-        )
+        cxr_jobs.manifest_rule(input, output, log[0], BATCH_SIZE > 1)
 
 
 # A source mostly quarantined is a wrong path or format, not bad luck: stop before

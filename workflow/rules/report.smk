@@ -4,6 +4,9 @@
 # the page, but offers CSV, JSON and text files only as downloads). The files
 # themselves stay in results/ for machines. Logic: scripts/cxrflow/report_views.py.
 
+from cxrflow import layout as cxr_layout
+from cxrflow import report_views as cxr_views
+
 
 rule report_view:
     input:
@@ -33,8 +36,7 @@ rule report_view:
 
 rule verdict:
     input:
-        trust="results/trust_summary.csv",
-        shortcut=shortcut_files(),
+        records=model_records(),
         preprocess="results/preprocessed/summary.json",
         splits="results/splits/summary.json",
         data_audit="results/audit/data_audit.json",
@@ -42,13 +44,13 @@ rule verdict:
         html=report(
             "results/report/verdict.html",
             caption="../report/verdict.rst",
-            category=cxr_views.VERDICT_CATEGORY,
+            category=cxr_layout.VERDICT_CATEGORY,
             labels={"figure": "verdict table"},
         ),
         forest=report(
             "results/report/forest.png",
             caption="../report/forest.rst",
-            category=cxr_views.VERDICT_CATEGORY,
+            category=cxr_layout.VERDICT_CATEGORY,
             labels={"figure": "forest plot"},
         ),
         # The report's first page reads it (workflow/report/workflow.rst).
@@ -60,10 +62,11 @@ rule verdict:
     localrule: True
     params:
         experiments=config["experiments"],
+        positive=config["classes"][0],
     run:
         cxr_views.write_verdict(
-            input.trust,
-            list(input.shortcut),
+            list(input.records),
+            params.positive,
             input.preprocess,
             input.splits,
             input.data_audit,

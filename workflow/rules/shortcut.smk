@@ -1,13 +1,19 @@
 # Shortcut audit per experiment and fold: the border-only control (the same
-# training, split and, for nested experiments, chosen settings, on images whose
+# training and split with the experiment's untuned settings, on images whose
 # central lung field is masked), a verdict on whether the borders alone explain
 # the model's score, and a Grad-CAM panel showing where the model looks.
-# README "Can you trust the numbers?".
+# docs/trust.md.
+
+from pathlib import Path
+
+from cxrflow import layout as cxr_layout
 
 
+# The control is trained with the experiment's own settings, never a nested
+# experiment's choice for the full model: tuning picked for the full model would
+# tilt the verdict (docs/trust.md).
 rule train_border_only:
     input:
-        unpack(choice_input),
         train=split_input("train"),
         val=split_input("val"),
     output:
@@ -94,7 +100,7 @@ rule gradcam:
         report(
             "results/experiments/{experiment}/fold{fold}/gradcam.png",
             caption="../report/gradcam.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",

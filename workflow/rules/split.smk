@@ -3,6 +3,8 @@
 # The near-duplicate search runs inside make_splits because it decides the
 # split (a copy of one radiograph stays with its twin, as a patient's images do).
 
+from pathlib import Path
+
 
 rule make_splits:
     input:
