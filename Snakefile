@@ -65,7 +65,7 @@ rule all:
     default_target: True
     input:
         get_final_output(),
-        evaluation_outputs(),
+        seed_summaries(),
     localrule: True
 
 

@@ -31,13 +31,9 @@ def seed_metrics(wildcards):
     ]
 
 
-def evaluation_outputs():
-    """Targets added to the default run: the confounder check, each model's figures, each seed summary."""
-    files = ["results/audit/confounders.json"]
-    for name in ("calibration.json", "operating_point.json", "subgroups.json"):
-        files += [str(experiment_dir(e) / f"fold{k}" / name) for e, k in experiment_folds()]
-    files += [str(experiment_dir(p) / "seeds.json") for p in SEED_GROUPS]
-    return files
+def seed_summaries():
+    """Each experiment with `seeds`: its seed summary (the models' own files come with their records)."""
+    return [str(experiment_dir(p) / "seeds.json") for p in SEED_GROUPS]
 
 
 def evaluation_views():
