@@ -13,12 +13,12 @@ from scipy.optimize import minimize
 from scipy.special import expit, logit
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, f1_score, roc_curve
+from sklearn.metrics import brier_score_loss, confusion_matrix, f1_score, roc_curve
 
 from cxrflow.calibration import EPS, calibration, calibration_intercept, calibration_slope
 from cxrflow.config import expand_seeds, with_defaults
 from cxrflow.covariates import age_band
-from cxrflow.evaluation import operating_point_main, seeds_main, subgroups_main
+from cxrflow.evaluation import calibration_main, operating_point_main, seeds_main, subgroups_main
 from cxrflow.operating_point import choose_threshold, operating_point, threshold_intervals
 from cxrflow.subgroups import subgroup_table
 
@@ -253,3 +253,108 @@ def test_intervals_resample_split_groups_not_images() -> None:
     assert [stats[0][k] for k in ("estimate", "low", "high")] == pytest.approx([stats[1][k] for k in
                                                                                ("estimate", "low", "high")])  # fmt: skip
     assert stats[0]["method"] == "BCa bootstrap"
+
+
+def _model_with_evaluation_parts(tmp_path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One model's record with real calibration, operating-point, subgroup and confounder files written by the
+    rule functions from one image per patient (so each split group is one image); returns the record and the
+    validation predictions, test predictions and covariates it was made from."""
+    from cxrflow.confounders import confounders
+    from cxrflow.record import build_record
+    from test_record import model_parts
+
+    val = _predictions(n_patients=60, seed=1).drop_duplicates("patient_id").reset_index(drop=True)
+    test = _predictions(n_patients=120, seed=2).drop_duplicates("patient_id").reset_index(drop=True)
+    cov = _with_covariates(pd.concat([val, test]))[["image_id", "patient_id", "source", "age", "sex", "view",
+                                                    "age_band", "true_label"]].rename(columns={"true_label": "label"})  # fmt: skip
+    paths = {n: _write(t, tmp_path / f"{n}.csv") for n, t in (("val", val), ("test", test), ("cov", cov))}
+    fold = tmp_path / "fold0"
+    fold.mkdir()
+    parts = model_parts(fold, f1=0.8)
+    calibration_main(paths["test"], None, paths["cov"], {"json": str(fold / "calibration.json"),
+                     "plot": str(fold / "reliability.png")}, CLASSES, 10, BOOT, str(tmp_path / "c.log"))  # fmt: skip
+    operating_point_main(paths["val"], paths["test"], None, paths["cov"], str(fold / "operating_point.json"), CLASSES,
+                         EVALUATION, BOOT, str(tmp_path / "o.log"))  # fmt: skip
+    subgroups_main(paths["test"], None, paths["cov"], str(fold / "operating_point.json"),
+                   {"json": str(fold / "subgroups.json"), "csv": str(fold / "subgroups.csv"),
+                    "plot": str(fold / "subgroups.png")}, CLASSES, EVALUATION, BOOT, str(tmp_path / "s.log"))  # fmt: skip
+    conf = confounders(cov, cov["patient_id"], EVALUATION["confounders"])
+    (tmp_path / "confounders.json").write_text(json.dumps(conf))
+    parts.update(calibration=str(fold / "calibration.json"), reliability=str(fold / "reliability.png"),
+                 operating_point=str(fold / "operating_point.json"), subgroups=str(fold / "subgroups.json"),
+                 subgroups_plot=str(fold / "subgroups.png"), confounders=str(tmp_path / "confounders.json"))  # fmt: skip
+    return build_record("e", 0, parts), val, test, cov
+
+
+def test_trust_columns_recomputed_from_the_predictions(tmp_path: Path) -> None:
+    from scipy.stats import binomtest
+
+    from cxrflow.record import TRUST_COLUMNS, trust_columns
+
+    record, val, test, cov = _model_with_evaluation_parts(tmp_path)
+    row = trust_columns(record, "COVID-19")
+    assert tuple(row) == TRUST_COLUMNS
+    y = (test["true_label"] == "COVID-19").to_numpy()
+    p = test["prob_COVID-19"].to_numpy()
+    assert row["brier"] == pytest.approx(brier_score_loss(y, p))
+    lp = logit(np.clip(p, EPS, 1 - EPS))
+    assert row["calibration_intercept"] == pytest.approx(_logistic(y.astype(float), lp, False)[0], abs=1e-5)
+    sk = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(lp.reshape(-1, 1), y)
+    assert row["calibration_slope"] == pytest.approx(sk.coef_[0, 0], rel=1e-4)
+    for name in ("brier", "calibration_intercept", "calibration_slope"):
+        assert row[f"{name}_low"] <= row[name] <= row[f"{name}_high"]
+    yv = (val["true_label"] == "COVID-19").to_numpy()
+    fpr, tpr, thr = roc_curve(yv, val["prob_COVID-19"], drop_intermediate=False)
+    assert row["threshold"] == pytest.approx(thr[np.argmax(tpr - fpr)])  # Youden on validation, never on test
+    assert (row["threshold_rule"], row["threshold_fallback"]) == ("youden", None)
+    pred = p >= row["threshold"]
+    tn, fp, fn, tp = confusion_matrix(y, pred).ravel()
+    expected = {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp), "ppv": (tp, tp + fp), "npv": (tn, tn + fn)}
+    for metric, (k, n) in expected.items():
+        # one image per split group: the design effect is 1 and the interval is Clopper-Pearson's exact one
+        exact = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="exact")
+        assert [row[f"{metric}_at_threshold{s}"] for s in ("", "_low", "_high")] == pytest.approx(
+            [k / n, exact.low, exact.high])  # fmt: skip
+    assert row["f1_at_threshold"] == pytest.approx(f1_score(y, pred))
+    j = binomtest(int(tp), int(tp + fp + fn)).proportion_ci(confidence_level=0.95, method="exact")
+    assert [row["f1_at_threshold_low"], row["f1_at_threshold_high"]] == pytest.approx(
+        [2 * j.low / (1 + j.low), 2 * j.high / (1 + j.high)])  # fmt: skip
+    groups = []
+    tested = test.merge(cov[["image_id", "source", "sex", "view", "age_band"]], on="image_id")
+    for covariate in ("source", "sex", "age_band", "view"):
+        for group, part in tested.groupby(tested[covariate].replace("", "unknown")):
+            f1 = f1_score(part["true_label"], part["predicted_label"], pos_label="COVID-19", zero_division=np.nan)
+            groups.append((len(part) < EVALUATION["min_subgroup"], f1, f"test {covariate}={group}"))
+    assert row["subgroups_small"] == sum(small for small, _, _ in groups)
+    worst = min((g for g in groups if not g[0] and np.isfinite(g[1])), key=lambda g: g[1])
+    assert (row["worst_subgroup_f1"], row["worst_subgroup"]) == (pytest.approx(worst[1]), worst[2])
+    assert row["confounder_flag"] is False
+
+
+def test_verdict_page_shows_calibration_the_operating_point_subgroups_confounders_and_seeds(tmp_path: Path) -> None:
+    from cxrflow.report_views import write_verdict
+
+    record, *_ = _model_with_evaluation_parts(tmp_path)
+    record["parts"]["confounders"] = {**record["parts"]["confounders"], "flag": True,
+                                      "sentence": "Confounder flagged: age_band alone predicts the label."}
+    (tmp_path / "record.json").write_text(json.dumps(record))
+    (tmp_path / "pre.json").write_text(json.dumps({"ok": 10, "by_source": {"x": 10}, "by_label": {"COVID-19": 10}}))
+    (tmp_path / "splits.json").write_text(json.dumps({"patients": 10, "folds": [{"fold": "fold0"}]}))
+    (tmp_path / "audit.json").write_text(json.dumps({"source_predictability": {"flag": False}}))
+    seeds = {"experiment": "e", "positive": "COVID-19", "per_seed": [{"seed": 1, "f1": 0.6}, {"seed": 2, "f1": 0.8}],
+             "f1": {"n": 2, "mean": 0.7, "sd": 0.1414, "min": 0.6, "max": 0.8, "range": 0.2}}
+    (tmp_path / "seeds.json").write_text(json.dumps(seeds))
+    out = {n: tmp_path / n for n in ("verdict.html", "forest.png", "run.rst", "verdict.log")}
+    write_verdict([str(tmp_path / "record.json")], "COVID-19", tmp_path / "pre.json", tmp_path / "splits.json",
+                  tmp_path / "audit.json", {}, out["verdict.html"], out["forest.png"], out["run.rst"],
+                  out["verdict.log"], [str(tmp_path / "seeds.json")])  # fmt: skip
+    page = out["verdict.html"].read_text()
+    threshold = record["parts"]["operating_point"]["classes"]["COVID-19"]["threshold"]
+    assert f"{threshold['threshold']:.3f} (Youden" in page and "applied unchanged to test" in page
+    assert "Brier " in page and "intercept " in page and "slope " in page
+    assert 'href="views/' in page and "subgroups.csv.html" in page
+    assert '<span class="red">red</span>, Confounder flagged: age_band' in page
+    assert "Seeds of e: F1 of COVID-19 seed 1 0.60, seed 2 0.80; mean 0.70, sd 0.14, range 0.20" in page
+    from matplotlib.image import imread
+
+    assert imread(out["forest.png"]).std() > 0
