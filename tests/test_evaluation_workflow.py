@@ -17,7 +17,7 @@ from workflow_helpers import run_snakemake, tiny_config
 pytestmark = pytest.mark.slow
 
 TINY = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8, "checkpoint_every": 1}
-QUICK_AUDIT = {"border_only": {"enabled": False}, "gradcam": {"enabled": False}, "bootstrap": {"n": 200}}
+QUICK_AUDIT = {"border_only": {"enabled": False}, "gradcam": {"enabled": False}}
 
 
 def _check_model_files(fold: Path, positive: str) -> None:
@@ -49,7 +49,8 @@ def test_demo_with_three_seeds(tmp_path: Path) -> None:
     cfg = tiny_config(experiments={"tiny": {**TINY, "seeds": [1, 2, 3]}}, audit=QUICK_AUDIT)
     targets = [f"results/experiments/tiny_seed{s}/fold0/{f}" for s in (1, 2, 3)
                for f in ("calibration.json", "operating_point.json", "subgroups.json")]  # fmt: skip
-    run_snakemake(tmp_path, cfg, *targets, "results/experiments/tiny/seeds.json", "results/audit/confounders.json")
+    run_snakemake(tmp_path, cfg, *targets, "results/experiments/tiny/seeds.json", "results/audit/confounders.json",
+                  "results/trust_summary.csv", "results/report/verdict.html")  # fmt: skip
     results = tmp_path / "results"
     for s in (1, 2, 3):
         _check_model_files(results / f"experiments/tiny_seed{s}/fold0", "COVID-19")
@@ -65,6 +66,17 @@ def test_demo_with_three_seeds(tmp_path: Path) -> None:
     assert (results / "experiments/tiny/seeds.png").stat().st_size > 1000
     confounders = json.loads((results / "audit/confounders.json").read_text())
     assert confounders["counts"]["age_band"]["unknown"] > 0  # the demo's normals carry no age
+    trust = pd.read_csv(results / "trust_summary.csv")
+    for s, row in zip((1, 2, 3), trust.itertuples(index=False), strict=True):
+        fold = results / f"experiments/tiny_seed{s}/fold0"
+        op = json.loads((fold / "operating_point.json").read_text())["classes"]["COVID-19"]
+        cal = json.loads((fold / "calibration.json").read_text())["sets"]["test"]["COVID-19"]
+        assert row.threshold == pytest.approx(op["threshold"]["threshold"], abs=1e-4)
+        assert row.brier == pytest.approx(cal["brier"]["estimate"], abs=1e-4)
+        assert row.confounder_flag == confounders["flag"]
+    page = (results / "report/verdict.html").read_text()
+    assert "Confounders:" in page and "applied unchanged to test" in page and "subgroups.csv.html" in page
+    assert "Seeds of tiny: F1 of COVID-19 seed 1" in page
 
 
 def _ieee_config(shared_data: Path) -> dict:
