@@ -23,7 +23,7 @@ from cxrflow.operating_point import choose_threshold, operating_point, threshold
 from cxrflow.subgroups import subgroup_table
 
 CLASSES = ["COVID-19", "Normal"]
-BOOT = {"n": 200, "level": 0.95, "seed": 0}
+BOOT = {"n": 1000, "level": 0.95, "seed": 0}  # the schema's minimum (audit.bootstrap.n)
 EVALUATION = with_defaults({"sources": {"x": {"format": "folders", "path": "."}}})["evaluation"]
 
 
