@@ -359,7 +359,7 @@ def metric_intervals(
     units, per_unit = unit_confusion(predictions, classes)
     unit_of_image = np.searchsorted(units, resampling_units(predictions).to_numpy())
     y = predictions["true_label"].astype(str).to_numpy()
-    n_units, n_cls = len(units), len(classes)
+    n_units = len(units)
     tp = np.diagonal(per_unit, axis1=1, axis2=2)
     actual, predicted = per_unit.sum(axis=2), per_unit.sum(axis=1)
     method_p = "Clopper-Pearson, cluster design effect"
