@@ -36,6 +36,8 @@ DEMO_ACTIVE = cxr_config.apply_demo(
 
 validate(config, str(cxr_config.SCHEMA))
 cxr_config.check_source_mix(config)
+# An experiment with `seeds` becomes one experiment per seed (config.expand_seeds).
+SEED_GROUPS = cxr_config.expand_seeds(config)
 cxr_config.check_experiments(config)
 RUN_START = time.time()
 
@@ -44,6 +46,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/evaluation_common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/split.smk"
@@ -53,6 +56,7 @@ include: "workflow/rules/nested.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/record.smk"
 include: "workflow/rules/shortcut.smk"
+include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/methods_inputs.smk"
@@ -63,6 +67,7 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+        seed_summaries(),
     localrule: True
 
 

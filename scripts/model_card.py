@@ -4,6 +4,6 @@ from cxrflow.rule_log import run_rule
 from cxrflow.methods_main import card_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-files = {**dict(sm.input.items()), **sm.params.optional}
+files = dict(sm.input.items())
 run_rule(sm.log[0], card_main, sm.wildcards.experiment, sm.wildcards.fold, sm.params.experiment,
          list(sm.params.classes), sm.params.preprocess, files, dict(sm.output.items()))  # fmt: skip

@@ -169,9 +169,11 @@ def test_model_card_hash_check_refuses_a_changed_file(tmp_path: Path) -> None:
 
 
 def test_operating_point_read_when_present() -> None:
-    assert model_card.operating_point(None)["decision"].startswith("argmax")
-    op = model_card.operating_point({"threshold": 0.3, "positive_class": "COVID-19", "rule": "Youden on val"})
-    assert op["threshold"] == 0.3 and op["decision"] == "frozen threshold"
+    assert model_card.operating_point(None, "COVID-19")["decision"].startswith("argmax")
+    chosen = {"class": "COVID-19", "rule": "youden", "chosen_on": "validation", "threshold": 0.3, "fallback": None}
+    op = model_card.operating_point({"classes": {"COVID-19": {"threshold": chosen, "sets": {}}}}, "COVID-19")
+    assert op["threshold"] == 0.3 and op["decision"] == "frozen threshold" and op["positive_class"] == "COVID-19"
+    assert op["chosen_on"] == "validation" and op["rule"] == "youden"
 
 
 def test_decide_at_frozen_threshold_or_argmax() -> None:

@@ -57,7 +57,9 @@ def test_demo_methods_record_card_checklist_and_predictions(tmp_path: Path) -> N
     assert card["model_sha256"] == hashlib.sha256((fold / "model.keras").read_bytes()).hexdigest()
     assert card["intended_use"] == "research use; not a medical device"
     assert card["metrics"]["internal"]["accuracy"] == json.loads((fold / "metrics.json").read_text())["metrics"]["accuracy"]
-    assert card["shortcut"]["verdict"] and card["operating_point"]["decision"].startswith("argmax")
+    frozen = json.loads((fold / "operating_point.json").read_text())["classes"]["COVID-19"]["threshold"]
+    assert card["shortcut"]["verdict"] and card["operating_point"]["decision"] == "frozen threshold"
+    assert card["operating_point"]["threshold"] == frozen["threshold"]  # the validation split's, unchanged
     text = (results / "methods/checklist.md").read_text()
     assert "| 20a | Flow of participants | 24 files listed" in text and "*for the authors*" in text
     for html in ("flow.html", "partitions.html", "provenance.html", "checklist.html", "cards/tiny/fold0.html"):
@@ -72,8 +74,10 @@ def test_demo_methods_record_card_checklist_and_predictions(tmp_path: Path) -> N
     assert len(both) == int((evaluated["true_label"] == "Normal").sum()) > 0
     for cls in ("COVID-19", "Normal"):
         assert np.allclose(both[f"prob_{cls}_eval"], both[f"prob_{cls}_new"], atol=1e-6)
-    assert (both["predicted_label_eval"] == both["predicted_label_new"]).all()
-    assert len(pred) == 12 and (pred["decision"] == "argmax").all()
+    # the label at the threshold frozen on validation (evaluate's predicted_label is the argmax)
+    at_threshold = np.where(both["prob_COVID-19_new"] >= frozen["threshold"], "COVID-19", "Normal")
+    assert (both["predicted_label_new"] == at_threshold).all()
+    assert len(pred) == 12 and pred["decision"].str.startswith("COVID-19 at probability >=").all()
 
     # A tampered model file is refused, with the reason.
     model = fold / "model.keras"

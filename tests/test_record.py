@@ -63,7 +63,10 @@ def test_parts_follow_the_experiment_and_the_audit_settings() -> None:
     plans = experiment_plans(config)
     audit = config["audit"]
     plain, held_out = part_paths(plans["plain"], 0, audit), part_paths(plans["held_out"], 2, audit)
-    assert set(plain) == {"metrics", "baselines", "data_audit", "shortcut", "experiment_shortcut", "gradcam", "model_card"}
+    every_model = {"metrics", "baselines", "data_audit", "calibration", "reliability", "operating_point", "subgroups",
+                   "subgroups_plot", "confounders", "model_card"}  # fmt: skip
+    assert set(plain) == every_model | {"shortcut", "experiment_shortcut", "gradcam"}
+    assert plain["confounders"] == "results/audit/confounders.json"
     assert plain["metrics"] == "results/experiments/plain/fold0/metrics.json"
     assert plain["experiment_shortcut"] == "results/experiments/plain/shortcut_audit.json"
     assert plain["data_audit"] == "results/audit/data_audit.json"
@@ -72,8 +75,7 @@ def test_parts_follow_the_experiment_and_the_audit_settings() -> None:
     assert held_out["external_shortcut"] == "results/experiments/held_out/fold2/external/shortcut_audit.json"
     off = {**audit, "border_only": {**audit["border_only"], "enabled": False},
            "gradcam": {**audit["gradcam"], "enabled": False}}  # fmt: skip
-    assert set(part_paths(plans["held_out"], 0, off)) == {"metrics", "baselines", "data_audit", "split_audit",
-                                                          "external", "model_card"}  # fmt: skip
+    assert set(part_paths(plans["held_out"], 0, off)) == every_model | {"split_audit", "external"}
     assert record_path("plain", 0) == "results/experiments/plain/fold0/record.json"
 
 
@@ -102,7 +104,7 @@ def test_record_holds_every_part_and_gives_the_trust_columns(tmp_path: Path) -> 
     assert row["folds_flagged"] == "0/1" and row["source_flag"] is True
     assert shortcut_reasons([record]) == ["No shortcut."]
     with pytest.raises(ValueError, match="not record parts"):
-        build_record("x", 0, {"calibration": paths["metrics"]})
+        build_record("x", 0, {"calibration_curve": paths["metrics"]})
 
 
 def test_trust_summary_written_from_records(tmp_path: Path) -> None:

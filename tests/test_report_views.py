@@ -77,6 +77,8 @@ def test_colours_only_where_the_audit_decides() -> None:
     assert cell_status("duplicates_across_splits", 1) == "amber"
     assert cell_status("thumbnail_margin", -0.1) == "amber" and cell_status("thumbnail_margin", 0.2) is None
     assert cell_status("model_f1", 0.1) is None
+    assert cell_status("confounder_flag", True) == "red" and cell_status("confounder_flag", False) == "green"
+    assert cell_status("confounder_flag", None) is None
 
 
 def test_verdict_rows_take_the_worst_cell_and_the_pooled_verdict() -> None:

@@ -6,7 +6,7 @@ Modules by stage (each module's docstring says why it exists):
   ``layout`` (where results live, report categories), ``rule_log`` (a job's log),
   ``console`` (a quiet console), ``cluster`` (SLURM jobs that can never start)
 * select: ``sources`` (read collections), ``synth`` (embedded demo data),
-  ``download`` (fetch public collections)
+  ``download`` (fetch public collections), ``covariates`` (age, sex, view normalised)
 * crop: ``decode`` (bytes -> 8-bit array), ``crop`` (black-bar crop), ``preprocess``
   (one image end to end), ``crop_batches`` and ``crop_listings`` (batched crop jobs),
   ``crop_jobs`` (the crop and manifest jobs), ``manifest``
@@ -16,10 +16,12 @@ Modules by stage (each module's docstring says why it exists):
 * train: ``data``, ``augment``, ``model``, ``train``, ``bank`` (features of augmented
   views through a frozen base, computed once)
 * evaluate: ``evaluate`` (a trained model on a split), ``metrics`` (the metric maths),
-  ``uncertainty`` (the statistics core: intervals), ``results_io`` (result files),
-  ``plots``, ``experiment_summary`` (an experiment over its folds)
+  ``uncertainty`` (the statistics core: every interval), ``results_io`` (result files),
+  ``plots``, ``experiment_summary`` (an experiment over its folds), ``calibration``,
+  ``operating_point`` (a threshold frozen on validation), ``subgroups``,
+  ``evaluation_main`` (their rule entry points and the seed summary)
 * audit: ``baselines``, ``data_audit`` (leakage, source predictability), ``shortcut``
-  (border-only control), ``gradcam``
+  (border-only control), ``gradcam``, ``confounders`` (covariates that predict the label)
 * report: ``record`` (one evaluation record per model, the trust summary's columns),
   ``report_views`` (HTML views, the Verdict page)
 * methods record: ``flow`` (where every image went), ``partitions`` (characteristics

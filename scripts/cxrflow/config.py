@@ -101,6 +101,38 @@ def check_experiments(config: Mapping[str, Any]) -> None:
         if held_out and held_out == sources:
             raise ConfigError(f"experiment {name}: test_sources hold out every source")
 
+
+def seed_run(parent: str, seed: int) -> str:
+    """The name of one seed's run of an experiment with `seeds`."""
+    return f"{parent}_seed{seed}"
+
+
+def expand_seeds(config: MutableMapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
+    """Replace, in place, every experiment with `seeds: [..]` by one experiment per seed; return
+    {parent: [(run, seed), ...]}.
+
+    Each run is the parent's settings with its own `seed` (training's existing seed key), so
+    every other rule (split, train, evaluate, audits) treats it as an ordinary experiment with
+    no extra wildcard; runs keep the parent's `test_sources` and `folds`, and the split depends
+    on neither the name nor the training seed, so all runs are trained and tested on the same
+    split. The parent's seed summary gathers them (results/experiments/<parent>/seeds.json).
+    """
+    groups: dict[str, list[tuple[str, int]]] = {}
+    expanded: dict[str, Any] = {}
+    for name, spec in config["experiments"].items():
+        seeds = list((spec or {}).get("seeds") or [])
+        if not seeds:
+            expanded[name] = spec
+            continue
+        groups[name] = [(seed_run(name, s), int(s)) for s in seeds]
+        for run, seed in groups[name]:
+            if run in config["experiments"]:
+                raise ConfigError(f"experiment {name}: seed run {run} clashes with an experiment of that name")
+            expanded[run] = {**copy.deepcopy(spec), "seed": seed, "seeds": []}
+    config["experiments"] = expanded
+    return groups
+
+
 # Package data: a non-editable install carries it (pyproject.toml, package-data).
 SCHEMA = Path(__file__).resolve().with_name("config.schema.yaml")
 # The least configuration the schema accepts: one source, one experiment of all defaults.

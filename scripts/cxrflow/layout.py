@@ -13,6 +13,7 @@ from typing import Any
 
 RESULTS = "results"
 DATA_AUDIT = f"{RESULTS}/audit/data_audit.json"
+CONFOUNDERS = f"{RESULTS}/audit/confounders.json"  # does a covariate alone predict the label?
 TRUST_SUMMARY = f"{RESULTS}/trust_summary.csv"
 SHARED_SPLITS = f"{RESULTS}/splits"
 RECORD = "record.json"  # one per model, in its fold directory

@@ -26,7 +26,7 @@ from .sources import COLUMNS as SOURCE_COLUMNS
 # The contracts of the two inputs are owned by the modules that write them.
 SELECTION_COLUMNS: tuple[str, ...] = tuple(SOURCE_COLUMNS)
 # Optional in a selection table (a missing one reads as empty).
-OPTIONAL_SELECTION_COLUMNS: tuple[str, ...] = ("note",)
+OPTIONAL_SELECTION_COLUMNS: tuple[str, ...] = ("note", "age", "sex")
 STATUSES: tuple[str, ...] = ("ok", "quarantined")
 # The record's integer geometry: its size, then the crop box through cols_removed.
 INT_COLUMNS: tuple[str, ...] = (
@@ -43,6 +43,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "finding",
     "patient_id",
     "view",
+    "age",
+    "sex",
     *INT_COLUMNS,
     "output_path",
     "status",

@@ -22,8 +22,8 @@ from .archive import file_sha256
 
 INTENDED_USE = "research use; not a medical device"
 CARD_VERSION = 1
-# The keys of an operating_point.json this card reads (others are kept as they are).
-THRESHOLD_KEYS: tuple[str, ...] = ("threshold", "positive_class", "rule")
+# What the card states of the positive class's frozen threshold (operating_point.json, cxrflow.operating_point).
+THRESHOLD_KEYS: tuple[str, ...] = ("rule", "chosen_on", "description", "fallback")
 ARGMAX = "argmax (no frozen operating threshold recorded)"
 
 
@@ -63,11 +63,14 @@ def chosen_epoch(history_csv: str | Path, training: Mapping[str, Any] | None) ->
             "how": "last epoch run (no chosen epoch recorded)"}  # fmt: skip
 
 
-def operating_point(op: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The frozen threshold as the card states it, or argmax where none is recorded."""
-    if not op or op.get("threshold") is None:
+def operating_point(op: Mapping[str, Any] | None, positive: str) -> dict[str, Any]:
+    """The positive class's threshold frozen on validation (operating_point.json), as the card and
+    the predict rule state it, or argmax where none is recorded."""
+    chosen = (((op or {}).get("classes") or {}).get(positive) or {}).get("threshold") or {}
+    if chosen.get("threshold") is None:
         return {"decision": ARGMAX, "threshold": None}
-    return {"decision": "frozen threshold", **{k: op.get(k) for k in THRESHOLD_KEYS}, "record": dict(op)}
+    return {"decision": "frozen threshold", "threshold": chosen["threshold"], "positive_class": positive,
+            **{k: chosen.get(k) for k in THRESHOLD_KEYS}}
 
 
 def _metric_summary(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -109,7 +112,7 @@ def build_card(experiment: str, fold: str, params: Mapping[str, Any], classes: S
         "training": {k: params.get(k) for k in ("epochs", "batch_size", "learning_rate", "optimizer", "seed",
                                                 "augmentation", "class_weight") if k in params},
         "chosen_epoch": chosen_epoch(files["history"], training),
-        "operating_point": operating_point(read_json(files.get("operating_point"))),
+        "operating_point": operating_point(read_json(files.get("operating_point")), classes[0]),
         "metrics": {"internal": _metric_summary(read_json(files["metrics"])),
                     "external": _metric_summary(read_json(files.get("external_metrics")))},
         "shortcut": None if shortcut is None else {k: shortcut.get(k) for k in ("verdict", "flag", "sentence")},

@@ -68,13 +68,15 @@ def roc_plot(predictions: pd.DataFrame, classes: Sequence[str], metrics: dict, p
     fig.savefig(path, dpi=100)
 
 
-def forest_plot(trust: pd.DataFrame, path: str | Path) -> None:
+def forest_plot(trust: pd.DataFrame, path: str | Path, seeds: Sequence[Mapping[str, Any]] = ()) -> None:
     """Every experiment's F1 with its interval, one row per experiment and fold, its baselines beside it.
 
     Rows come from trust_summary.csv: the model's F1 of the first class with its bootstrap
     CI (a bar), the thumbnail and border-ring baselines and, where it ran, the border-only
     control and the external test as markers on the same row, so comparing experiments
     (and seeing which ones beat nothing but a trivial model) is a glance down one column.
+    Each experiment with `seeds` (its seeds.json in ``seeds``) adds a row below: the mean F1 over
+    seeds with +-1 sd (thick) and the range from the lowest to the highest seed (thin).
     """
     rows = trust.reset_index(drop=True)
     fig = Figure(figsize=(9, 1.8 + 0.5 * max(len(rows), 1)))
@@ -84,7 +86,7 @@ def forest_plot(trust: pd.DataFrame, path: str | Path) -> None:
         ax.set_axis_off()
         fig.savefig(path, dpi=100)
         return
-    y = np.arange(len(rows))[::-1]
+    y = np.arange(len(rows))[::-1] + len(seeds)
     f1 = rows["model_f1"].astype(float).to_numpy()
     low = rows["model_f1_low"].astype(float).fillna(rows["model_f1"].astype(float)).to_numpy()
     high = rows["model_f1_high"].astype(float).fillna(rows["model_f1"].astype(float)).to_numpy()
@@ -98,7 +100,16 @@ def forest_plot(trust: pd.DataFrame, path: str | Path) -> None:
         if column in rows and rows[column].notna().any():
             ax.scatter(rows[column].astype(float), y, marker=marker, color=color, label=label, zorder=2)
     labels = [f"{e}, fold {k}" for e, k in zip(rows["experiment"], rows["fold"])]
-    ax.set(yticks=y, yticklabels=labels, xlim=(-0.03, 1.03), ylim=(-0.7, len(rows) - 0.3),
+    for row, summary in enumerate(seeds):
+        spread = summary["f1"]
+        sd = spread["sd"] or 0.0
+        ax.plot([spread["min"], spread["max"]], [row, row], color="tab:purple", linewidth=1, zorder=2)
+        ax.plot([spread["mean"] - sd, spread["mean"] + sd], [row, row], color="tab:purple", linewidth=4, zorder=2,
+                label="mean over seeds +- sd (thin: range)" if row == 0 else None)  # fmt: skip
+        ax.scatter([spread["mean"]], [row], marker="D", color="tab:purple", zorder=3)
+    y = np.concatenate([y, np.arange(len(seeds))[::-1]])
+    labels += [f"{s['experiment']}: {s['f1']['n']} seeds" for s in reversed(seeds)]
+    ax.set(yticks=y, yticklabels=labels, xlim=(-0.03, 1.03), ylim=(-0.7, len(rows) + len(seeds) - 0.3),
            xlabel=f"F1 of {rows['class'].iloc[0]}", title="F1 per experiment and fold, beside its baselines")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides a point

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from .layout import DATA_AUDIT, ExperimentPlan, experiment_dir, fold_dir
+from .layout import CONFOUNDERS, DATA_AUDIT, ExperimentPlan, experiment_dir, fold_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +57,14 @@ RECORD_PARTS: dict[str, Part] = {
     "gradcam": Part("gradcam.png", when="gradcam", kind="file"),
     # what leaves the pipeline with the model: input spec, training data, sha256 of model.keras
     "model_card": Part("model_card.json"),
+    # calibration, the frozen operating point and subgroups: each file holds the internal test
+    # split ("test") and every held-out source ("external <source>") under its "sets"
+    "calibration": Part("calibration.json"),
+    "reliability": Part("reliability.png", kind="file"),
+    "operating_point": Part("operating_point.json"),
+    "subgroups": Part("subgroups.json"),
+    "subgroups_plot": Part("subgroups.png", kind="file"),
+    "confounders": Part(CONFOUNDERS.removeprefix("results/"), level="results"),
 }
 
 
@@ -124,7 +132,18 @@ TRUST_COLUMNS = ("experiment", "fold", "class", "patients_shared", "duplicates_a
                  "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
                  "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag",
                  "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged",
-                 "external_border_only_f1", "external_shortcut_verdict", "external_shortcut_flag")  # fmt: skip
+                 "external_border_only_f1", "external_shortcut_verdict", "external_shortcut_flag",
+                 "brier", "brier_low", "brier_high", "calibration_intercept", "calibration_intercept_low",
+                 "calibration_intercept_high", "calibration_slope", "calibration_slope_low", "calibration_slope_high",
+                 "threshold", "threshold_rule", "threshold_fallback", "sensitivity_at_threshold",
+                 "sensitivity_at_threshold_low", "sensitivity_at_threshold_high", "specificity_at_threshold",
+                 "specificity_at_threshold_low", "specificity_at_threshold_high", "ppv_at_threshold",
+                 "ppv_at_threshold_low", "ppv_at_threshold_high", "npv_at_threshold", "npv_at_threshold_low",
+                 "npv_at_threshold_high", "f1_at_threshold", "f1_at_threshold_low", "f1_at_threshold_high",
+                 "subgroups_small", "worst_subgroup_f1", "worst_subgroup", "confounder_flag")  # fmt: skip
+# The internal test split's name in calibration.json, operating_point.json and subgroups.json.
+TEST_SET = "test"
+AT_THRESHOLD = ("sensitivity", "specificity", "ppv", "npv", "f1")
 
 
 def external_columns(fold: int, split_audit: Mapping[str, Any], external: Mapping[str, Any] | None,
@@ -173,6 +192,45 @@ def external_shortcut_columns(audit: Mapping[str, Any] | None, positive: str) ->
             "external_shortcut_verdict": audit["verdict"], "external_shortcut_flag": audit["flag"]}  # fmt: skip
 
 
+def _with_interval(name: str, interval: Mapping[str, Any] | None) -> dict[str, Any]:
+    interval = interval or {}
+    return {name: interval.get("estimate"), f"{name}_low": interval.get("low"), f"{name}_high": interval.get("high")}
+
+
+def calibration_columns(calibration: Mapping[str, Any] | None, positive: str) -> dict[str, Any]:
+    """Brier score, calibration intercept and slope of the positive class on the internal test split."""
+    figures = ((calibration or {}).get("sets", {}).get(TEST_SET) or {}).get(positive) or {}
+    return {**_with_interval("brier", figures.get("brier")),
+            **_with_interval("calibration_intercept", figures.get("intercept")),
+            **_with_interval("calibration_slope", figures.get("slope"))}  # fmt: skip
+
+
+def threshold_columns(operating_point: Mapping[str, Any] | None, positive: str) -> dict[str, Any]:
+    """The positive class's threshold frozen on validation (value, rule, why a fall-back) and the figures it
+    gives on the internal test split."""
+    part = ((operating_point or {}).get("classes") or {}).get(positive) or {}
+    chosen = part.get("threshold") or {}
+    at = ((part.get("sets") or {}).get(TEST_SET) or {}).get("at_threshold") or {}
+    out = {"threshold": chosen.get("threshold"), "threshold_rule": chosen.get("rule"),
+           "threshold_fallback": chosen.get("fallback")}  # fmt: skip
+    for metric in AT_THRESHOLD:
+        out.update(_with_interval(f"{metric}_at_threshold", at.get(metric)))
+    return out
+
+
+def subgroup_columns(subgroups: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How many subgroups are under evaluation.min_subgroup, and the lowest F1 among the others with its group
+    ("<set> <covariate>=<group>"; every set, the held-out sources included)."""
+    if subgroups is None:
+        return {"subgroups_small": None, "worst_subgroup_f1": None, "worst_subgroup": None}
+    rows = subgroups["table"]
+    judged = [r for r in rows if not r["small"] and r["f1"] is not None]
+    worst = min(judged, key=lambda r: r["f1"], default=None)
+    return {"subgroups_small": sum(bool(r["small"]) for r in rows),
+            "worst_subgroup_f1": None if worst is None else worst["f1"],
+            "worst_subgroup": None if worst is None else f"{worst['set']} {worst['covariate']}={worst['group']}"}
+
+
 def trust_columns(record: Mapping[str, Any], positive: str) -> dict[str, Any]:
     """The trust summary's row of one model, from its record; margins are model F1 - baseline F1 of
     the positive class. The one place a part becomes columns."""
@@ -204,6 +262,10 @@ def trust_columns(record: Mapping[str, Any], positive: str) -> dict[str, Any]:
         **shortcut_columns(parts["shortcut"], positive),
         **experiment_shortcut_columns(parts["experiment_shortcut"]),
         **external_shortcut_columns(parts["external_shortcut"], positive),
+        **calibration_columns(parts.get("calibration"), positive),
+        **threshold_columns(parts.get("operating_point"), positive),
+        **subgroup_columns(parts.get("subgroups")),
+        "confounder_flag": None if parts.get("confounders") is None else parts["confounders"]["flag"],
     }
 
 
@@ -222,6 +284,19 @@ def shortcut_reasons(records: Sequence[Mapping[str, Any]]) -> list[str | None]:
     """Each model's shortcut-audit sentence (the Verdict page's "why"), None where the control did not run."""
     return [None if record["parts"]["shortcut"] is None else record["parts"]["shortcut"]["sentence"]
             for record in records]  # fmt: skip
+
+
+def evaluation_notes(records: Sequence[Mapping[str, Any]], positive: str) -> list[dict[str, Any]]:
+    """Per record, what the Verdict page says beside the trust columns: how the threshold was chosen and the
+    sets it was applied to unchanged, and the subgroup table's file."""
+    notes = []
+    for record in records:
+        op = ((record["parts"].get("operating_point") or {}).get("classes") or {}).get(positive) or {}
+        notes.append({"threshold_description": (op.get("threshold") or {}).get("description"),
+                      "applied_to": list(op.get("sets") or {}),
+                      "subgroups_table": record["files"].get("subgroups", "").removesuffix(".json") + ".csv"
+                      if record["files"].get("subgroups") else None})  # fmt: skip
+    return notes
 
 
 def trust_summary_main(output: str, record_paths: Sequence[str], positive: str) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .rule_log import job_log
 from .layout import DATA_CATEGORY, EXPERIMENT_CATEGORY, VERDICT_CATEGORY
-from .record import read_record, shortcut_reasons, trust_table
+from .record import evaluation_notes, read_record, shortcut_reasons, trust_table
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #222; }
@@ -64,6 +64,7 @@ _GLOBAL = {
     "splits/summary.json": ("splits.rst", DATA_CATEGORY, "splits"),
     "audit/duplicates.csv": ("duplicates.rst", DATA_CATEGORY, "near-duplicate pairs"),
     "audit/data_audit.json": ("data_audit.rst", DATA_CATEGORY, "data audit"),
+    "audit/confounders.json": ("confounders.rst", DATA_CATEGORY, "confounders (age, sex, view, source)"),
 }
 _EXPERIMENT = [
     (r"splits/audit\.json", "experiment_split.rst", "split audit"),
@@ -79,6 +80,10 @@ _EXPERIMENT = [
     (r"fold(?P<fold>\d+)/external/classification_report\.txt", "external_report.rst",
      "external classification report"),
     (r"fold(?P<fold>\d+)/external/shortcut_audit\.txt", "shortcut_external.rst", "external shortcut audit"),
+    (r"fold(?P<fold>\d+)/calibration\.json", "calibration.rst", "calibration"),
+    (r"fold(?P<fold>\d+)/operating_point\.json", "operating_point.rst", "operating point"),
+    (r"fold(?P<fold>\d+)/subgroups\.csv", "subgroups_table.rst", "subgroup table"),
+    (r"seeds\.json", "seeds_table.rst", "F1 per seed"),
 ]
 
 
@@ -208,6 +213,8 @@ def cell_status(column: str, value: Any) -> str | None:
       between training and external data: should be 0 (amber otherwise).
     * margin over a trivial baseline at or below 0: the model adds nothing over it (amber).
     * source predictable from pixels and coinciding with the label (amber).
+    * a covariate (age band, sex, view) alone predicting the label: a confound no test split
+      resolves (red, ``confounder_flag``).
     """
     if _missing(value):
         return None
@@ -221,6 +228,8 @@ def cell_status(column: str, value: Any) -> str | None:
         return "amber" if float(value) <= 0 else None
     if column == "source_flag":
         return "amber" if str(value).lower() == "true" else "green"
+    if column == "confounder_flag":
+        return "red" if str(value).lower() == "true" else "green"
     return None
 
 
@@ -235,10 +244,11 @@ def _interval(value: Any, low: Any, high: Any) -> str:
     return _num(value) + bounds
 
 
-def _td(text: str, status: str | None = None, numeric: bool = False) -> str:
+def _td(text: str, status: str | None = None, numeric: bool = False, href: str | None = None) -> str:
     classes = " ".join(c for c in (status, "num" if numeric else None) if c)
     attribute = f' class="{classes}"' if classes else ""
-    return f"<td{attribute}>{html.escape(text)}</td>"
+    content = html.escape(text) if href is None else f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
+    return f"<td{attribute}>{content}</td>"
 
 
 def _worst(*statuses: str | None) -> str | None:
@@ -269,16 +279,52 @@ def _duplicates_cell(record: Mapping[str, Any]) -> tuple[str, str | None]:
             _worst(status, cell_status("duplicates_internal_external", external)))  # fmt: skip
 
 
-def verdict_rows(trust: pd.DataFrame, reasons: Sequence[str | None]) -> list[dict[str, Any]]:
-    """The Verdict table's rows (text and status per cell), one per experiment and fold.
+def _calibration_cell(record: Mapping[str, Any]) -> str:
+    """Brier score, calibration intercept and slope of the positive class on the test split, with intervals."""
+    if _missing(record.get("brier")):
+        return ""
+    return (f"Brier {_interval(record['brier'], record['brier_low'], record['brier_high'])}; intercept "
+            f"{_interval(record['calibration_intercept'], record['calibration_intercept_low'], record['calibration_intercept_high']) or 'n/a'}; "
+            f"slope {_interval(record['calibration_slope'], record['calibration_slope_low'], record['calibration_slope_high']) or 'n/a'}")  # fmt: skip
+
+
+def _threshold_cell(record: Mapping[str, Any], note: Mapping[str, Any]) -> str:
+    """Which threshold, how it was chosen on validation, where it was applied, and what it gives on the test split."""
+    if _missing(record.get("threshold")):
+        return ""
+    how = note.get("threshold_description") or str(record["threshold_rule"])
+    where = ", ".join(note.get("applied_to") or [])
+    figures = "; ".join(f"{name} {_interval(record[f'{m}_at_threshold'], record[f'{m}_at_threshold_low'], record[f'{m}_at_threshold_high']) or 'n/a'}"
+                        for m, name in (("sensitivity", "sens"), ("specificity", "spec"), ("ppv", "PPV"),
+                                        ("npv", "NPV"), ("f1", "F1")))  # fmt: skip
+    return f"{_num(record['threshold'], 3)} ({how}); applied unchanged to {where}; on test: {figures}"
+
+
+def _subgroup_cell(record: Mapping[str, Any], note: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
+    """The lowest F1 among subgroups of at least evaluation.min_subgroup images, the small ones counted,
+    linked to the subgroup table's view."""
+    table = note.get("subgroups_table")
+    if table is None:
+        return "", None, None
+    worst = ("no subgroup large enough" if _missing(record.get("worst_subgroup_f1")) else
+             f"lowest F1 {_num(record['worst_subgroup_f1'])} in {record['worst_subgroup']}")  # fmt: skip
+    small = "" if _missing(record.get("subgroups_small")) else f"; {int(float(record['subgroups_small']))} small"
+    return f"{worst}{small} (table)", None, f"views/{table.removeprefix('results/')}.html"
+
+
+def verdict_rows(trust: pd.DataFrame, reasons: Sequence[str | None],
+                 notes: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The Verdict table's rows (text, status and optional link per cell), one per experiment and fold.
 
     ``reasons`` is aligned with ``trust``: each fold's shortcut-audit sentence, None when the
-    control did not run.
+    control did not run; ``notes`` (``record.evaluation_notes``) likewise: how the threshold was
+    chosen, where it was applied, the subgroup table.
     """
     if len(reasons) != len(trust):
         raise ValueError(f"{len(trust)} trust rows but {len(reasons)} shortcut reasons")
+    notes = list(notes) if notes is not None else [{} for _ in reasons]
     rows = []
-    for record, reason in zip(trust.to_dict("records"), reasons):
+    for record, reason, note in zip(trust.to_dict("records"), reasons, notes, strict=True):
         verdict = record.get("shortcut_verdict")
         experiment_verdict = record.get("experiment_shortcut_verdict")
         verdict_text = "" if _missing(verdict) else str(verdict)
@@ -303,22 +349,49 @@ def verdict_rows(trust: pd.DataFrame, reasons: Sequence[str | None]) -> list[dic
             "patients shared": (str(int(record["patients_shared"])),
                                 cell_status("patients_shared", record["patients_shared"])),
             "duplicates across splits": _duplicates_cell(record),
+            "calibration (test)": (_calibration_cell(record), None),
+            "operating point": (_threshold_cell(record, note), None),
+            "subgroups": _subgroup_cell(record, note),
         }  # fmt: skip
-        rows.append({"status": _worst(*(s for _, s in cells.values())), "cells": cells})
+        rows.append({"status": _worst(*(c[1] for c in cells.values())), "cells": cells})
     return rows
 
 
+def confounder_line(confounders: Mapping[str, Any] | None) -> str:
+    """The run's covariate check (results/audit/confounders.json) as one coloured sentence; "" when absent."""
+    if confounders is None:
+        return ""
+    status = cell_status("confounder_flag", confounders["flag"])
+    return (f"<p id=\"confounders\">Confounders: <span class=\"{status}\">{status}</span>, "
+            f"{html.escape(confounders['sentence'])}</p>")
+
+
+def seed_lines(seeds: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One sentence per experiment with `seeds` (its seeds.json): F1 per seed, mean, sd and range."""
+    lines = []
+    for summary in seeds:
+        f1 = summary["f1"]
+        each = ", ".join(f"seed {r['seed']} {_num(r['f1'])}" for r in summary["per_seed"])
+        lines.append(f"Seeds of {summary['experiment']}: F1 of {summary['positive']} {each}; mean {_num(f1['mean'])}, "
+                     f"sd {_num(f1['sd'])}, range {_num(f1['range'])} ({_num(f1['min'])} to {_num(f1['max'])}).")
+    return lines
+
+
 def verdict_html(trust: pd.DataFrame, reasons: Sequence[str | None], run_lines: Sequence[str],
-                 source_flag: bool | None) -> str:  # fmt: skip
-    """The Verdict page: what ran, then one row per experiment and fold with what to trust."""
-    rows = verdict_rows(trust, reasons)
+                 source_flag: bool | None, confounders: Mapping[str, Any] | None = None,
+                 notes: Sequence[Mapping[str, Any]] | None = None,
+                 seeds: Sequence[Mapping[str, Any]] = ()) -> str:  # fmt: skip
+    """The Verdict page: what ran, the data's source and covariate checks, then one row per experiment and fold
+    with what to trust (calibration, the frozen operating point and the subgroups included), then each
+    experiment's spread over seeds."""
+    rows = verdict_rows(trust, reasons, notes)
     numeric = {"margin over thumbnail", "margin over border ring", "patients shared", "duplicates across splits"}
     if rows:
         head = "<th>status</th>" + "".join(f"<th>{html.escape(name)}</th>" for name in rows[0]["cells"])
         body_rows = []
         for row in rows:
             status = row["status"] or ""
-            cells = "".join(_td(text, s, name in numeric) for name, (text, s) in row["cells"].items())
+            cells = "".join(_td(cell[0], cell[1], name in numeric, *cell[2:]) for name, cell in row["cells"].items())
             body_rows.append(f"<tr>{_td(status, row['status'] or None)}{cells}</tr>")
         table = (f"<table id=\"verdict\">\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body_rows)
                  + "\n</tbody></table>")  # fmt: skip
@@ -332,14 +405,20 @@ def verdict_html(trust: pd.DataFrame, reasons: Sequence[str | None], run_lines: 
                  "a model may tell the sources apart, not the classes" if source_flag else
                  "the source collection is not predictable from the pixels beyond the label")  # fmt: skip
         source = f"<p>Data audit: <span class=\"{status}\">{status}</span>, {html.escape(words)}.</p>"
+    source += confounder_line(confounders)
+    spread = "".join(f"<p class=\"seeds\">{html.escape(line)}</p>" for line in seed_lines(seeds))
     note = ("<p class=\"note\">F1 is that of the first class with its bootstrap confidence interval over the test "
             "patients. A margin is the model's F1 minus that of a trivial baseline trained on the same split "
             "(on small thumbnails; on the outer border ring only): at or below 0 the model adds nothing over it. The "
             "shortcut verdict compares the model with a border-only control whose lung field is masked. "
+            "Calibration: Brier score (lower is better), intercept (0 ideal) and slope (1 ideal) of the first "
+            "class on the test split. Operating point: the threshold chosen on the validation split only, frozen "
+            "and applied unchanged to each test set. Subgroups: the lowest F1 among groups of at least "
+            "evaluation.min_subgroup test images. Intervals are over the test split groups (docs/trust.md). "
             "Colours: red where the audit flags, amber where it warns, green where it passes. Every column is "
             "described under trust_summary.csv in this category.</p>")  # fmt: skip
     style = "<style>span.red{background:#f8d0d0}span.amber{background:#fde8b0}span.green{background:#d6f0d6}</style>"
-    return page("Verdict: can these numbers be trusted?", f"{style}{run}\n{source}\n{table}\n{note}")
+    return page("Verdict: can these numbers be trusted?", f"{style}{run}\n{source}\n{table}\n{spread}\n{note}")
 
 
 # --- What ran, in two lines ------------------------------------------------------------------------------
@@ -394,11 +473,12 @@ def write_view(source: str | Path, target: str | Path, title: str, log_path: str
 def write_verdict(record_paths: Sequence[str], positive: str, preprocess_json: str | Path,
                   splits_json: str | Path, data_audit_json: str | Path,
                   experiments: Mapping[str, Mapping[str, Any]], html_path: str | Path, forest_path: str | Path,
-                  run_path: str | Path, log_path: str | Path) -> None:  # fmt: skip
+                  run_path: str | Path, log_path: str | Path, seeds_paths: Sequence[str] = ()) -> None:  # fmt: skip
     """Rule verdict: the Verdict page, the forest plot and the two lines on what ran (run.rst).
 
     ``record_paths`` are the models' records (``cxrflow.record``) in the trust summary's row order;
-    the page shows their trust columns and each shortcut audit's sentence.
+    the page shows their trust columns and each shortcut audit's sentence. ``seeds_paths``: the
+    seed summaries (seeds.json) of experiments with `seeds`, shown as lines and in the forest plot.
     """
     from .plots import forest_plot
 
@@ -409,7 +489,17 @@ def write_verdict(record_paths: Sequence[str], positive: str, preprocess_json: s
                           experiments)  # fmt: skip
         audit = json.loads(Path(data_audit_json).read_text())
         source_flag = (audit.get("source_predictability") or {}).get("flag")
-        Path(html_path).write_text(verdict_html(trust, shortcut_reasons(records), lines, source_flag))
-        forest_plot(trust, forest_path)
+        confounders = records[0]["parts"].get("confounders") if records else None  # run-level: one for all
+        seeds = [json.loads(Path(p).read_text()) for p in seeds_paths]
+        Path(html_path).write_text(verdict_html(trust, shortcut_reasons(records), lines, source_flag, confounders,
+                                                evaluation_notes(records, positive), seeds))  # fmt: skip
+        forest_plot(trust, forest_path, seeds)
         Path(run_path).write_text(run_rst(lines))
         log.info("verdict of %d model record(s) written to %s, forest plot %s", len(records), html_path, forest_path)
+
+
+def verdict_rule(inputs: Any, outputs: Any, experiments: Mapping[str, Mapping[str, Any]], positive: str,
+                 log_path: str) -> None:  # fmt: skip
+    """Rule verdict, one short call: :func:`write_verdict` with the rule's named inputs and outputs unpacked."""
+    write_verdict(list(inputs.records), positive, inputs.preprocess, inputs.splits, inputs.data_audit, experiments,
+                  outputs.html, outputs.forest, outputs.run, log_path, list(inputs.seeds))  # fmt: skip

@@ -31,8 +31,10 @@ from typing import Any
 
 import pandas as pd
 
-COLUMNS = ["image_id", "source", "raw_path", "resolved_path", "label", "finding", "patient_id", "view", "problem",
-           "note"]  # fmt: skip
+from .covariates import normalise_age, normalise_sex
+
+COLUMNS = ["image_id", "source", "raw_path", "resolved_path", "label", "finding", "patient_id", "view", "age", "sex",
+           "problem", "note"]  # fmt: skip
 # The skipped list of a source: files that are not images of the selection, each with why.
 SKIPPED_COLUMNS = ["source", "path", "reason"]
 # Files and folders that operating systems and archivers leave behind (compared lower-case);
@@ -339,7 +341,7 @@ def read_metadata(
 
 # ---------------------------------------------------------------- selecting
 def _role_columns(fmt: str, spec: Mapping[str, Any]) -> dict[str, str | None]:
-    """Which table column plays which role: filename, finding, patient, view, folder."""
+    """Which table column plays which role: filename, finding, patient, view, folder, age, sex."""
     if fmt == "ieee8023":
         return {
             "filename": "filename",
@@ -347,11 +349,16 @@ def _role_columns(fmt: str, spec: Mapping[str, Any]) -> dict[str, str | None]:
             "patient": "patientid",
             "view": "view",
             "folder": "folder",
+            "age": "age",
+            "sex": "sex",
         }
+    none = {"age": None, "sex": None}  # rsna: from the DICOM headers (covariates.covariate_table)
     if fmt == "rsna":
-        return {"filename": "patientid", "finding": "class", "patient": "patientid", "view": None, "folder": None}
+        return {"filename": "patientid", "finding": "class", "patient": "patientid", "view": None, "folder": None,
+                **none}  # fmt: skip
     if fmt == "folders":
-        return {"filename": "filename", "finding": "finding", "patient": "patientid", "view": None, "folder": None}
+        return {"filename": "filename", "finding": "finding", "patient": "patientid", "view": None, "folder": None,
+                **none}  # fmt: skip
     if fmt == "csv":
         cols = spec.get("columns") or {}
         if "filename" not in cols or "label" not in cols:
@@ -362,6 +369,8 @@ def _role_columns(fmt: str, spec: Mapping[str, Any]) -> dict[str, str | None]:
             "patient": normalise_name(cols["patient_id"]) if cols.get("patient_id") else None,
             "view": normalise_name(cols["view"]) if cols.get("view") else None,
             "folder": None,
+            "age": normalise_name(cols["age"]) if cols.get("age") else None,
+            "sex": normalise_name(cols["sex"]) if cols.get("sex") else None,
         }
     raise SourceError(f"unknown format {fmt!r}")
 
@@ -553,9 +562,10 @@ def select_images(
         roles = _role_columns(fmt, spec)
     except SourceError as err:
         raise SourceError(f"source {name!r}: {err}") from None
-    for role in ("filename", "finding", "patient", "view"):
+    for role in ("filename", "finding", "patient", "view", "age", "sex"):
         col = roles[role]
-        if col is not None and col not in table.columns and not (fmt == "ieee8023" and role in ("patient", "view")):
+        optional = fmt == "ieee8023" and role in ("patient", "view", "age", "sex")
+        if col is not None and col not in table.columns and not optional:
             raise SourceError(f"source {name!r} ({root}): column {col!r} ({role}) not in {list(table.columns)}")
     table = table[_filter_mask(table, spec.get("filters") or {}, roles["finding"], name)]
     label_map = spec.get("labels") or labels
@@ -578,8 +588,10 @@ def select_images(
     rows = []
     real_dirs: dict[str, str] = {}
     listings: dict[str, dict[str, list[str]]] = {}
-    for image_id, rel, label, finding, patient, view in zip(
-        ids, relpaths, table["_label"], column("finding"), column("patient"), column("view")
+    ages = [normalise_age(a) for a in column("age")]  # normalised: a bad cell is unknown, never an error
+    sexes = [normalise_sex(s) for s in column("sex")]
+    for image_id, rel, label, finding, patient, view, age, sex in zip(
+        ids, relpaths, table["_label"], column("finding"), column("patient"), column("view"), ages, sexes
     ):
         problem = unsafe_reason(rel) or ""
         raw_path = "" if problem else str(root / rel)
@@ -588,9 +600,10 @@ def select_images(
             raw_path, note = match_file(raw_path, listings)
             problem = file_problem(raw_path)
         resolved = realpath_in(raw_path, real_dirs) if raw_path else ""
-        rows.append([image_id, name, raw_path, resolved, label, finding, patient or image_id, view, problem, note])
+        rows.append([image_id, name, raw_path, resolved, label, finding, patient or image_id, view, age, sex, problem,
+                     note])  # fmt: skip
     for image_id, why in zip(ids[len(relpaths) :], malformed.get(MALFORMED, [])):
-        rows.append([image_id, name, "", "", "", "", image_id, "", f"malformed metadata row: {why}", ""])
+        rows.append([image_id, name, "", "", "", "", image_id, "", "", "", f"malformed metadata row: {why}", ""])
     return pd.DataFrame(rows, columns=COLUMNS, dtype=str)
 
 

@@ -34,7 +34,12 @@ estimate and its interval (and a resample of it) share one definition:
     dropped, counted in ``n_used``, and a warning is logged when fewer than asked are
     defined;
   - a difference of estimates on different units (external minus internal): MOVER
-    from the two intervals (``difference_of_independent``).
+    from the two intervals (``difference_of_independent``);
+  - any other statistic of the prediction rows (a Brier score, a logistic
+    recalibration's intercept or slope, a sensitivity read off the ROC):
+    ``unit_bootstrap``, BCa over units with the leave-one-unit-out jackknife; a
+    proportion of images per unit (sensitivity at a threshold, a reliability bin's
+    frequency) uses ``proportion_interval`` on ``unit_sums``.
 
 Resampling with replacement is done exactly with per-unit weights (a unit drawn
 twice weighs 2), so every resample is the same weighted data duplication would give.
@@ -43,7 +48,7 @@ twice weighs 2), so every resample is the same weighted data duplication would g
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,6 +98,47 @@ def check_predictions(predictions: pd.DataFrame, classes: Sequence[str]) -> list
     if not np.isfinite(predictions[prob_cols].to_numpy(dtype=float)).all():
         raise ValueError("probability columns contain NaN or infinite values")
     return prob_cols
+
+
+def unit_sums(predictions: pd.DataFrame, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-unit sums of per-image values (counts such as "positive and predicted positive"), units in sorted
+    order: the per-unit ``successes`` and ``trials`` that ``proportion_interval`` takes."""
+    _, unit_of_image = np.unique(resampling_units(predictions).to_numpy(), return_inverse=True)
+    return {name: np.bincount(unit_of_image, weights=np.asarray(v, dtype=float)) for name, v in values.items()}
+
+
+def unit_bootstrap(
+    predictions: pd.DataFrame,
+    statistic: Callable[[np.ndarray], Mapping[str, float]],
+    *,
+    n_boot: int,
+    seed: int,
+    level: float,
+) -> dict[str, dict[str, Any]]:
+    """``{name: {estimate, low, high, n_used, method}}``: BCa interval over units of every value ``statistic`` returns.
+
+    ``statistic`` takes row indices into ``predictions`` (all rows for the estimate; a unit
+    drawn twice brings its rows twice) and returns named floats, NaN where a resample leaves
+    one undefined (not counted in ``n_used``). Resamples are ``draws`` of the units
+    (``resampling_units``), the acceleration the jackknife leaving out one unit at a time.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    units, unit_of_row = np.unique(resampling_units(predictions).to_numpy(), return_inverse=True)
+    rows = np.arange(len(unit_of_row))
+    estimate = statistic(rows)
+    boot = {name: np.full(n_boot, np.nan) for name in estimate}
+    for b, counts in enumerate(draws(len(units), n_boot, seed)):
+        resampled = statistic(np.repeat(rows, counts[unit_of_row]))
+        for name in boot:
+            boot[name][b] = float(resampled.get(name, np.nan))
+    jack = {name: np.full(len(units), np.nan) for name in estimate}
+    if len(units) > 1:
+        for u in range(len(units)):
+            left = statistic(rows[unit_of_row != u])
+            for name in jack:
+                jack[name][u] = float(left.get(name, np.nan))
+    return {name: bca_interval(boot[name], float(estimate[name]), jack[name], level) for name in estimate}
 
 
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
@@ -313,7 +359,7 @@ def metric_intervals(
     units, per_unit = unit_confusion(predictions, classes)
     unit_of_image = np.searchsorted(units, resampling_units(predictions).to_numpy())
     y = predictions["true_label"].astype(str).to_numpy()
-    n_units, n_cls = len(units), len(classes)
+    n_units = len(units)
     tp = np.diagonal(per_unit, axis1=1, axis2=2)
     actual, predicted = per_unit.sum(axis=2), per_unit.sum(axis=1)
     method_p = "Clopper-Pearson, cluster design effect"

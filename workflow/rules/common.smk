@@ -410,7 +410,7 @@ def report_views():
     border_only = config["audit"]["border_only"]["enabled"]
     return [
         str(RESULTS / "report" / "views" / f"{path}.html")
-        for path in cxr_layout.table_results(PLANS, border_only)
+        for path in cxr_layout.table_results(PLANS, border_only) + evaluation_views()
     ]
 
 

@@ -101,7 +101,6 @@ rule model_card:
         experiment=experiment_params,
         classes=config["classes"],
         preprocess=CROP_SETTINGS,
-        optional=card_optional,
     script:
         "../../scripts/model_card.py"
 

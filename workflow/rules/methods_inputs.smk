@@ -77,6 +77,7 @@ def card_inputs(wildcards):
         "metrics": str(fold / "metrics.json"),
         "history": str(fold / "history.csv"),
         "training": str(fold / "training.json"),
+        "operating_point": str(fold / "operating_point.json"),
         "train": split_input("train")(wildcards),
         "val": split_input("val")(wildcards),
     }
@@ -85,11 +86,3 @@ def card_inputs(wildcards):
     if is_external(e):
         files["external_metrics"] = str(fold / "external" / "metrics.json")
     return files
-
-
-def card_optional(wildcards):
-    """Records other rules may write beside the model; read where present, 'not recorded' otherwise."""
-    fold = experiment_dir(wildcards.experiment) / f"fold{wildcards.fold}"
-    return {
-        "operating_point": str(fold / "operating_point.json"),
-    }

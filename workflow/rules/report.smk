@@ -40,6 +40,7 @@ rule verdict:
         preprocess="results/preprocessed/summary.json",
         splits="results/splits/summary.json",
         data_audit="results/audit/data_audit.json",
+        seeds=seed_summaries(),
     output:
         html=report(
             "results/report/verdict.html",
@@ -64,15 +65,6 @@ rule verdict:
         experiments=config["experiments"],
         positive=config["classes"][0],
     run:
-        cxr_views.write_verdict(
-            list(input.records),
-            params.positive,
-            input.preprocess,
-            input.splits,
-            input.data_audit,
-            params.experiments,
-            output.html,
-            output.forest,
-            output.run,
-            log[0],
+        cxr_views.verdict_rule(
+            input, output, params.experiments, params.positive, log[0]
         )
