@@ -105,7 +105,7 @@ def verdicts(sizes: list[int], sims: int, n_boot: int, seed: int, control: float
             patient = np.repeat(np.arange(n), images)
             y = labels[patient]
 
-            def table(p_right: float) -> pd.DataFrame:
+            def table(p_right: float, y: np.ndarray = y, patient: np.ndarray = patient) -> pd.DataFrame:
                 right = rng.random(len(y)) < p_right
                 pred = np.where(right, y, 1 - y)
                 prob = np.where(pred == 0, 0.9, 0.1)

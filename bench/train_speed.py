@@ -43,7 +43,7 @@ OUT = REPO / "bench" / "out"
 
 
 def load() -> str:
-    return "load %.2f" % os.getloadavg()[0]
+    return f"load {os.getloadavg()[0]:.2f}"
 
 
 def schema_experiment(**changes) -> dict:
@@ -115,8 +115,8 @@ def rates(size: int, n_images: int, epochs: int, forward_batches: int,
         exp = schema_experiment(image_size=size, precision=precision, steps_per_execution=2)
         bs = exp["batch_size"]
 
-        def preprocess(x):
-            return preprocess_batch(exp["arch"], x)
+        def preprocess(x, arch=exp["arch"]):
+            return preprocess_batch(arch, x)
 
         keras.utils.set_random_seed(0)
         model = build_model(exp, 2)

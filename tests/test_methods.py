@@ -110,7 +110,8 @@ def test_fingerprint_records_a_cloned_dataset_commit(tmp_path: Path) -> None:
 
 def test_constraints_differences_warn(tmp_path: Path) -> None:
     pins = tmp_path / "constraints.txt"
-    pins.write_text("# pinned\nNumPy==0.0.1\nscikit_learn==%s\n" % provenance.installed_versions(["scikit-learn"])["scikit-learn"])
+    sklearn_version = provenance.installed_versions(["scikit-learn"])["scikit-learn"]
+    pins.write_text(f"# pinned\nNumPy==0.0.1\nscikit_learn=={sklearn_version}\n")
     warnings = provenance.constraint_differences(provenance.read_constraints(pins),
                                                  provenance.installed_versions(["numpy", "scikit-learn"]))  # fmt: skip
     assert len(warnings) == 1 and "numpy" in warnings[0] and "pins 0.0.1" in warnings[0]

@@ -97,15 +97,17 @@ def test_awkward_run_flow_sums_with_skipped_files(tmp_path: Path) -> None:
     my = {"sources": {"awkward": {"format": "folders", "path": str(tmp_path / "data" / "awkward")},
                       "ieee": {"format": "ieee8023", "path": str(tmp_path / "data" / "ieee")}},
           "preprocess": {"batch_size": 8}, "experiments": {}}  # fmt: skip
+    # two files the folder inventory lists as skipped: a note beside the classes, a class not configured
+    (tmp_path / "data" / "awkward" / "notes.txt").write_text("scanned on the old machine")
+    (tmp_path / "data" / "awkward" / "Other").mkdir()
+    (tmp_path / "data" / "awkward" / "Other" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     work = tmp_path / "repo"
-    skipped = work / "results/preprocessed/skipped.csv"
-    skipped.parent.mkdir(parents=True)
-    pd.DataFrame({"source": ["awkward", "awkward"], "path": ["notes.txt", "Other/x.png"],
-                  "reason": ["not an image", "not a configured class: Other"]}).to_csv(skipped, index=False)  # fmt: skip
     run_snakemake(work, my, "results/methods/flow.json")
-    flow = check_flow_sums(work / "results", skipped_rows=2)
+    skipped = pd.read_csv(work / "results/preprocessed/skipped.csv", dtype=str, keep_default_na=False)
+    assert set(skipped["path"]) >= {"notes.txt", "Other/x.png"}
+    flow = check_flow_sums(work / "results", skipped_rows=len(skipped))
     awkward = flow["sources"]["awkward"]
-    assert awkward["not_selected"]["total"] == 2 and awkward["quarantined"]["total"] == 5
+    assert awkward["not_selected"]["total"] == len(skipped) and awkward["quarantined"]["total"] == 5
     assert flow["sources"]["ieee"]["quarantined"]["by_reason"] == {"missing file": 1, "unsafe path": 2}
     assert awkward["grouped_as_duplicates"] >= 2  # the byte-identical copy under another label, with its twin
 

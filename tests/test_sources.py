@@ -118,7 +118,7 @@ def test_filter_list_values_and_numbers(tmp_path: Path) -> None:
     images = inventory_source("old", spec_for("ieee8023", root, filters={"view": ["PA", "AP"], "patientid": [2, 3]}), LABELS).images
     assert list(images["patient_id"]) == ["2", "2", "3"]
     with pytest.raises(SourceError, match="filter column 'nope'"):
-        inventory_source("old", spec_for("ieee8023", root, filters={"nope": "x"}), LABELS).images
+        inventory_source("old", spec_for("ieee8023", root, filters={"nope": "x"}), LABELS)
 
 
 def test_limit_keeps_file_order(tmp_path: Path) -> None:
@@ -231,7 +231,7 @@ def test_csv_with_column_mapping(tmp_path: Path) -> None:
     assert images[["label", "patient_id", "view"]].values.tolist() == [["COVID-19", "P1", "PA"], ["Normal", "P2", "AP"]]
     assert images["raw_path"].tolist() == [str(root / "imgs" / "x.png"), str(root / "imgs" / "y.png")]
     with pytest.raises(SourceError, match="'nope'"):
-        inventory_source("own", dict(spec, columns={"filename": "nope", "label": "Diagnosis"}), LABELS).images
+        inventory_source("own", dict(spec, columns={"filename": "nope", "label": "Diagnosis"}), LABELS)
 
 
 def test_csv_without_patient_column_each_image_is_its_own_patient(tmp_path: Path) -> None:
@@ -306,13 +306,13 @@ def test_missing_file_reported_and_check_files_off(tmp_path: Path) -> None:
 
 def test_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"'gone'.*does not exist"):
-        inventory_source("gone", spec_for("ieee8023", tmp_path / "nope"), LABELS).images
+        inventory_source("gone", spec_for("ieee8023", tmp_path / "nope"), LABELS)
     tmp_path.joinpath("empty").mkdir()
     with pytest.raises(SourceError, match=r"metadata file .*metadata.csv"):
-        inventory_source("e", spec_for("ieee8023", tmp_path / "empty"), LABELS).images
+        inventory_source("e", spec_for("ieee8023", tmp_path / "empty"), LABELS)
     root = old_style(tmp_path / "old")
     with pytest.raises(SourceError, match="no image matches"):
-        inventory_source("old", spec_for("ieee8023", root, filters={"finding": "MERS"}), LABELS).images
+        inventory_source("old", spec_for("ieee8023", root, filters={"finding": "MERS"}), LABELS)
 
 
 def test_image_ids_unique_and_safe(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def test_patients_are_the_resampling_unit() -> None:
     rows = []
     for pat in range(10):
         correct = pat < 7
-        for img in range(10):
+        for _img in range(10):
             rows.append(
                 {
                     "patient_id": f"p{pat}",

@@ -69,7 +69,7 @@ def shared_figure(pairs: pd.DataFrame, raw_paths: dict[str, str], path: str | Pa
         ax.table(cellText=shown.values, colLabels=list(shown.columns), loc="center").scale(1, 1.3)
         ax.set_title("Images shared between sources (duplicate pairs per source pair)")
     for k, r in enumerate(examples):
-        for side, (img_id, src, view) in enumerate(((r.image_id_a, r.source_a, r.view_a),
+        for side, (img_id, src, _view) in enumerate(((r.image_id_a, r.source_a, r.view_a),
                                                     (r.image_id_b, r.source_b, r.view_b))):  # fmt: skip
             a = fig.add_subplot(grid[k + 1, side])
             a.imshow(_thumb(raw_paths.get(img_id, ""), thumb), cmap="gray", vmin=0, vmax=255)

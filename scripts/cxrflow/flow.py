@@ -141,8 +141,8 @@ def flow_figure(flow: Mapping[str, Any], path: str) -> None:
         for y, text in steps:
             ax.text(x, y, text, ha="center", va="center", fontsize=8, bbox=box)
         exclusions = [
-            (8.45, "not selected: %d" % f["not_selected"]["total"], f["not_selected"]["by_reason"]),
-            (6.75, "quarantined: %d" % f["quarantined"]["total"], f["quarantined"]["by_reason"]),
+            (8.45, f"not selected: {f['not_selected']['total']}", f["not_selected"]["by_reason"]),
+            (6.75, f"quarantined: {f['quarantined']['total']}", f["quarantined"]["by_reason"]),
         ]
         for y, head, reasons in exclusions:
             lines = [head] + [f"{k}: {n}" for k, n in list(reasons.items())[:4]]

@@ -87,7 +87,7 @@ def fold_columns_of(assignments: pd.DataFrame) -> list[str]:
 
 def group_uniform(seed: int, group: str) -> float:
     """Stable uniform in [0, 1): 53 bits of blake2b, exactly representable as float."""
-    digest = hashlib.blake2b(f"{seed}:{group}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest()
     return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
 
 
