@@ -246,3 +246,24 @@ def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFr
     assert (stricter.views_decoded, stricter.pairs_reused) == (0, 0)
     resized = check(originals[2:] + planted[2:], {**SETTINGS, "work_size": 96})  # a shaping setting
     assert (resized.views_decoded, resized.views_reused) == (12, 0)
+
+
+def test_cells_follow_content_not_collection_size(tmp_path: Path) -> None:
+    """The inverted file's cells stay put under a small update: their count is a power of two that
+    many collection sizes share, their training windows are those of the images with the smallest
+    digests (an image added after them changes nothing), and a fit is read back, not refitted."""
+    s = copies.Settings.from_config(SETTINGS)
+    assert copies.cell_count(19_999, s) == 1
+    assert {copies.cell_count(n * 162, s) for n in (900, 1000, 3000)} == {512}
+    owner, digests = np.repeat(np.arange(5), 3), ["d", "b", "e", "a", "c"]
+    sample = copies.cell_sample(owner, digests, 6)
+    assert sample.tolist() == [9, 10, 11, 3, 4, 5]  # images "a" and "b", every window of each
+    assert copies.cell_sample(np.repeat(np.arange(6), 3), [*digests, "f"], 6).tolist() == sample.tolist()
+    windows = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)
+    cache = copies_cache.CopyCache(tmp_path)
+    fitted = copies.fit_cells(windows, 16, 0, cache)
+    cache.save()
+    again = copies_cache.CopyCache(tmp_path)
+    np.testing.assert_array_equal(copies.fit_cells(windows, 16, 0, again), fitted)
+    np.testing.assert_array_equal(copies.fit_cells(windows, 16, 0), fitted)  # what a refit gives
+    assert len(list((tmp_path / "cells").glob("*.npy"))) == 1

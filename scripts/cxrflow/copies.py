@@ -61,6 +61,8 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b
                 "rotation_deg")  # fmt: skip
 # Below this many windows the index is one cell (exact search): k-means would cost more than it saves.
 _MIN_CELLED = 20_000
+# Windows per cell the k-means cells are fitted on.
+_CELL_SAMPLE = 40
 # Views whose thumbnails fit the PCA (enough for 32 components, few enough to stay small).
 _PCA_VIEWS = 400
 # Query images searched together, and windows kept per query and cell before reduction.
@@ -249,19 +251,62 @@ def projection_key(pca: PCA, s: Settings) -> str:
     return h.hexdigest()
 
 
+def cell_count(n_windows: int, s: Settings) -> int:
+    """Cells of the inverted file: ``cells_per_sqrt`` x sqrt(windows), rounded to the nearest power of
+    two (one cell below ``_MIN_CELLED`` windows), so that a small update keeps the count, and with it
+    the cells and every candidate list they shape."""
+    if n_windows < _MIN_CELLED:
+        return 1
+    return int(2 ** np.rint(np.log2(s.cells_per_sqrt * np.sqrt(n_windows))))
+
+
+def cell_sample(owner: np.ndarray, digests: Sequence[str], size: int) -> np.ndarray:
+    """Rows (windows) the k-means cells are fitted on: every window of the images with the smallest
+    work-image digests (``pca_sample``'s order), until ``size`` windows. Chosen by content, like the
+    PCA's sample, so an update moves the cells only when it adds or removes one of these images."""
+    starts = np.searchsorted(owner, np.arange(len(digests) + 1))
+    rows: list[np.ndarray] = []
+    taken = 0
+    for i in sorted(range(len(digests)), key=lambda k: digests[k]):
+        rows.append(np.arange(starts[i], starts[i + 1]))
+        taken += starts[i + 1] - starts[i]
+        if taken >= size:
+            break
+    return np.concatenate(rows)[:size]
+
+
+def fit_cells(sample: np.ndarray, n_cells: int, seed: int, cache: CopyCache | None = None) -> np.ndarray:
+    """k-means centroids (float32) of the window sample; with ``cache``, a fit of the same sample and
+    count is read back (the fit is a function of exactly these, so it is what a refit would give)."""
+    key = ""
+    if cache is not None:
+        h = hashlib.blake2b(np.ascontiguousarray(sample).tobytes(), digest_size=16)
+        h.update(json.dumps([n_cells, seed, len(sample)]).encode())
+        key = h.hexdigest()
+        hit = cache.get_cells(key)
+        if hit is not None and hit.shape == (n_cells, sample.shape[1]):
+            return hit
+    km = MiniBatchKMeans(n_clusters=n_cells, random_state=seed, n_init=1, batch_size=4096, max_iter=20)
+    centroids = km.fit(sample).cluster_centers_.astype(np.float32)
+    if cache is not None:
+        cache.put_cells(key, centroids)
+    return centroids
+
+
 def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: int = 0,
                 digests: Sequence[str] | None = None, cache: CopyCache | None = None,
                 keys: Sequence[str] = ()) -> Index:  # fmt: skip
     """Window thumbnails of all views, PCA-compressed (fitted on ``pca_sample``, then applied image by
-    image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells; the query
+    image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells
+    (``cell_count`` of them, fitted on ``cell_sample``); the query
     windows are projected on the way (``Index.queries``). ``digests``: ``view_digests(works)``, when
     the caller has them; with ``cache`` (content keys in ``keys``), an image's descriptors under the
     same projection are read back, not computed."""
     boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
     qboxes = query_boxes(s.work_size, s.query_crop)
-    rng = np.random.default_rng(seed)
     views = [(i, v) for i, w in enumerate(works) for v, name in enumerate(VIEWS) if name in w]
-    sample = pca_sample(works, view_digests(works) if digests is None else digests)
+    digests = view_digests(works) if digests is None else digests
+    sample = pca_sample(works, digests)
     fit = np.concatenate([thumbnails(works[i][VIEWS[v]], boxes, s.thumb) for i, v in sample])
     pca = PCA(n_components=min(s.dims, *fit.shape), whiten=True, random_state=seed).fit(fit)
     projection = projection_key(pca, s) if cache is not None else ""
@@ -285,11 +330,10 @@ def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: in
                       np.tile(qboxes, (sum(len(p) for p in q_parts) // len(qboxes), 1)))  # fmt: skip
     owner = np.repeat([i for i, _ in views], len(boxes))
     view = np.repeat([v for _, v in views], len(boxes))
-    n_cells = 1 if len(vectors) < _MIN_CELLED else int(s.cells_per_sqrt * np.sqrt(len(vectors)))
+    n_cells = cell_count(len(vectors), s)
     if n_cells > 1:
-        km = MiniBatchKMeans(n_clusters=n_cells, random_state=seed, n_init=1, batch_size=4096, max_iter=20)
-        km.fit(vectors[rng.choice(len(vectors), size=min(len(vectors), 40 * n_cells), replace=False)].astype(np.float32))
-        centroids = km.cluster_centers_.astype(np.float32)
+        rows = cell_sample(owner, digests, _CELL_SAMPLE * n_cells)
+        centroids = fit_cells(vectors[rows].astype(np.float32), n_cells, seed, cache)
         cell = np.concatenate([np.argmax(vectors[k : k + 65536].astype(np.float32) @ centroids.T, axis=1)
                                for k in range(0, len(vectors), 65536)])  # fmt: skip
     else:

@@ -1,6 +1,6 @@
 """What the copy search remembers between runs, so that a dataset update costs what changed.
 
-Three stores under one folder (``results/cache/copies/`` in the workflow), both safe to delete at
+Four stores under one folder (``results/cache/copies/`` in the workflow), all safe to delete at
 any time (the next run recomputes what is missing, with the same result):
 
 - *views*: each image's two work images (raw file and cropped image at ``work_size``) and the
@@ -12,14 +12,18 @@ any time (the next run recomputes what is missing, with the same result):
 - *descriptors*: each image's window and query vectors (what the index and the search read),
   keyed by its content key and the projection they were made with (the PCA and the window
   settings); a projection that moves (``copies.pca_sample``) makes them again.
+- *cells*: the k-means centroids of the inverted file, keyed by the window sample they were fitted
+  on (``copies.cell_sample``: the windows of the images with the smallest digests) and their count
+  (a power of two), so that an update that leaves the sample alone reuses the cells, and with them
+  the candidate lists.
 - *pairs*: each verified candidate pair's alignment (score, warp, overlap, views), keyed by the two
   content keys, the window match it started from and the verification settings (``min_score``,
   ``highpass_sigma``). The alignment is a function of exactly these, so a stored one is what a
   run from scratch would compute.
 
-The PCA and the k-means cells are fitted on every run (the PCA on a content-chosen sample of
-~200 images, so it rarely moves): cheap next to decoding and aligning, and refitting them is what
-keeps the candidates those of a run from scratch. Entries not used by a run (removed images, other settings) are dropped when it ends.
+The PCA is fitted on every run, on a content-chosen sample of ~200 images (cheap next to decoding
+and aligning); the cells are fitted on a content-chosen sample too, so both rarely move, and a
+stored fit is exactly the refit a run from scratch would make. Entries not used by a run (removed images, other settings) are dropped when it ends.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class CopyCache:
         self._pairs_used: dict[tuple, tuple] = {}
         self._views_used: set[str] = set()
         self._descriptors_used: set[tuple[str, str]] = set()
+        self._cells_used: set[str] = set()
         self.descriptors_computed = 0
         self.descriptors_reused = 0
         self.views_decoded = 0
@@ -160,6 +165,25 @@ class CopyCache:
         self._descriptors_used.add((projection, key))
         self.descriptors_computed += 1
 
+    # ---------------------------------------------------------------- cells
+    def _cells_path(self, key: str) -> Path:
+        return self.root / "cells" / f"{key}.npy"
+
+    def get_cells(self, key: str) -> np.ndarray | None:
+        """The k-means centroids fitted on one window sample (its key: ``copies.fit_cells``), or None."""
+        try:
+            centroids = np.load(self._cells_path(key), allow_pickle=False)
+        except Exception:  # noqa: BLE001 (missing or damaged: fitted again)
+            return None
+        self._cells_used.add(key)
+        return centroids
+
+    def put_cells(self, key: str, centroids: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(centroids, np.float32))
+        atomic_write_bytes(self._cells_path(key), buf.getvalue())
+        self._cells_used.add(key)
+
     # ---------------------------------------------------------------- pairs
     def get_pair(self, key: tuple) -> tuple | None:
         hit = self._pairs.get(key)
@@ -182,6 +206,11 @@ class CopyCache:
                 for path in sub.glob("*.bin"):
                     if path.stem not in self._views_used:
                         path.unlink(missing_ok=True)
+        cells = self.root / "cells"
+        if cells.is_dir():
+            for path in cells.glob("*.npy"):
+                if path.stem not in self._cells_used:
+                    path.unlink(missing_ok=True)
         projections = {p for p, _ in self._descriptors_used}
         described = self.root / "descriptors"
         if described.is_dir():
