@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cxrflow import copies, copy_groups
+from cxrflow import copies, copy_groups, copy_index
 from cxrflow.decode import decode_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=3000, help="images in the timing run")
     parser.add_argument("--workers", type=int, default=2, help="processes that decode and align (find_copies)")
     args = parser.parse_args()
-    settings = copies.schema_defaults()
+    settings = copy_index.schema_defaults()
     if args.min_score is not None:
         settings["min_score"] = args.min_score
     print(f"cores: {os.cpu_count()}, workers: {args.workers}, load: {os.getloadavg()[0]:.1f}, settings: {settings}")

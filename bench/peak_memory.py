@@ -49,11 +49,11 @@ print(json.dumps(status))
 COPIES = """
 import json, sys
 from pathlib import Path
-from cxrflow import copies
+from cxrflow import copies, copy_index
 # Only images the crop passed reach the copy search (cxrflow.copy_groups): the bomb is not one of them.
 paths = [p for p in json.loads(Path(sys.argv[1]).read_text()) if not p.endswith("bomb.png")]
 pairs = copies.find_copies([f"i{i}" for i in range(len(paths))], paths, [None] * len(paths),
-                           copies.schema_defaults(), int(sys.argv[2]))
+                           copy_index.schema_defaults(), int(sys.argv[2]))
 print(json.dumps({"pairs": len(pairs)}))
 """
 

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrflow import copies, copies_figure, copy_groups
+from cxrflow import copies, copies_figure, copy_groups, copy_index
+from cxrflow.decode import ImageError
 from cxrflow import copy_cache as copies_cache
 
-SETTINGS = copies.schema_defaults()
+SETTINGS = copy_index.schema_defaults()
 # ieee8023 files that are one radiograph under two names (judged by eye on the side-by-side
 # figure, docs/audits.md): pairs among them or their seed copies are true duplicates.
 KNOWN_SAME = [set(names) for names in json.loads((Path(__file__).parent / "data" / "ieee8023_known_same.json").read_text())]
@@ -113,7 +114,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         copies.find_copies(["a"], [], [], SETTINGS)
     with pytest.raises(ValueError, match="unique"):
         copies.find_copies(["a", "a"], [None, None], [None, None], SETTINGS)
-    with pytest.raises(copies.ImageError, match="neither"):
+    with pytest.raises(ImageError, match="neither"):
         copies.find_copies(["a"], [tmp_path / "missing.png"], [None], SETTINGS)
 
 
@@ -252,18 +253,18 @@ def test_cells_follow_content_not_collection_size(tmp_path: Path) -> None:
     """The inverted file's cells stay put under a small update: their count is a power of two that
     many collection sizes share, their training windows are those of the images with the smallest
     digests (an image added after them changes nothing), and a fit is read back, not refitted."""
-    s = copies.Settings.from_config(SETTINGS)
-    assert copies.cell_count(19_999, s) == 1
-    assert {copies.cell_count(n * 162, s) for n in (900, 1000, 3000)} == {512}
+    s = copy_index.Settings.from_config(SETTINGS)
+    assert copy_index.cell_count(19_999, s) == 1
+    assert {copy_index.cell_count(n * 162, s) for n in (900, 1000, 3000)} == {512}
     owner, digests = np.repeat(np.arange(5), 3), ["d", "b", "e", "a", "c"]
-    sample = copies.cell_sample(owner, digests, 6)
+    sample = copy_index.cell_sample(owner, digests, 6)
     assert sample.tolist() == [9, 10, 11, 3, 4, 5]  # images "a" and "b", every window of each
-    assert copies.cell_sample(np.repeat(np.arange(6), 3), [*digests, "f"], 6).tolist() == sample.tolist()
+    assert copy_index.cell_sample(np.repeat(np.arange(6), 3), [*digests, "f"], 6).tolist() == sample.tolist()
     windows = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)
     cache = copies_cache.CopyCache(tmp_path)
-    fitted = copies.fit_cells(windows, 16, 0, cache)
+    fitted = copy_index.fit_cells(windows, 16, 0, cache)
     cache.save()
     again = copies_cache.CopyCache(tmp_path)
-    np.testing.assert_array_equal(copies.fit_cells(windows, 16, 0, again), fitted)
-    np.testing.assert_array_equal(copies.fit_cells(windows, 16, 0), fitted)  # what a refit gives
+    np.testing.assert_array_equal(copy_index.fit_cells(windows, 16, 0, again), fitted)
+    np.testing.assert_array_equal(copy_index.fit_cells(windows, 16, 0), fitted)  # what a refit gives
     assert len(list((tmp_path / "cells").glob("*.npy"))) == 1

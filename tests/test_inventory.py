@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
 
-from cxrflow.copies import load_views
+from cxrflow.copy_index import load_views
 from cxrflow.decode import ImageError, decode_image
 from cxrflow.preprocess import process_image
 from cxrflow.sources import inventory_source
@@ -168,7 +168,7 @@ def test_a_real_bomb_is_never_decoded(tmp_path: Path) -> None:
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
                                         + png_chunk(b"IEND", b""))  # fmt: skip
-    code = ("import resource, sys\nfrom cxrflow.copies import load_views\nfrom cxrflow.decode import ImageError\n"
+    code = ("import resource, sys\nfrom cxrflow.copy_index import load_views\nfrom cxrflow.decode import ImageError\n"
             "from cxrflow.preprocess import process_image\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "r = process_image('b', sys.argv[1], sys.argv[2] + '/b.png', sys.argv[2] + '/b.json', size=32, "
             "black_threshold=40, black_fraction=0.5, protect=(0.2, 0.8), interpolation='area', min_side=8, "

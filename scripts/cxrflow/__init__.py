@@ -10,8 +10,9 @@ Modules by stage (each module's docstring says why it exists):
 * crop: ``decode`` (bytes -> 8-bit array), ``crop`` (black-bar crop), ``preprocess``
   (one image end to end), ``crop_batches`` and ``crop_listings`` (batched crop jobs),
   ``crop_jobs`` (the crop and manifest jobs), ``manifest``
-* split: ``split``, ``copy_groups`` (copies kept in one split), ``copies`` (copy search),
-  ``copy_cache`` (what the copy search remembers between runs),
+* split: ``split``, ``copy_groups`` (copies kept in one split), ``copies`` (the copy search: both stages,
+  the worker pool), ``copy_index`` (views, window thumbnails, candidate index), ``copy_align``
+  (a candidate pair aligned and scored), ``copy_cache`` (what the copy search remembers),
   ``copies_figure``, ``external`` (held-out sources), ``nested`` (nested CV)
 * train: ``data``, ``augment``, ``model``, ``train``, ``bank`` (features of augmented
   views through a frozen base, computed once)

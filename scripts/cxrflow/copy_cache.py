@@ -11,9 +11,9 @@ any time (the next run recomputes what is missing, with the same result):
   read again either.
 - *descriptors*: each image's window and query vectors (what the index and the search read),
   keyed by its content key and the projection they were made with (the PCA and the window
-  settings); a projection that moves (``copies.pca_sample``) makes them again.
+  settings); a projection that moves (``copy_index.pca_sample``) makes them again.
 - *cells*: the k-means centroids of the inverted file, keyed by the window sample they were fitted
-  on (``copies.cell_sample``: the windows of the images with the smallest digests) and their count
+  on (``copy_index.cell_sample``: the windows of the images with the smallest digests) and their count
   (a power of two), so that an update that leaves the sample alone reuses the cells, and with them
   the candidate lists.
 - *pairs*: each verified candidate pair's alignment (score, warp, overlap, views), keyed by the two
@@ -170,7 +170,7 @@ class CopyCache:
         return self.root / "cells" / f"{key}.npy"
 
     def get_cells(self, key: str) -> np.ndarray | None:
-        """The k-means centroids fitted on one window sample (its key: ``copies.fit_cells``), or None."""
+        """The k-means centroids fitted on one window sample (its key: ``copy_index.fit_cells``), or None."""
         try:
             centroids = np.load(self._cells_path(key), allow_pickle=False)
         except Exception:  # noqa: BLE001 (missing or damaged: fitted again)
