@@ -58,14 +58,27 @@ def opencv_rates(batch: np.ndarray, threads: list[int], batch_size: int, repeats
     from cxrflow.model import preprocess_batch
 
     cv2.setNumThreads(1)  # parallelism comes from PyDataset worker threads, one image per warp
-    out = {"opencv warp, 1 thread": rate(lambda: augment_batch(batch, np.random.default_rng(0), AUGMENTATION),
-                                         len(batch), repeats)}
-    data = AugmentedBatches(batch, np.zeros(len(batch), int), 2, batch_size, lambda x: preprocess_batch("vgg19", x),
-                            AUGMENTATION, seed=0, shuffle=True)
+    out = {
+        "opencv warp, 1 thread": rate(
+            lambda: augment_batch(batch, np.random.default_rng(0), AUGMENTATION), len(batch), repeats
+        )
+    }
+    data = AugmentedBatches(
+        batch,
+        np.zeros(len(batch), int),
+        2,
+        batch_size,
+        lambda x: preprocess_batch("vgg19", x),
+        AUGMENTATION,
+        seed=0,
+        shuffle=True,
+    )
     for n in threads:
         with ThreadPoolExecutor(n) as pool:
+
             def all_batches() -> None:
                 list(pool.map(data.__getitem__, range(len(data))))
+
             out[f"PyDataset batches (warp+RGB+preprocess), {n} thread(s)"] = rate(all_batches, len(batch), repeats)
     return out
 
@@ -74,18 +87,22 @@ def keras_layers_rate(n: int, size: int, batch_size: int) -> float:
     """Runs inside a subprocess whose KERAS_BACKEND is already set; one timed pass (some backends manage ~2 img/s)."""
     import keras
 
-    layers = keras.Sequential([
-        keras.layers.RandomRotation(AUGMENTATION["rotation"] / 360, fill_mode="constant", seed=1),
-        keras.layers.RandomTranslation(AUGMENTATION["height_shift"], AUGMENTATION["width_shift"],
-                                       fill_mode="constant", seed=2),
-        keras.layers.RandomZoom(AUGMENTATION["zoom"], fill_mode="constant", seed=3),
-        keras.layers.RandomFlip("horizontal", seed=4),
-    ])
+    layers = keras.Sequential(
+        [
+            keras.layers.RandomRotation(AUGMENTATION["rotation"] / 360, fill_mode="constant", seed=1),
+            keras.layers.RandomTranslation(
+                AUGMENTATION["height_shift"], AUGMENTATION["width_shift"], fill_mode="constant", seed=2
+            ),
+            keras.layers.RandomZoom(AUGMENTATION["zoom"], fill_mode="constant", seed=3),
+            keras.layers.RandomFlip("horizontal", seed=4),
+        ]
+    )
     x = np.repeat(images(n, size).astype(np.float32), 3, axis=-1)
 
     def run() -> None:
         for start in range(0, n, batch_size):
-            keras.ops.convert_to_numpy(layers(x[start:start + batch_size], training=True))
+            keras.ops.convert_to_numpy(layers(x[start : start + batch_size], training=True))
+
     return rate(run, n, repeats=1)
 
 
@@ -104,8 +121,10 @@ def main() -> None:
         print(json.dumps(keras_layers_rate(args.images, args.size, args.batch_size)))
         return
 
-    print(f"{args.images} images {args.size}x{args.size}, batch {args.batch_size}, {os.cpu_count()} CPU cores, "
-          f"augmentation {AUGMENTATION}")
+    print(
+        f"{args.images} images {args.size}x{args.size}, batch {args.batch_size}, {os.cpu_count()} CPU cores, "
+        f"augmentation {AUGMENTATION}"
+    )
     results = opencv_rates(images(args.images, args.size), sorted(set(args.threads)), args.batch_size, args.repeats)
     for backend in BACKENDS:
         name = f"Keras random layers, {backend} backend"
@@ -114,12 +133,26 @@ def main() -> None:
             continue
         try:
             child = subprocess.run(
-                [sys.executable, __file__, "--keras-layers-only", "--images", str(args.keras_images),
-                 "--size", str(args.size), "--batch-size", str(args.batch_size)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--keras-layers-only",
+                    "--images",
+                    str(args.keras_images),
+                    "--size",
+                    str(args.size),
+                    "--batch-size",
+                    str(args.batch_size),
+                ],
                 env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                capture_output=True, text=True, timeout=args.timeout)
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+            )
         except subprocess.TimeoutExpired:
-            print(f"{name}: over {args.timeout:.0f} s for {args.keras_images} images (< {args.keras_images / args.timeout:.1f} img/s)")
+            print(
+                f"{name}: over {args.timeout:.0f} s for {args.keras_images} images (< {args.keras_images / args.timeout:.1f} img/s)"
+            )
             continue
         if child.returncode != 0:
             print(f"{name}: failed ({child.stderr.strip().splitlines()[-1:]})")
@@ -130,12 +163,17 @@ def main() -> None:
         print(f"{name:<{width}}  {value:9.0f} img/s")
     best_keras = max((v for k, v in results.items() if k.startswith("Keras")), default=None)
     single = results["opencv warp, 1 thread"]
-    print("\nWe use the OpenCV warp in a keras.utils.PyDataset (cxrflow.augment.AugmentedBatches): one "
-          "cv2.warpAffine per image, seeded per (seed, epoch, batch), built on CPU worker threads while the "
-          "accelerator runs the model, so augmentation overlaps training instead of serialising with it. "
-          + (f"Here one thread warps {single / best_keras:.1f}x as fast as the best Keras-layer backend; "
-             if best_keras else "")
-          + "on one H100 the Keras layers held VGG19 training to 268-298 img/s against ~3,200 img/s forward.")
+    print(
+        "\nWe use the OpenCV warp in a keras.utils.PyDataset (cxrflow.augment.AugmentedBatches): one "
+        "cv2.warpAffine per image, seeded per (seed, epoch, batch), built on CPU worker threads while the "
+        "accelerator runs the model, so augmentation overlaps training instead of serialising with it. "
+        + (
+            f"Here one thread warps {single / best_keras:.1f}x as fast as the best Keras-layer backend; "
+            if best_keras
+            else ""
+        )
+        + "on one H100 the Keras layers held VGG19 training to 268-298 img/s against ~3,200 img/s forward."
+    )
 
 
 if __name__ == "__main__":

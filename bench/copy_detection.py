@@ -41,7 +41,12 @@ IEEE = DATA / "ieee8023-covid-chestxray-2020-03-24"
 SEED = DATA / "seed-covid19-detection" / "covid_adjusted"
 # ieee8023 files that are one radiograph under two names (judged by eye on the side-by-side
 # figure, docs/audits.md): pairs among them or their seed copies are true duplicates.
-KNOWN_SAME = [set(names) for names in json.loads((Path(__file__).resolve().parents[1] / "tests" / "data" / "ieee8023_known_same.json").read_text())]
+KNOWN_SAME = [
+    set(names)
+    for names in json.loads(
+        (Path(__file__).resolve().parents[1] / "tests" / "data" / "ieee8023_known_same.json").read_text()
+    )
+]
 OUT = Path(__file__).resolve().parent / "out"
 CLASSES = ("crop", "resize_aspect", "jpeg", "contrast", "rotate", "grey_rgb", "all")
 
@@ -112,8 +117,13 @@ def planted(args: argparse.Namespace, settings: dict) -> None:
                 origin.append(f.name)
                 kinds.append(kind)
         start = time.perf_counter()
-        pairs = copies.find_copies(ids, paths, [None] * len(ids),
-                                   {**settings, "min_score": min(args.sweep + [settings["min_score"]])}, args.workers)
+        pairs = copies.find_copies(
+            ids,
+            paths,
+            [None] * len(ids),
+            {**settings, "min_score": min(args.sweep + [settings["min_score"]])},
+            args.workers,
+        )
         seconds = time.perf_counter() - start
     org = dict(zip(ids, origin))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -250,8 +260,12 @@ def main() -> None:
     parser.add_argument("--originals", type=int, default=40, help="originals that get copies")
     parser.add_argument("--copies", type=int, default=5, help="copies per original")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sweep", type=lambda v: [float(x) for x in v.split(",")],
-                        default=[0.55, 0.6, 0.65, 0.7, 0.75, 0.8], help="min_score values to tabulate")
+    parser.add_argument(
+        "--sweep",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[0.55, 0.6, 0.65, 0.7, 0.75, 0.8],
+        help="min_score values to tabulate",
+    )
     parser.add_argument("--min-score", type=float, default=None, help="instead of the config default")
     parser.add_argument("--only", choices=("planted", "twins", "negatives", "scale"), default=None)
     parser.add_argument("--scale", type=int, default=3000, help="images in the timing run")

@@ -28,9 +28,7 @@ from cxrflow.crop import crop_black_bars, resize_square  # noqa: E402
 from cxrflow.preprocess import process_image  # noqa: E402
 
 SIDE = 1024
-SETTINGS = dict(
-    size=224, black_threshold=40, black_fraction=0.5, protect=(0.195, 0.781), interpolation="area"
-)
+SETTINGS = dict(size=224, black_threshold=40, black_fraction=0.5, protect=(0.195, 0.781), interpolation="area")
 
 
 def synthetic_xray(rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -80,9 +78,7 @@ def main() -> None:
 
         crop_ms = ms_per_item(ours, len(decoded))
         naive_n = min(args.naive_images, len(decoded))
-        naive_ms = (
-            ms_per_item(lambda i: naive_crop(decoded[i]), naive_n) if naive_n else float("nan")
-        )
+        naive_ms = ms_per_item(lambda i: naive_crop(decoded[i]), naive_n) if naive_n else float("nan")
 
         def floor(i: int) -> None:
             img = cv2.imread(str(paths[i]), cv2.IMREAD_UNCHANGED)

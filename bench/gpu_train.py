@@ -38,8 +38,11 @@ def device_lines(backend: str) -> list[str]:
     """nvidia-smi's view plus the backend's own device list (bench only: backend calls are fine here)."""
     lines = []
     if shutil.which("nvidia-smi"):
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True)
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        )
         lines.append(f"nvidia-smi: {smi.stdout.strip() or smi.stderr.strip()}")
     else:
         lines.append("nvidia-smi: not found (no NVIDIA driver)")
@@ -67,8 +70,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=ORIGINAL_TRAIN_IMAGES * 4)
     parser.add_argument("--epochs", type=int, default=4, help="the first is warm-up (compilation)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--no-augmentation", action="store_true",
-                        help="all augmentation off: does the augmentation limit the training rate?")
+    parser.add_argument(
+        "--no-augmentation",
+        action="store_true",
+        help="all augmentation off: does the augmentation limit the training rate?",
+    )
     parser.add_argument("--feed", choices=["host", "in_step"], default="host")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32")
     parser.add_argument("--steps-per-execution", type=int, default=1)
@@ -84,17 +90,25 @@ def main() -> None:
     from cxrflow.train import ThroughputLog, compile_model
 
     original = schema_default_experiment()
-    experiment = {**original, "weights": "none", "backend": args.backend, "epochs": args.epochs,
-                  "precision": args.precision, "steps_per_execution": args.steps_per_execution}
+    experiment = {
+        **original,
+        "weights": "none",
+        "backend": args.backend,
+        "epochs": args.epochs,
+        "precision": args.precision,
+        "steps_per_execution": args.steps_per_execution,
+    }
     experiment["arch"] = args.arch or original["arch"]
     experiment["image_size"] = args.image_size or original["image_size"]
     augmentation = None if args.no_augmentation else experiment["augmentation"]  # None: no warp at all
     size, batch_size = experiment["image_size"], experiment["batch_size"]
     print("\n".join(device_lines(args.backend)))
-    print(f"keras {keras.__version__} backend={keras.backend.backend()} arch={experiment['arch']} "
-          f"image_size={size} batch={batch_size} images={args.images} workers={args.workers} "
-          f"augmentation={augmentation} feed={args.feed} precision={args.precision} "
-          f"steps_per_execution={args.steps_per_execution}")
+    print(
+        f"keras {keras.__version__} backend={keras.backend.backend()} arch={experiment['arch']} "
+        f"image_size={size} batch={batch_size} images={args.images} workers={args.workers} "
+        f"augmentation={augmentation} feed={args.feed} precision={args.precision} "
+        f"steps_per_execution={args.steps_per_execution}"
+    )
 
     keras.config.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(experiment["seed"])
@@ -102,14 +116,25 @@ def main() -> None:
     images = rng.integers(0, 256, (args.images, size, size, 1), dtype=np.uint8)
     labels = rng.integers(0, 2, args.images)
     model = build_model(experiment, 2)
-    trained = compile_model(build_step_model(model, experiment["arch"]) if args.feed == "in_step" else model,
-                            experiment)
+    trained = compile_model(
+        build_step_model(model, experiment["arch"]) if args.feed == "in_step" else model, experiment
+    )
 
     def preprocess(x):
         return preprocess_batch(experiment["arch"], x)
 
-    data = AugmentedBatches(images, labels, 2, batch_size, preprocess, augmentation,
-                            seed=experiment["seed"], shuffle=True, workers=args.workers, in_step=args.feed == "in_step")
+    data = AugmentedBatches(
+        images,
+        labels,
+        2,
+        batch_size,
+        preprocess,
+        augmentation,
+        seed=experiment["seed"],
+        shuffle=True,
+        workers=args.workers,
+        in_step=args.feed == "in_step",
+    )
 
     class PrintLog:
         def info(self, message: str, *values) -> None:
@@ -127,13 +152,17 @@ def main() -> None:
         keras.ops.convert_to_numpy(model.predict_on_batch(x))
     forward_rate = n_batches * batch_size / (time.perf_counter() - start)
 
-    print(f"train images/s (mean of epochs 2..{args.epochs}, {'augmentation on' if augmentation else 'no augmentation'}): "
-          + (f"{train_rate:.1f}" if train_rate else "n/a (need --epochs >= 2)"))
+    print(
+        f"train images/s (mean of epochs 2..{args.epochs}, {'augmentation on' if augmentation else 'no augmentation'}): "
+        + (f"{train_rate:.1f}" if train_rate else "n/a (need --epochs >= 2)")
+    )
     print(f"forward-only images/s (predict_on_batch, preprocessed batch of {batch_size}): {forward_rate:.1f}")
     if train_rate:
         seconds = original["epochs"] * ORIGINAL_TRAIN_IMAGES / train_rate
-        print(f"projected original experiment ({original['epochs']} epochs x {ORIGINAL_TRAIN_IMAGES} images, "
-              f"{experiment['arch']} {size}px, validation not counted): {seconds / 60:.1f} min")
+        print(
+            f"projected original experiment ({original['epochs']} epochs x {ORIGINAL_TRAIN_IMAGES} images, "
+            f"{experiment['arch']} {size}px, validation not counted): {seconds / 60:.1f} min"
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,13 @@ def truth(mean_pos: float) -> dict[str, float]:
     tp, fn, fp, tn = pi * sens, pi * (1 - sens), (1 - pi) * (1 - spec), (1 - pi) * spec
     f1_pos = 2 * tp / (2 * tp + fp + fn)
     f1_neg = 2 * tn / (2 * tn + fn + fp)
-    return {"accuracy": tp + tn, "sensitivity": sens, "F1 (COVID-19)": f1_pos, "macro F1": (f1_pos + f1_neg) / 2,
-            "ROC AUC": norm.cdf(mean_pos / (np.sqrt(2) * sd))}
+    return {
+        "accuracy": tp + tn,
+        "sensitivity": sens,
+        "F1 (COVID-19)": f1_pos,
+        "macro F1": (f1_pos + f1_neg) / 2,
+        "ROC AUC": norm.cdf(mean_pos / (np.sqrt(2) * sd)),
+    }
 
 
 def simulated_set(n_patients: int, mean_pos: float, rng: np.random.Generator) -> pd.DataFrame:
@@ -56,9 +61,16 @@ def simulated_set(n_patients: int, mean_pos: float, rng: np.random.Generator) ->
     score = np.where(y == 0, mean_pos, 0.0) + rng.normal(0, SD_PATIENT, n_patients)[patient]
     score = score + rng.normal(0, SD_IMAGE, len(patient))
     prob = 1 / (1 + np.exp(-(score - THRESHOLD)))
-    return pd.DataFrame({"image_id": np.arange(len(patient)).astype(str), "patient_id": patient.astype(str),
-                         "true_label": np.array(CLASSES)[y], "predicted_label": np.array(CLASSES)[(prob <= 0.5) * 1],
-                         "prob_COVID-19": prob, "prob_Normal": 1 - prob})
+    return pd.DataFrame(
+        {
+            "image_id": np.arange(len(patient)).astype(str),
+            "patient_id": patient.astype(str),
+            "true_label": np.array(CLASSES)[y],
+            "predicted_label": np.array(CLASSES)[(prob <= 0.5) * 1],
+            "prob_COVID-19": prob,
+            "prob_Normal": 1 - prob,
+        }
+    )
 
 
 def coverage(sizes: list[int], sims: int, n_boot: int, seed: int) -> pd.DataFrame:
@@ -69,8 +81,9 @@ def coverage(sizes: list[int], sims: int, n_boot: int, seed: int) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _coverage(scenario: str, mean_pos: float, sizes: list[int], sims: int, n_boot: int,
-              rng: np.random.Generator) -> list[dict]:
+def _coverage(
+    scenario: str, mean_pos: float, sizes: list[int], sims: int, n_boot: int, rng: np.random.Generator
+) -> list[dict]:
     true = truth(mean_pos)
     rows = []
     for n in sizes:
@@ -78,17 +91,29 @@ def _coverage(scenario: str, mean_pos: float, sizes: list[int], sims: int, n_boo
         width = {k: [] for k in true}
         for s in range(sims):
             ci = metric_intervals(simulated_set(n, mean_pos, rng), CLASSES, n_boot=n_boot, seed=s, level=0.95)
-            got = {"accuracy": ci["accuracy"], "sensitivity": ci["per_class"]["COVID-19"]["recall"],
-                   "F1 (COVID-19)": ci["per_class"]["COVID-19"]["f1"], "macro F1": ci["macro_f1"],
-                   "ROC AUC": ci["per_class"]["COVID-19"]["roc_auc"]}
+            got = {
+                "accuracy": ci["accuracy"],
+                "sensitivity": ci["per_class"]["COVID-19"]["recall"],
+                "F1 (COVID-19)": ci["per_class"]["COVID-19"]["f1"],
+                "macro F1": ci["macro_f1"],
+                "ROC AUC": ci["per_class"]["COVID-19"]["roc_auc"],
+            }
             for k, iv in got.items():
                 ok = np.isfinite(iv["low"]) and np.isfinite(iv["high"])
                 hits[k].append(bool(ok and iv["low"] <= true[k] <= iv["high"]))
                 width[k].append(iv["high"] - iv["low"] if ok else np.nan)
         for k in true:
-            rows.append({"scenario": scenario, "quantity": k, "method": got[k]["method"], "patients": n,
-                         "true": round(true[k], 3), "coverage": float(np.mean(hits[k])),
-                         "mean width": float(np.nanmean(width[k]))})
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "quantity": k,
+                    "method": got[k]["method"],
+                    "patients": n,
+                    "true": round(true[k], 3),
+                    "coverage": float(np.mean(hits[k])),
+                    "mean width": float(np.nanmean(width[k])),
+                }
+            )
     return rows
 
 
@@ -109,15 +134,31 @@ def verdicts(sizes: list[int], sims: int, n_boot: int, seed: int, control: float
                 right = rng.random(len(y)) < p_right
                 pred = np.where(right, y, 1 - y)
                 prob = np.where(pred == 0, 0.9, 0.1)
-                return pd.DataFrame({"image_id": np.arange(len(y)).astype(str), "patient_id": patient.astype(str),
-                                     "true_label": np.array(CLASSES)[y], "predicted_label": np.array(CLASSES)[pred],
-                                     "prob_COVID-19": prob, "prob_Normal": 1 - prob})
+                return pd.DataFrame(
+                    {
+                        "image_id": np.arange(len(y)).astype(str),
+                        "patient_id": patient.astype(str),
+                        "true_label": np.array(CLASSES)[y],
+                        "predicted_label": np.array(CLASSES)[pred],
+                        "prob_COVID-19": prob,
+                        "prob_Normal": 1 - prob,
+                    }
+                )
 
-            result = shortcut_audit(table(0.97), table(control), CLASSES, settings,
-                                    {"n": n_boot, "seed": s, "level": 0.95})
+            result = shortcut_audit(
+                table(0.97), table(control), CLASSES, settings, {"n": n_boot, "seed": s, "level": 0.95}
+            )
             counts[result["verdict"]] = counts.get(result["verdict"], 0) + 1
-        rows.append({"control right on": control, "patients": n, **{v: counts.get(v, 0) / sims for v in
-                                       ("no shortcut", "inconclusive", "borders informative", "shortcut")}})
+        rows.append(
+            {
+                "control right on": control,
+                "patients": n,
+                **{
+                    v: counts.get(v, 0) / sims
+                    for v in ("no shortcut", "inconclusive", "borders informative", "shortcut")
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -132,16 +173,23 @@ def main() -> None:
     start = time.perf_counter()
     table = coverage([10, 20, 40], args.sims, args.n_boot, args.seed)
     print(f"Coverage of nominal 95% intervals, {args.sims} simulated test sets per size\n")
-    print(table.pivot_table(index=["scenario", "quantity", "true"], columns="patients", values="coverage")
-          .round(3).to_markdown())
+    print(
+        table.pivot_table(index=["scenario", "quantity", "true"], columns="patients", values="coverage")
+        .round(3)
+        .to_markdown()
+    )
     print("\nMean width\n")
-    print(table.pivot_table(index=["scenario", "quantity"], columns="patients", values="mean width")
-          .round(3).to_markdown())
+    print(
+        table.pivot_table(index=["scenario", "quantity"], columns="patients", values="mean width")
+        .round(3)
+        .to_markdown()
+    )
     print("\nMethods\n")
     print(table.drop_duplicates("quantity")[["quantity", "method"]].to_markdown(index=False))
     print(f"\nVerdicts, model right on 97% of images, {args.verdict_sims} simulated test sets per size and control\n")
-    table = pd.concat([verdicts([12, 20, 40], args.verdict_sims, args.n_boot, args.seed, control)
-                       for control in (0.75, 0.5)])
+    table = pd.concat(
+        [verdicts([12, 20, 40], args.verdict_sims, args.n_boot, args.seed, control) for control in (0.75, 0.5)]
+    )
     print(table.round(3).to_markdown(index=False))
     print(f"\n{time.perf_counter() - start:.0f} s")
 

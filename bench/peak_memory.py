@@ -143,7 +143,9 @@ def main() -> None:
         crop, seconds, status = peak_mib(CROP, str(listing), str(out))
         print(f"crop worker, {len(paths)} images:      peak {crop:7.0f} MiB  ({seconds:.0f} s; {status})")
         found, seconds, result = peak_mib(COPIES, str(listing), str(args.workers))
-        print(f"copy search, {len(paths) - 1} images, {args.workers} proc: peak {found:7.0f} MiB  ({seconds:.0f} s; {result})")
+        print(
+            f"copy search, {len(paths) - 1} images, {args.workers} proc: peak {found:7.0f} MiB  ({seconds:.0f} s; {result})"
+        )
 
 
 if __name__ == "__main__":

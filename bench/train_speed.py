@@ -76,8 +76,12 @@ def write_split(folder: Path, seed: int = 0) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, items in splits.items():
-        table = pd.DataFrame([{"image_id": f, "label": label, "patient_id": f, "path": str(path), "source": "seed"}
-                              for f, label, path in items])
+        table = pd.DataFrame(
+            [
+                {"image_id": f, "label": label, "patient_id": f, "path": str(path), "source": "seed"}
+                for f, label, path in items
+            ]
+        )
         paths[name] = str(folder / f"{name}.csv")
         table.to_csv(paths[name], index=False)
     return paths
@@ -96,8 +100,13 @@ def timed_fit(model, data, epochs: int, n_images: int) -> float:
     return throughput.steady_rate()
 
 
-def rates(size: int, n_images: int, epochs: int, forward_batches: int,
-          precisions: tuple[str, ...] = ("float32", "mixed_bfloat16")) -> list[dict]:
+def rates(
+    size: int,
+    n_images: int,
+    epochs: int,
+    forward_batches: int,
+    precisions: tuple[str, ...] = ("float32", "mixed_bfloat16"),
+) -> list[dict]:
     """Forward and training img/s at ``size`` px, fp32 and bf16; today's loop (host) in fp32 only."""
     import keras
     import numpy as np
@@ -127,8 +136,14 @@ def rates(size: int, n_images: int, epochs: int, forward_batches: int,
         for _ in range(forward_batches):
             keras.ops.convert_to_numpy(model.predict_on_batch(x))
         forward = forward_batches * bs / (time.perf_counter() - start)
-        results.append({"what": "forward (base + head, predict_on_batch)", "precision": precision, "img_s": forward,
-                        "load": f"{before} / {load()}"})
+        results.append(
+            {
+                "what": "forward (base + head, predict_on_batch)",
+                "precision": precision,
+                "img_s": forward,
+                "load": f"{before} / {load()}",
+            }
+        )
         print(results[-1], flush=True)
         feeds = ["host", "in_step"] if precision == "float32" else ["in_step"]
         for feed in feeds:
@@ -138,14 +153,34 @@ def rates(size: int, n_images: int, epochs: int, forward_batches: int,
                 trained = compile_model(classifier, {**exp, "steps_per_execution": 1})
             else:
                 trained = compile_model(build_step_model(classifier, exp["arch"]), exp)
-            data = AugmentedBatches(images, labels, 2, bs, preprocess, exp["augmentation"], seed=0, shuffle=True,
-                                    workers=2, in_step=feed == "in_step")
+            data = AugmentedBatches(
+                images,
+                labels,
+                2,
+                bs,
+                preprocess,
+                exp["augmentation"],
+                seed=0,
+                shuffle=True,
+                workers=2,
+                in_step=feed == "in_step",
+            )
             before = load()
             rate = timed_fit(trained, data, epochs, n_images)
-            what = ("today's loop (OpenCV on the host, 2 threads)" if feed == "host"
-                    else "new step (Keras-op warp in the step, uint8 in, steps_per_execution 2)")
-            results.append({"what": what, "precision": precision, "img_s": rate, "ratio_to_forward": rate / forward,
-                            "load": f"{before} / {load()}"})
+            what = (
+                "today's loop (OpenCV on the host, 2 threads)"
+                if feed == "host"
+                else "new step (Keras-op warp in the step, uint8 in, steps_per_execution 2)"
+            )
+            results.append(
+                {
+                    "what": what,
+                    "precision": precision,
+                    "img_s": rate,
+                    "ratio_to_forward": rate / forward,
+                    "load": f"{before} / {load()}",
+                }
+            )
             print(results[-1], flush=True)
     keras.config.set_dtype_policy("float32")
     return results
@@ -167,8 +202,15 @@ def training_job(splits: dict[str, str], out: Path, experiment: dict) -> dict:
     for leftover in out.iterdir():
         if leftover.is_file():
             leftover.unlink()
-    args = {"experiment": experiment, **splits, "checkpoints": str(out / "checkpoint"), "model": str(out / "model.keras"),
-            "history": str(out / "history.csv"), "log": str(out / "train.log"), "training": str(out / "training.json")}
+    args = {
+        "experiment": experiment,
+        **splits,
+        "checkpoints": str(out / "checkpoint"),
+        "model": str(out / "model.keras"),
+        "history": str(out / "history.csv"),
+        "log": str(out / "train.log"),
+        "training": str(out / "training.json"),
+    }
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     before = load()
     start = time.perf_counter()
@@ -179,9 +221,13 @@ def training_job(splits: dict[str, str], out: Path, experiment: dict) -> dict:
     log = (out / "train.log").read_text()
     bank = re.search(r"feature bank ready: .*?([\d.]+) s in this run", log)
     head = re.search(r"trained epochs \d+\.\.\d+ on \w+ in ([\d.]+) s", log)
-    return {"wall_s": wall, "bank_build_s": float(bank.group(1)) if bank else None,
-            "fit_s": float(head.group(1)) if head else None, "load": f"{before} / {load()}",
-            "train_images": int(re.search(r"train=(\d+)", log).group(1))}
+    return {
+        "wall_s": wall,
+        "bank_build_s": float(bank.group(1)) if bank else None,
+        "fit_s": float(head.group(1)) if head else None,
+        "load": f"{before} / {load()}",
+        "train_images": int(re.search(r"train=(\d+)", log).group(1)),
+    }
 
 
 def f1_with_intervals(model_path: Path, splits: dict[str, str], experiment: dict) -> dict:
@@ -200,29 +246,54 @@ def f1_with_intervals(model_path: Path, splits: dict[str, str], experiment: dict
     ci = bootstrap_ci(predictions, CLASSES, n_boot=2000, seed=0, level=0.95)
     y, p = predictions["true_label"], predictions["predicted_label"]
     rng = np.random.default_rng(0)
-    macro = [f1_score(y.iloc[i], p.iloc[i], labels=CLASSES, average="macro", zero_division=0)
-             for i in (rng.integers(0, len(y), len(y)) for _ in range(2000))]
-    return {"per_class": {c: {k: ci["per_class"][c]["f1"][k] for k in ("estimate", "low", "high")} for c in CLASSES},
-            "macro": {"estimate": float(f1_score(y, p, labels=CLASSES, average="macro", zero_division=0)),
-                      "low": float(np.quantile(macro, 0.025)), "high": float(np.quantile(macro, 0.975))},
-            "n_test": int(len(y))}
+    macro = [
+        f1_score(y.iloc[i], p.iloc[i], labels=CLASSES, average="macro", zero_division=0)
+        for i in (rng.integers(0, len(y), len(y)) for _ in range(2000))
+    ]
+    return {
+        "per_class": {c: {k: ci["per_class"][c]["f1"][k] for k in ("estimate", "low", "high")} for c in CLASSES},
+        "macro": {
+            "estimate": float(f1_score(y, p, labels=CLASSES, average="macro", zero_division=0)),
+            "low": float(np.quantile(macro, 0.025)),
+            "high": float(np.quantile(macro, 0.975)),
+        },
+        "n_test": int(len(y)),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 64 px rates, 20 epochs, few views")
     parser.add_argument("--views", type=int, default=8, help="bank_views of the bank runs")
-    parser.add_argument("--job-precision", nargs="+", default=["float32", "mixed_bfloat16"],
-                        choices=["float32", "mixed_bfloat16"], help="precisions of the measured 500-epoch bank jobs")
+    parser.add_argument(
+        "--job-precision",
+        nargs="+",
+        default=["float32", "mixed_bfloat16"],
+        choices=["float32", "mixed_bfloat16"],
+        help="precisions of the measured 500-epoch bank jobs",
+    )
     parser.add_argument("--f1-size", type=int, default=64)
     parser.add_argument("--f1-epochs", type=int, default=50)
-    parser.add_argument("--f1-learning-rate", type=float, default=None,
-                        help="default: the schema's; both runs of the F1 part use the same")
-    parser.add_argument("--f1-precision", default="float32", choices=["float32", "mixed_bfloat16"],
-                        help="precision of both runs of the F1 part")
+    parser.add_argument(
+        "--f1-learning-rate",
+        type=float,
+        default=None,
+        help="default: the schema's; both runs of the F1 part use the same",
+    )
+    parser.add_argument(
+        "--f1-precision",
+        default="float32",
+        choices=["float32", "mixed_bfloat16"],
+        help="precision of both runs of the F1 part",
+    )
     parser.add_argument("--f1-feeds", nargs="+", default=["bank", "on the fly"], choices=["bank", "on the fly"])
-    parser.add_argument("--rates-precision", nargs="+", default=["float32", "mixed_bfloat16"],
-                        choices=["float32", "mixed_bfloat16"], help="precisions of the rates part")
+    parser.add_argument(
+        "--rates-precision",
+        nargs="+",
+        default=["float32", "mixed_bfloat16"],
+        choices=["float32", "mixed_bfloat16"],
+        help="precisions of the rates part",
+    )
     parser.add_argument("--rates-epochs", type=int, default=3, help="epochs per training rate (the first compiles)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["rates", "job", "f1"])
     parser.add_argument("--json", default="train_speed.json", help="file name under bench/out/")
@@ -235,22 +306,33 @@ def main() -> None:
     import keras
 
     OUT.mkdir(parents=True, exist_ok=True)
-    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-                    "keras": keras.__version__, "backend": keras.backend.backend(), "nproc": os.cpu_count()}
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "nproc": os.cpu_count(),
+    }
     print(result, flush=True)
     splits = write_split(OUT / "train_speed" / "split")
     size = 64 if args.quick else 224
     if "rates" not in args.skip:
-        result["rates"] = rates(size, 32 if args.quick else 64, args.rates_epochs, 2 if args.quick else 4,
-                                tuple(args.rates_precision))
+        result["rates"] = rates(
+            size, 32 if args.quick else 64, args.rates_epochs, 2 if args.quick else 4, tuple(args.rates_precision)
+        )
     if "job" not in args.skip:
         epochs = 20 if args.quick else schema_experiment()["epochs"]
         host = next((r for r in result.get("rates", []) if r["what"].startswith("today")), None)
         steps = [r for r in result.get("rates", []) if r["what"].startswith("new step")]
         result["jobs"] = []
         for precision in args.job_precision:
-            exp = schema_experiment(image_size=size, epochs=epochs, bank_views=2 if args.quick else args.views,
-                                    precision=precision, checkpoint_every=50)
+            exp = schema_experiment(
+                image_size=size,
+                epochs=epochs,
+                bank_views=2 if args.quick else args.views,
+                precision=precision,
+                checkpoint_every=50,
+            )
             job = training_job(splits, OUT / "train_speed" / f"job_bank_{precision}", exp)
             job.update(views=exp["bank_views"], epochs=epochs, image_size=size, precision=precision)
             n = job["train_images"]
@@ -266,15 +348,30 @@ def main() -> None:
         for name, changes in (("bank", {"bank_views": args.views}), ("on the fly", {})):
             if name not in args.f1_feeds:
                 continue
-            exp = schema_experiment(image_size=args.f1_size, epochs=args.f1_epochs, checkpoint_every=50, **lr,
-                                    precision=args.f1_precision, **changes)
+            exp = schema_experiment(
+                image_size=args.f1_size,
+                epochs=args.f1_epochs,
+                checkpoint_every=50,
+                **lr,
+                precision=args.f1_precision,
+                **changes,
+            )
             out = OUT / "train_speed" / f"f1_{name.replace(' ', '_')}"
             job = training_job(splits, out, exp)
-            f1s[name] = {**f1_with_intervals(out / "model.keras", splits, exp), "wall_s": job["wall_s"],
-                         "load": job["load"]}
+            f1s[name] = {
+                **f1_with_intervals(out / "model.keras", splits, exp),
+                "wall_s": job["wall_s"],
+                "load": job["load"],
+            }
             print(name, f1s[name], flush=True)
-        result["f1"] = {"image_size": args.f1_size, "epochs": args.f1_epochs, "views": args.views,
-                        "learning_rate": exp["learning_rate"], "precision": args.f1_precision, **f1s}
+        result["f1"] = {
+            "image_size": args.f1_size,
+            "epochs": args.f1_epochs,
+            "views": args.views,
+            "learning_rate": exp["learning_rate"],
+            "precision": args.f1_precision,
+            **f1s,
+        }
     (OUT / args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

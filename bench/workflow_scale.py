@@ -77,7 +77,12 @@ def render(seed: int, height: int = SIDE, width: int = SIDE) -> np.ndarray:
     base = cv2.resize(rng.integers(60, 220, (24, 24), dtype=np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
     img = cv2.add(base, rng.integers(0, 12, (height, width), dtype=np.uint8))
     top, bottom, left, right = rng.integers(0, 160, 4)  # at 1024 px; scaled with the image
-    top, bottom, left, right = top * height // SIDE, bottom * height // SIDE, left * width // SIDE, right * width // SIDE
+    top, bottom, left, right = (
+        top * height // SIDE,
+        bottom * height // SIDE,
+        left * width // SIDE,
+        right * width // SIDE,
+    )
     img[:top] = 0
     img[height - bottom :] = 0
     img[:, :left] = 0
@@ -410,7 +415,8 @@ def update_data(kind: str, n: int, data_dir: Path, larger: Path | None) -> tuple
         root = make_rsna_like(data_dir / f"rsna-{n + UPDATE}", n + UPDATE, larger)
         ids = patient_ids(n + UPDATE)
         table = lambda keep: pd.DataFrame({"patientId": keep, "class": "Normal"}).to_csv(  # noqa: E731
-            root / CLASS_CSV, index=False)
+            root / CLASS_CSV, index=False
+        )
         table(ids[:n])
         gone = set(ids[1 :: max(1, n // UPDATE)][:UPDATE])
         return root, lambda: table(ids), lambda: table([i for i in ids if i not in gone])
@@ -543,8 +549,10 @@ def update_table(rows: Sequence[dict[str, Any]]) -> str:
 
 # ------------------------------------------------------------------ report
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| images | mode | dry run s | run s | pool s | run/pool | CPU run/pool | no-op rerun s "
-            "| 10-stale rerun s | peak MiB | load |")
+    head = (
+        "| images | mode | dry run s | run s | pool s | run/pool | CPU run/pool | no-op rerun s "
+        "| 10-stale rerun s | peak MiB | load |"
+    )
     lines = [head, "|" + "---|" * 11]
     nan = float("nan")
     for r in rows:
@@ -616,7 +624,9 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     larger = None
     if sizes:  # render the largest set once; the smaller ones hard-link its first images
-        have = [int(p.name[5:]) for p in data_dir.glob("rsna-*") if (p / ".complete").is_file() and p.name[5:].isdigit()]
+        have = [
+            int(p.name[5:]) for p in data_dir.glob("rsna-*") if (p / ".complete").is_file() and p.name[5:].isdigit()
+        ]
         biggest = max([max(sizes), *have])
         t0 = time.perf_counter()
         larger = make_rsna_like(data_dir / f"rsna-{biggest}", biggest)

@@ -26,7 +26,10 @@ def shared_data() -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that reads ../shared/data says so with the marker, so `-m "not shared_data"` runs
     exactly what a clean clone covers."""
-    unmarked = [item.nodeid for item in items
-                if "shared_data" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("shared_data")]
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "shared_data" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("shared_data")
+    ]
     if unmarked:
         raise pytest.UsageError(f"tests use the shared_data fixture without the shared_data marker: {unmarked}")

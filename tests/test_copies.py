@@ -18,7 +18,9 @@ from cxrflow import copy_cache as copies_cache
 SETTINGS = copy_index.schema_defaults()
 # ieee8023 files that are one radiograph under two names (judged by eye on the side-by-side
 # figure, docs/audits.md): pairs among them or their seed copies are true duplicates.
-KNOWN_SAME = [set(names) for names in json.loads((Path(__file__).parent / "data" / "ieee8023_known_same.json").read_text())]
+KNOWN_SAME = [
+    set(names) for names in json.loads((Path(__file__).parent / "data" / "ieee8023_known_same.json").read_text())
+]
 
 
 def _gray(path: Path) -> np.ndarray:
@@ -52,7 +54,9 @@ KINDS = ("crop", "resize_aspect", "jpeg", "contrast", "rotate", "grey_rgb")
 def ieee(shared_data: Path) -> tuple[Path, pd.DataFrame]:
     root = shared_data / "ieee8023-covid-chestxray-2020-03-24"
     meta = pd.read_csv(root / "metadata.csv")
-    meta = meta[(meta["modality"].str.strip() == "X-ray") & meta["filename"].map(lambda f: (root / "images" / f).is_file())]
+    meta = meta[
+        (meta["modality"].str.strip() == "X-ray") & meta["filename"].map(lambda f: (root / "images" / f).is_file())
+    ]
     known = set().union(*KNOWN_SAME)
     return root / "images", meta[~meta["filename"].isin(known)]
 

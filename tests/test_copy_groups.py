@@ -58,9 +58,7 @@ def test_planted_copy_is_near_and_unrelated_images_far(image_files: tuple[list[s
 
 
 def test_duplicate_groups_are_connected_components() -> None:
-    pairs = pd.DataFrame(
-        {"image_id_a": ["c", "b", "x"], "image_id_b": ["b", "a", "y"], "distance": [1, 2, 0]}
-    )
+    pairs = pd.DataFrame({"image_id_a": ["c", "b", "x"], "image_id_b": ["b", "a", "y"], "distance": [1, 2, 0]})
     groups = duplicate_groups(pairs)
     assert groups == {"a": "dup:a", "b": "dup:a", "c": "dup:a", "x": "dup:x", "y": "dup:x"}
     assert duplicate_groups(pairs.iloc[::-1]) == groups  # order-independent keys

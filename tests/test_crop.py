@@ -51,9 +51,7 @@ def every_colour() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("threshold", [40, 40.2, 40.5, 0.1, 255])
-def test_dark_rule_exact_on_every_colour(
-    every_colour: tuple[np.ndarray, np.ndarray], threshold: float
-) -> None:
+def test_dark_rule_exact_on_every_colour(every_colour: tuple[np.ndarray, np.ndarray], threshold: float) -> None:
     """The fast cv2.transform path equals mean < threshold for every BGR colour and gray value."""
     img, mean = every_colour
     np.testing.assert_array_equal(dark_pixels(img, threshold) > 0, mean < threshold)

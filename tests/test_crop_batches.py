@@ -28,10 +28,10 @@ from workflow_helpers import crop_defaults, planned_jobs, run_snakemake, tiny_co
 SETTINGS: dict[str, Any] = crop_defaults(size=16, min_side=8)
 
 
-
 def crop_batch(items: list[BatchItem], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """The crop job's loop (batch.run_batch) in this process, without progress lines."""
     return run_batch(items, settings, map, logging.getLogger("test"), "test batch", progress_every=0)
+
 
 def write_image(path: Path, seed: int, bar: int = 6) -> None:
     rng = np.random.default_rng(seed)

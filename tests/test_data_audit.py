@@ -41,9 +41,7 @@ def test_source_not_predictable_and_not_confounded() -> None:
 
 def test_single_source_is_recorded_not_crashed() -> None:
     X = np.random.default_rng(0).random((10, 4))
-    res = source_predictability(
-        X, ["A"] * 10, ["COVID-19", "Normal"] * 5, [str(i) for i in range(10)], seed=0, folds=5
-    )
+    res = source_predictability(X, ["A"] * 10, ["COVID-19", "Normal"] * 5, [str(i) for i in range(10)], seed=0, folds=5)
     assert "only one source" in res["skipped"] and res["n_sources"] == 1
     with pytest.raises(ValueError, match="lengths differ"):
         source_predictability(X, ["A"] * 9, ["x"] * 10, ["g"] * 10, seed=0, folds=5)

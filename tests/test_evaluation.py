@@ -144,8 +144,9 @@ def test_fixed_rule_and_fallback_without_both_outcomes() -> None:
     only_normals = val[val["true_label"] == "Normal"]
     fallback = choose_threshold(only_normals, "COVID-19", EVALUATION["threshold"])
     assert fallback["threshold"] == EVALUATION["threshold"]["fixed"] and "one outcome" in fallback["fallback"]
-    wrong_way = pd.DataFrame({"true_label": ["COVID-19"] * 3 + ["Normal"] * 3,
-                              "prob_COVID-19": [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]})  # every case ranked the wrong way
+    wrong_way = pd.DataFrame(
+        {"true_label": ["COVID-19"] * 3 + ["Normal"] * 3, "prob_COVID-19": [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]}
+    )  # every case ranked the wrong way
     worse = choose_threshold(wrong_way, "COVID-19", EVALUATION["threshold"])  # fmt: skip
     assert worse["threshold"] == EVALUATION["threshold"]["fixed"] and "diagonal" in worse["fallback"]
     no_negatives = threshold_intervals(pd.DataFrame({"image_id": ["a"]}), np.array([True]), np.array([0.9]), 0.5,
@@ -335,14 +336,21 @@ def test_verdict_page_shows_calibration_the_operating_point_subgroups_confounder
     from cxrflow.report_views import write_verdict
 
     record, *_ = _model_with_evaluation_parts(tmp_path)
-    record["parts"]["confounders"] = {**record["parts"]["confounders"], "flag": True,
-                                      "sentence": "Confounder flagged: age_band alone predicts the label."}
+    record["parts"]["confounders"] = {
+        **record["parts"]["confounders"],
+        "flag": True,
+        "sentence": "Confounder flagged: age_band alone predicts the label.",
+    }
     (tmp_path / "record.json").write_text(json.dumps(record))
     (tmp_path / "pre.json").write_text(json.dumps({"ok": 10, "by_source": {"x": 10}, "by_label": {"COVID-19": 10}}))
     (tmp_path / "splits.json").write_text(json.dumps({"patients": 10, "folds": [{"fold": "fold0"}]}))
     (tmp_path / "audit.json").write_text(json.dumps({"source_predictability": {"flag": False}}))
-    seeds = {"experiment": "e", "positive": "COVID-19", "per_seed": [{"seed": 1, "f1": 0.6}, {"seed": 2, "f1": 0.8}],
-             "f1": {"n": 2, "mean": 0.7, "sd": 0.1414, "min": 0.6, "max": 0.8, "range": 0.2}}
+    seeds = {
+        "experiment": "e",
+        "positive": "COVID-19",
+        "per_seed": [{"seed": 1, "f1": 0.6}, {"seed": 2, "f1": 0.8}],
+        "f1": {"n": 2, "mean": 0.7, "sd": 0.1414, "min": 0.6, "max": 0.8, "range": 0.2},
+    }
     (tmp_path / "seeds.json").write_text(json.dumps(seeds))
     out = {n: tmp_path / n for n in ("verdict.html", "forest.png", "run.rst", "verdict.log")}
     write_verdict([str(tmp_path / "record.json")], "COVID-19", tmp_path / "pre.json", tmp_path / "splits.json",

@@ -24,14 +24,24 @@ def predictions(seed: int, n: int = 24, prefix: str = "") -> pd.DataFrame:
     logits = rng.normal(size=(n, 3))
     logits[np.arange(n), true] += 1.5
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    table = pd.DataFrame({"image_id": [f"{prefix}i{i}" for i in range(n)],
-                          "patient_id": [f"p{i // 2}" for i in range(n)], "label": np.asarray(CLASSES)[true]})
+    table = pd.DataFrame(
+        {
+            "image_id": [f"{prefix}i{i}" for i in range(n)],
+            "patient_id": [f"p{i // 2}" for i in range(n)],
+            "label": np.asarray(CLASSES)[true],
+        }
+    )
     return predictions_table(table, probs, CLASSES)
 
 
 def fold_result(pred: pd.DataFrame, k: int) -> dict:
-    return {"experiment": "e", "fold": k, "arch": "vgg19", "metrics": compute_metrics(pred, CLASSES),
-            "ci": confidence_intervals(pred, CLASSES, BOOT)}
+    return {
+        "experiment": "e",
+        "fold": k,
+        "arch": "vgg19",
+        "metrics": compute_metrics(pred, CLASSES),
+        "ci": confidence_intervals(pred, CLASSES, BOOT),
+    }
 
 
 def test_roc_has_one_curve_per_class_beyond_two(tmp_path: Path) -> None:
@@ -47,8 +57,7 @@ def test_roc_has_one_curve_per_class_beyond_two(tmp_path: Path) -> None:
     binary = binary.assign(predicted_label=np.where(binary["prob_COVID-19"] >= binary["prob_Pneumonia"], *two))
     m2 = compute_metrics(binary, two)
     fig2 = roc_plot_with_ci(binary, two, m2, confidence_intervals(binary, two, BOOT), tmp_path / "roc2.png")
-    assert [ln.get_label()[:8] for ln in fig2.axes[0].get_lines() if not ln.get_label().startswith("_")] == [
-        "COVID-19"]
+    assert [ln.get_label()[:8] for ln in fig2.axes[0].get_lines() if not ln.get_label().startswith("_")] == ["COVID-19"]
 
 
 def test_pooled_ci_resamples_patients_of_all_folds() -> None:
@@ -68,8 +77,9 @@ def test_summary_of_one_fold_and_of_several(tmp_path: Path) -> None:
     assert many["folds"] == 3 and len(many["ci_per_fold"]) == 3
     f1 = many["metrics"]["per_class/Normal/f1-score"]
     assert f1["values"] == [f["metrics"]["per_class"]["Normal"]["f1-score"] for f in folds]
-    assert many["ci_pooled"]["per_class"]["Normal"]["f1"]["low"] <= many["ci_pooled"]["per_class"]["Normal"]["f1"][
-        "high"]
+    assert (
+        many["ci_pooled"]["per_class"]["Normal"]["f1"]["low"] <= many["ci_pooled"]["per_class"]["Normal"]["f1"]["high"]
+    )
     assert many["external"]["folds"] == 3 and "ci_pooled" not in many["external"]
     text = summary_text(many, CLASSES)
     assert "pooled CI" in text and "External test" in text and "±" in text

@@ -73,8 +73,13 @@ def test_cross_source_duplicates_counted_per_fold_and_split() -> None:
     table = manifest()
     internal = internal_split(table, ["c"], folds=2, **SETTINGS)
     ext = external_table(table, ["c"])
-    pairs = pd.DataFrame({"image_id_a": ["a-0-0", "c-1-0", "a-2-0", "c-3-0"],
-                          "image_id_b": ["c-0-0", "b-1-0", "b-2-0", "c-4-0"], "distance": [0, 2, 1, 3]})
+    pairs = pd.DataFrame(
+        {
+            "image_id_a": ["a-0-0", "c-1-0", "a-2-0", "c-3-0"],
+            "image_id_b": ["c-0-0", "b-1-0", "b-2-0", "c-4-0"],
+            "distance": [0, 2, 1, 3],
+        }
+    )
     cross = cross_duplicates(pairs, internal, ext)
     assert sorted(zip(cross["internal_id"], cross["external_id"])) == [("a-0-0", "c-0-0"), ("b-1-0", "c-1-0")]
     report = external_report(internal, ext, pairs, CLASSES)
@@ -95,9 +100,17 @@ def _fold(seed: int) -> dict:
     logits = rng.normal(size=(n, 3))
     logits[np.arange(n), true] += 1.0
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    pred = predictions_table(pd.DataFrame({"image_id": [f"i{i}" for i in range(n)],
-                                           "patient_id": [f"p{i}" for i in range(n)],
-                                           "label": np.asarray(CLASSES)[true]}), probs, CLASSES)
+    pred = predictions_table(
+        pd.DataFrame(
+            {
+                "image_id": [f"i{i}" for i in range(n)],
+                "patient_id": [f"p{i}" for i in range(n)],
+                "label": np.asarray(CLASSES)[true],
+            }
+        ),
+        probs,
+        CLASSES,
+    )
     ci = confidence_intervals(pred, CLASSES, {"n": 1000, "level": 0.95, "seed": 0})
     return {"metrics": compute_metrics(pred, CLASSES), "ci": ci}
 
@@ -114,7 +127,8 @@ def test_side_by_side_rows_and_means() -> None:
     mean = table[(table["fold"] == "mean") & (table["class"] == "all")].iloc[0]
     accs = [f["metrics"]["accuracy"] for f in external]
     assert mean["external"] == pytest.approx(np.mean(accs)) and mean["external_sd"] == pytest.approx(
-        np.std(accs, ddof=1))
+        np.std(accs, ddof=1)
+    )
     one = side_by_side(internal[:1], external[:1], CLASSES)
     assert set(one["fold"]) == {"0"}
     with pytest.raises(ValueError, match="internal but"):

@@ -109,8 +109,12 @@ def backend_results(request: pytest.FixtureRequest) -> dict[str, dict]:
     """Run the child script on every wanted, importable backend at once; collect its JSON."""
     procs = {}
     for backend in _wanted(request):
-        env = {**os.environ, **ONE_THREAD, "KERAS_BACKEND": backend, "PYTHONPATH": os.pathsep.join(
-            [str(SCRIPTS), *filter(None, [os.environ.get("PYTHONPATH")])])}  # keep a caller's (GPU check: carried keras)
+        env = {
+            **os.environ,
+            **ONE_THREAD,
+            "KERAS_BACKEND": backend,
+            "PYTHONPATH": os.pathsep.join([str(SCRIPTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        }  # keep a caller's (GPU check: carried keras)
         procs[backend] = subprocess.Popen(
             [sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -238,7 +242,10 @@ def test_select_examples_seeded_sample() -> None:
     rows = select_examples(preds, ["COVID-19", "Normal"], per_cell=3, seed=1)
     assert rows == select_examples(preds.sample(frac=1, random_state=0), ["COVID-19", "Normal"], 3, seed=1)
     assert [title for title, _ in rows] == [
-        "COVID-19: correct (4)", "COVID-19: wrong (2)", "Normal: correct (6)", "Normal: wrong (0)"
+        "COVID-19: correct (4)",
+        "COVID-19: wrong (2)",
+        "Normal: correct (6)",
+        "Normal: wrong (0)",
     ]
     assert [len(ids) for _, ids in rows] == [3, 2, 3, 0]
     assert set(rows[0][1]) <= {"x00", "x01", "x02", "x03"} and set(rows[2][1]) <= {f"x{i:02d}" for i in range(6, 12)}

@@ -152,7 +152,8 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None
     (tmp_path / "ok.png").write_bytes(cv2.imencode(".png", radiograph())[1].tobytes())
     assert record_of(tmp_path / "ok.png", tmp_path, max_pixels=100 * 120)["status"] == "ok"
     assert record_of(tmp_path / "ok.png", tmp_path, max_pixels=100 * 120 - 1)["reason"] == (
-        "too large: 100 x 120 px, over preprocess.max_pixels 11999")
+        "too large: 100 x 120 px, over preprocess.max_pixels 11999"
+    )
     make_dicom(tmp_path / "d.dcm", radiograph().astype(np.uint16))
     assert record_of(tmp_path / "d.dcm", tmp_path, max_pixels=5000)["reason"].startswith("too large: 100 x 120")
 
@@ -280,7 +281,10 @@ def test_file_names_match_exactly_first_then_whitespace_normalised(tmp_path: Pat
     images = inventory_source("f", csv_source(tmp_path), LABELS).images
     assert images["problem"].tolist() == ["", ""]
     assert images["raw_path"].tolist() == [str(tmp_path / "img" / "a.jpg "), str(tmp_path / "img" / "b.jpg ")]
-    assert images["note"].tolist() == ["file name matched after normalising whitespace: 'a.jpg' is 'a.jpg ' on disk", ""]
+    assert images["note"].tolist() == [
+        "file name matched after normalising whitespace: 'a.jpg' is 'a.jpg ' on disk",
+        "",
+    ]
 
 
 # ---------------------------------------------------------------- the workflow
@@ -309,6 +313,8 @@ def test_a_folders_run_lists_skipped_files_and_counts_them_last(tmp_path: Path) 
     assert sorted(skipped["reason"]) == ["system file: .DS_Store", "system folder: __MACOSX"]
     last = [line for line in proc.stderr.splitlines() if line.startswith("preprocess: ")][-1]
     assert last.startswith("preprocess: 10 images: 9 cropped, 0 reused from earlier runs, 1 quarantined by this run;")
-    assert last.endswith("in all 9 ok (list: results/preprocessed/manifest.csv), 1 quarantined (list: "
-                         "results/preprocessed/quarantine.csv), 2 files skipped (list: results/preprocessed/skipped.csv)")
+    assert last.endswith(
+        "in all 9 ok (list: results/preprocessed/manifest.csv), 1 quarantined (list: "
+        "results/preprocessed/quarantine.csv), 2 files skipped (list: results/preprocessed/skipped.csv)"
+    )
     assert json.loads((work / "results/preprocessed/summary.json").read_text())["skipped"] == 2

@@ -31,8 +31,9 @@ def manifest_rows() -> pd.DataFrame:
 
 def assignment_rows() -> pd.DataFrame:
     ok = manifest_rows().query("status == 'ok'")
-    return ok[["image_id", "label", "patient_id", "source"]].assign(fold0=["train", "train", "test", "val"],
-                                                                    fold1=["test", "test", "train", "train"])
+    return ok[["image_id", "label", "patient_id", "source"]].assign(
+        fold0=["train", "train", "test", "val"], fold1=["test", "test", "train", "train"]
+    )
 
 
 def test_flow_counts_add_up_and_name_reasons() -> None:

@@ -56,7 +56,10 @@ def test_demo_methods_record_card_checklist_and_predictions(tmp_path: Path) -> N
     card = json.loads((fold / "model_card.json").read_text())
     assert card["model_sha256"] == hashlib.sha256((fold / "model.keras").read_bytes()).hexdigest()
     assert card["intended_use"] == "research use; not a medical device"
-    assert card["metrics"]["internal"]["accuracy"] == json.loads((fold / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert (
+        card["metrics"]["internal"]["accuracy"]
+        == json.loads((fold / "metrics.json").read_text())["metrics"]["accuracy"]
+    )
     frozen = json.loads((fold / "operating_point.json").read_text())["classes"]["COVID-19"]["threshold"]
     assert card["shortcut"]["verdict"] and card["operating_point"]["decision"] == "frozen threshold"
     assert card["operating_point"]["threshold"] == frozen["threshold"]  # the validation split's, unchanged

@@ -22,8 +22,13 @@ def fake_predictions(classes: list[str], n: int, seed: int) -> pd.DataFrame:
     logits = rng.normal(size=(n, len(classes)))
     logits[np.arange(n), true] += 1.0
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    table = pd.DataFrame({"image_id": [f"i{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
-                          "label": np.asarray(classes)[true]})
+    table = pd.DataFrame(
+        {
+            "image_id": [f"i{i}" for i in range(n)],
+            "patient_id": [f"p{i // 2}" for i in range(n)],
+            "label": np.asarray(classes)[true],
+        }
+    )
     return predictions_table(table, probs, classes)
 
 
@@ -40,15 +45,15 @@ def test_metrics_equal_sklearn(classes: list[str]) -> None:
         assert m["per_class"][name]["f1-score"] == pytest.approx(f[i])
         assert m["per_class"][name]["support"] == s[i]
     for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, average=average,
-                                                     zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, average=average, zero_division=0)
         assert [m[f"{average} avg"][k] for k in ("precision", "recall", "f1-score")] == pytest.approx([p, r, f])
     assert m["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=classes).tolist()
     if len(classes) == 2:  # AUC of the positive class classes[0] from its probability
         expected = roc_auc_score(y_true == classes[0], pred[f"prob_{classes[0]}"])
     else:
-        expected = roc_auc_score(y_true, pred[[f"prob_{c}" for c in classes]], multi_class="ovr",
-                                 average="macro", labels=classes)
+        expected = roc_auc_score(
+            y_true, pred[[f"prob_{c}" for c in classes]], multi_class="ovr", average="macro", labels=classes
+        )
     assert m["roc_auc"] == pytest.approx(expected)
     for name in classes:
         assert m["roc_auc_per_class"][name] == pytest.approx(roc_auc_score(y_true == name, pred[f"prob_{name}"]))
@@ -60,8 +65,15 @@ def test_metrics_equal_sklearn(classes: list[str]) -> None:
 def test_predictions_table_and_csv_roundtrip(tmp_path: Path) -> None:
     classes = ["COVID-19", "Normal"]
     pred = fake_predictions(classes, 10, seed=0)
-    assert list(pred.columns) == ["image_id", "patient_id", "group", "true_label", "predicted_label",
-                                  "prob_COVID-19", "prob_Normal"]
+    assert list(pred.columns) == [
+        "image_id",
+        "patient_id",
+        "group",
+        "true_label",
+        "predicted_label",
+        "prob_COVID-19",
+        "prob_Normal",
+    ]
     assert (pred["predicted_label"] == np.where(pred["prob_COVID-19"] > 0.5, "COVID-19", "Normal")).all()
     pred.to_csv(tmp_path / "p.csv", index=False, float_format="%.8g")
     again = compute_metrics(pd.read_csv(tmp_path / "p.csv"), classes)
@@ -90,7 +102,8 @@ def test_summarize_folds_mean_sd_and_values() -> None:
     assert summary["metrics"]["accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
     assert summary["metrics"]["accuracy"]["sd"] == pytest.approx(np.std(accuracies, ddof=1))
     assert summary["metrics"]["per_class/COVID-19/recall"]["mean"] == pytest.approx(
-        np.mean([f["per_class"]["COVID-19"]["recall"] for f in folds]))
+        np.mean([f["per_class"]["COVID-19"]["recall"] for f in folds])
+    )
     assert summary["metrics"]["roc_auc"]["n"] == 3
     assert summary["confusion_matrix_total"] == np.sum([f["confusion_matrix"] for f in folds], axis=0).tolist()
 

@@ -38,13 +38,26 @@ NO_AUG = {"rotation": 0, "width_shift": 0.0, "height_shift": 0.0, "horizontal_fl
 def experiment(**changes) -> dict:
     """A complete validated-experiment dict at test size (every key the schema fills)."""
     base = {
-        "arch": "vgg19", "weights": "none", "freeze_base": True, "image_size": 32, "epochs": 1, "batch_size": 4,
-        "optimizer": "adam", "learning_rate": 1e-3, "dropout": 0.5,
-        "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True,
-                         "zoom": 0.0},
-        "backend": keras.backend.backend(), "checkpoint_every": 1, "save_optimizer": False, "seed": 0,
-        "bank_views": 0, "augment_in_step": False, "steps_per_execution": 1, "precision": "float32",
-        "select_epoch": "last", "select_monitor": "val_loss",
+        "arch": "vgg19",
+        "weights": "none",
+        "freeze_base": True,
+        "image_size": 32,
+        "epochs": 1,
+        "batch_size": 4,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "dropout": 0.5,
+        "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True, "zoom": 0.0},
+        "backend": keras.backend.backend(),
+        "checkpoint_every": 1,
+        "save_optimizer": False,
+        "seed": 0,
+        "bank_views": 0,
+        "augment_in_step": False,
+        "steps_per_execution": 1,
+        "precision": "float32",
+        "select_epoch": "last",
+        "select_monitor": "val_loss",
     }
     return {**base, **changes}
 
@@ -195,8 +208,13 @@ def test_load_split_resizes_and_checks_labels(tmp_path: Path) -> None:
     for i, size in enumerate((40, 32)):
         paths.append(tmp_path / f"{i}.png")
         cv2.imwrite(str(paths[-1]), np.full((size, size), 100 + i, np.uint8))
-    rows = {"image_id": ["a", "b"], "label": ["Normal", "COVID-19"], "patient_id": ["p1", "p2"],
-            "path": [str(p) for p in paths], "source": ["s", "s"]}
+    rows = {
+        "image_id": ["a", "b"],
+        "label": ["Normal", "COVID-19"],
+        "patient_id": ["p1", "p2"],
+        "path": [str(p) for p in paths],
+        "source": ["s", "s"],
+    }
     pd.DataFrame(rows).to_csv(tmp_path / "split.csv", index=False)
     images, labels, table = load_split(tmp_path / "split.csv", ["COVID-19", "Normal"], 32)
     assert images.shape == (2, 32, 32, 1) and images.dtype == np.uint8
@@ -239,18 +257,23 @@ def blobs(n: int, size: int) -> np.ndarray:
         image = np.zeros((size, size), np.uint8)
         for _ in range(4):
             x, y = rng.integers(0, size - 12, 2)
-            image[y:y + 12, x:x + 8] = rng.integers(60, 255)
+            image[y : y + 12, x : x + 8] = rng.integers(60, 255)
         out[i, ..., 0] = cv2.GaussianBlur(image, (5, 5), 1.5)
     return out
 
 
-@pytest.mark.parametrize("params", [
-    [20, 0, 0, 1, 0], [-13.5, 0, 0, 1, 0],  # rotations about the centre, both ways
-    [0, 7.3, -4.6, 1, 0],                    # shifts
-    [0, 0, 0, 1, 1],                         # horizontal flip
-    [0, 0, 0, 1.15, 0],                      # zoom
-    [-17, 5.2, 3.1, 0.9, 1],                 # all at once
-], ids=["rot+", "rot-", "shift", "flip", "zoom", "all"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        [20, 0, 0, 1, 0],
+        [-13.5, 0, 0, 1, 0],  # rotations about the centre, both ways
+        [0, 7.3, -4.6, 1, 0],  # shifts
+        [0, 0, 0, 1, 1],  # horizontal flip
+        [0, 0, 0, 1.15, 0],  # zoom
+        [-17, 5.2, 3.1, 0.9, 1],  # all at once
+    ],
+    ids=["rot+", "rot-", "shift", "flip", "zoom", "all"],
+)
 def test_in_step_warp_matches_opencv_geometry(params: list[float]) -> None:
     """keras.ops warp (in the step) vs cv2.warpAffine (host) for the same draw: equal up to the
     host's rounding to uint8 (0.5) and interpolation error."""
@@ -336,14 +359,16 @@ def test_imagenet_origins_and_hashes_are_keras_own() -> None:
     import inspect
 
     sources = inspect.getsource(inspect.getmodule(keras.applications.VGG19)) + inspect.getsource(
-        inspect.getmodule(keras.applications.ResNet50))
+        inspect.getmodule(keras.applications.ResNet50)
+    )
     for arch in ("vgg19", "resnet50"):
         assert IMAGENET_NOTOP_MD5[arch] in sources
         assert IMAGENET_NOTOP_ORIGINS[arch].split("keras-applications/")[1] in sources
 
 
-def test_fetch_imagenet_from_a_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          vgg_base: keras.Model) -> None:
+def test_fetch_imagenet_from_a_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vgg_base: keras.Model
+) -> None:
     """Never the network: a file:// origin stands in for Keras' server. Checked against the md5, placed
     whole, then loaded by a `weights: imagenet` build from that file."""
     import h5py

@@ -65,14 +65,19 @@ def test_inner_split_errors_and_files(tmp_path) -> None:
     table, groups = outer_train()
     table.to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame({"image_id": list(groups), "group": list(groups.values())}).to_csv(tmp_path / "a.csv", index=False)
-    n_train, n_val = write_inner_split(tmp_path / "train.csv", tmp_path / "a.csv", 2, 1, 42, tmp_path / "t.csv",
-                                       tmp_path / "v.csv")
+    n_train, n_val = write_inner_split(
+        tmp_path / "train.csv", tmp_path / "a.csv", 2, 1, 42, tmp_path / "t.csv", tmp_path / "v.csv"
+    )
     assert n_train + n_val == len(table) and len(pd.read_csv(tmp_path / "v.csv")) == n_val
 
 
 def test_inner_score_uses_the_classes_present() -> None:
-    pred = pd.DataFrame({"true_label": ["COVID-19", "COVID-19", "Normal", "Normal"],
-                         "predicted_label": ["COVID-19", "Normal", "Normal", "Normal"]})
+    pred = pd.DataFrame(
+        {
+            "true_label": ["COVID-19", "COVID-19", "Normal", "Normal"],
+            "predicted_label": ["COVID-19", "Normal", "Normal", "Normal"],
+        }
+    )
     score = inner_score(pred, CLASSES)
     assert score["classes_scored"] == ["COVID-19", "Normal"]
     assert score["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2) and score["accuracy"] == 0.75
@@ -80,8 +85,11 @@ def test_inner_score_uses_the_classes_present() -> None:
 
 def test_select_best_mean_ties_to_first_and_apply() -> None:
     points = grid_points({"learning_rate": [1e-3, 1e-4, 1e-5]})
-    scores = [{"point": p, "inner": j, "macro_f1": f}
-              for p, fs in enumerate([[0.5, 0.7], [0.8, 0.4], [0.2, 0.3]]) for j, f in enumerate(fs)]
+    scores = [
+        {"point": p, "inner": j, "macro_f1": f}
+        for p, fs in enumerate([[0.5, 0.7], [0.8, 0.4], [0.2, 0.3]])
+        for j, f in enumerate(fs)
+    ]
     choice = select(points, scores)
     assert choice["chosen"]["index"] == 0 and choice["chosen"]["mean"] == pytest.approx(0.6)  # tie 0.6 vs 0.6
     assert [p["mean"] for p in choice["points"]] == pytest.approx([0.6, 0.6, 0.25])
@@ -97,11 +105,14 @@ def test_select_best_mean_ties_to_first_and_apply() -> None:
 
 
 def test_nested_table_and_summary() -> None:
-    choices = [{"chosen": {"index": i, "params": {"learning_rate": lr}, "mean": 0.5, "sd": 0.1},
-                "points": []} for i, lr in enumerate([1e-3, 1e-4])]
-    folds = [{"metrics": {"macro avg": {"f1-score": f}, "accuracy": a,
-                          "per_class": {c: {"f1-score": f} for c in CLASSES}}}
-             for f, a in ((0.6, 0.7), (0.8, 0.9))]
+    choices = [
+        {"chosen": {"index": i, "params": {"learning_rate": lr}, "mean": 0.5, "sd": 0.1}, "points": []}
+        for i, lr in enumerate([1e-3, 1e-4])
+    ]
+    folds = [
+        {"metrics": {"macro avg": {"f1-score": f}, "accuracy": a, "per_class": {c: {"f1-score": f} for c in CLASSES}}}
+        for f, a in ((0.6, 0.7), (0.8, 0.9))
+    ]
     table = nested_table(choices, folds, CLASSES)
     assert list(table["fold"]) == ["0", "1", "mean", "sd"]
     assert list(table["learning_rate"][:2]) == [1e-3, 1e-4] and list(table["grid_point"][:2]) == [0, 1]

@@ -161,9 +161,7 @@ def test_dicom(tmp_path: Path, photometric: str) -> None:
         meta.MediaStorageSOPClassUID,
         meta.MediaStorageSOPInstanceUID,
     )
-    ds.set_pixel_data(
-        pixels.astype(np.uint16), photometric_interpretation=photometric, bits_stored=12
-    )
+    ds.set_pixel_data(pixels.astype(np.uint16), photometric_interpretation=photometric, bits_stored=12)
     raw = tmp_path / "x.dcm"
     ds.save_as(raw, enforce_file_format=True)
     record, png, _ = run(tmp_path, raw)

@@ -35,9 +35,11 @@ def model_parts(root: Path, *, f1: float = 0.8, thumbnail: float = 0.6, shared: 
                                    "split_duplicate_pairs": 1}}}  # fmt: skip
     files = {
         "metrics": {"metrics": {"per_class": {POSITIVE: {"f1-score": f1}}}, "ci": ci},
-        "baselines": {"model": {"f1": {POSITIVE: f1}},
-                      "thumbnail": {"f1": {POSITIVE: thumbnail}, "margin_f1": f1 - thumbnail},
-                      "border_ring": {"f1": {POSITIVE: 0.5}, "margin_f1": f1 - 0.5}},  # fmt: skip
+        "baselines": {
+            "model": {"f1": {POSITIVE: f1}},
+            "thumbnail": {"f1": {POSITIVE: thumbnail}, "margin_f1": f1 - thumbnail},
+            "border_ring": {"f1": {POSITIVE: 0.5}, "margin_f1": f1 - 0.5},
+        },  # fmt: skip
         "data_audit": {"leakage": leakage, "source_predictability": {"flag": True}},
     }
     if shortcut is not None:
@@ -47,8 +49,11 @@ def model_parts(root: Path, *, f1: float = 0.8, thumbnail: float = 0.6, shared: 
         files["shortcut"] = audit
         files["experiment_shortcut"] = {**audit, "flagged_folds": 0, "folds": 1}
     if external is not None:
-        files["external"] = {"metrics": {"per_class": {POSITIVE: {"f1-score": external}}}, "test_sources": ["b"],
-                             "ci": {"per_class": {POSITIVE: {"f1": {"low": external - 0.1, "high": external}}}}}
+        files["external"] = {
+            "metrics": {"per_class": {POSITIVE: {"f1-score": external}}},
+            "test_sources": ["b"],
+            "ci": {"per_class": {POSITIVE: {"f1": {"low": external - 0.1, "high": external}}}},
+        }
         files["split_audit"] = {"leakage": leakage,
                                 "external": {"duplicate_pairs_per_fold": {"fold0": {"train_val": 2}}}}  # fmt: skip
     paths = {}
@@ -59,7 +64,12 @@ def model_parts(root: Path, *, f1: float = 0.8, thumbnail: float = 0.6, shared: 
 
 
 def test_parts_follow_the_experiment_and_the_audit_settings() -> None:
-    config = with_defaults({"sources": {"a": {"format": "folders", "path": "a"}, "b": {"format": "folders", "path": "b"}}, "experiments": {"plain": {}, "held_out": {"test_sources": ["b"]}}})
+    config = with_defaults(
+        {
+            "sources": {"a": {"format": "folders", "path": "a"}, "b": {"format": "folders", "path": "b"}},
+            "experiments": {"plain": {}, "held_out": {"test_sources": ["b"]}},
+        }
+    )
     plans = experiment_plans(config)
     audit = config["audit"]
     plain, held_out = part_paths(plans["plain"], 0, audit), part_paths(plans["held_out"], 2, audit)

@@ -25,10 +25,10 @@ SETTINGS: dict[str, Any] = crop_defaults()  # size 224, decode_margin 2, reduced
 BOX = ("crop_x0", "crop_y0", "crop_x1", "crop_y1")
 
 
-
 def crop_batch(items: list[BatchItem], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """The crop job's loop (batch.run_batch) in this process, without progress lines."""
     return run_batch(items, settings, map, logging.getLogger("test"), "test batch", progress_every=0)
+
 
 def radiograph(seed: int, height: int, width: int, color: bool = False) -> np.ndarray:
     """Smooth body with two darker lungs, mottling and grain, black bars of random widths."""

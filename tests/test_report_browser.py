@@ -50,7 +50,7 @@ def test_demo_report_shows_the_verdict_and_forest_plot_in_the_page(tmp_path: Pat
     console = proc.stdout + proc.stderr
     assert "Shell command: None" not in console
     assert "failed call to cuInit" not in console  # this machine has no GPU device node, or the filter is off
-    demo_job = console[console.index("rule demo_data:"):]
+    demo_job = console[console.index("rule demo_data:") :]
     output_line = next(line for line in demo_job.splitlines() if line.strip().startswith("output:"))
     assert re.search(r"\.\.\. and \d+ more$", output_line) and len(output_line) < 400
 

@@ -34,11 +34,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 def trust_row(experiment: str, fold: int, **changes) -> dict:
     row = dict.fromkeys(TRUST_COLUMNS)
-    row.update(experiment=experiment, fold=fold, **{"class": "COVID-19"}, patients_shared=0,
-               duplicates_across_splits=0, model_f1=0.8, model_f1_low=0.6, model_f1_high=0.9, ci_width=0.3,
-               thumbnail_f1=0.7, thumbnail_margin=0.1, border_ring_f1=0.75, border_ring_margin=0.05,
-               source_flag=False, border_only_f1=0.5, shortcut_verdict="no shortcut", shortcut_flag=False,
-               experiment_shortcut_verdict="no shortcut", experiment_shortcut_flag=False, folds_flagged="0/1")
+    row.update(
+        experiment=experiment,
+        fold=fold,
+        **{"class": "COVID-19"},
+        patients_shared=0,
+        duplicates_across_splits=0,
+        model_f1=0.8,
+        model_f1_low=0.6,
+        model_f1_high=0.9,
+        ci_width=0.3,
+        thumbnail_f1=0.7,
+        thumbnail_margin=0.1,
+        border_ring_f1=0.75,
+        border_ring_margin=0.05,
+        source_flag=False,
+        border_only_f1=0.5,
+        shortcut_verdict="no shortcut",
+        shortcut_flag=False,
+        experiment_shortcut_verdict="no shortcut",
+        experiment_shortcut_flag=False,
+        folds_flagged="0/1",
+    )
     row.update(changes)
     return row
 
@@ -89,11 +106,27 @@ def test_verdict_rows_take_the_worst_cell_and_the_pooled_verdict() -> None:
     assert [r["status"] for r in rows] == ["green", "red", "red"]
     assert rows[0]["cells"]["F1 COVID-19 [CI]"][0] == "0.80 [0.60, 0.90]"
     assert "all folds pooled: shortcut; 2/5 folds flagged" in rows[2]["cells"]["shortcut verdict"][0]
-    external = verdict_rows(pd.DataFrame([trust_row("e", 0, external_f1=0.5, external_f1_low=0.3, external_f1_high=0.7,
-                                                    test_sources="hosp_b", duplicates_internal_external=2,
-                                                    external_shortcut_verdict="shortcut")]), [None])[0]
+    external = verdict_rows(
+        pd.DataFrame(
+            [
+                trust_row(
+                    "e",
+                    0,
+                    external_f1=0.5,
+                    external_f1_low=0.3,
+                    external_f1_high=0.7,
+                    test_sources="hosp_b",
+                    duplicates_internal_external=2,
+                    external_shortcut_verdict="shortcut",
+                )
+            ]
+        ),
+        [None],
+    )[0]
     assert external["cells"]["internal vs external F1"] == (
-        "0.80 [0.60, 0.90] vs 0.50 [0.30, 0.70] (hosp_b); shortcut verdict there: shortcut", "red")
+        "0.80 [0.60, 0.90] vs 0.50 [0.30, 0.70] (hosp_b); shortcut verdict there: shortcut",
+        "red",
+    )
     assert external["cells"]["duplicates across splits"] == ("0 (2 training/external)", "amber")
     assert external["status"] == "red" and external["cells"]["why"] == ("", None)
     with pytest.raises(ValueError, match="3 trust rows but 1"):
@@ -107,8 +140,16 @@ def test_verdict_page_forest_plot_and_run_lines_from_records(tmp_path: Path) -> 
                         ("second", dict(f1=0.7, shortcut="No shortcut."))):  # fmt: skip
         records.append(tmp_path / f"{name}.json")
         records[-1].write_text(json.dumps(build_record(name, 0, model_parts(tmp_path / name, **parts))))
-    (tmp_path / "pre.json").write_text(json.dumps({"ok": 200, "quarantined": 1, "by_source": {"covid": 100, "rsna": 100},
-                                                   "by_label": {"COVID-19": 100, "Normal": 100}}))
+    (tmp_path / "pre.json").write_text(
+        json.dumps(
+            {
+                "ok": 200,
+                "quarantined": 1,
+                "by_source": {"covid": 100, "rsna": 100},
+                "by_label": {"COVID-19": 100, "Normal": 100},
+            }
+        )
+    )
     (tmp_path / "splits.json").write_text(json.dumps({"patients": 170, "folds": [{"fold": "fold0"}]}))
     (tmp_path / "audit.json").write_text(json.dumps({"source_predictability": {"flag": True}}))
     experiments = {"demo_vgg19": {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 20}}
@@ -150,8 +191,10 @@ def test_long_path_lists_are_shortened_for_the_console() -> None:
     assert shorten(paths) == paths[:3] + ["... and 197 more"]
     assert shorten(paths[:4]) == paths[:4]
     reason = "Missing output files: " + ", ".join(paths) + "; Code has changed since last execution"
-    assert shorten_reason(reason) == ("Missing output files: results/demo/img0.png, results/demo/img1.png, "
-                                      "results/demo/img2.png, ... and 197 more; Code has changed since last execution")
+    assert shorten_reason(reason) == (
+        "Missing output files: results/demo/img0.png, results/demo/img1.png, "
+        "results/demo/img2.png, ... and 197 more; Code has changed since last execution"
+    )
     record = logging.LogRecord("snakemake", logging.INFO, "", 0, None, None, None)
     record.output, record.input, record.reason = list(paths), ["a"], reason
     assert ShortPathLists().filter(record)

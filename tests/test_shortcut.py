@@ -26,8 +26,14 @@ from cxrflow.shortcut import (
 from workflow_helpers import REPO, run_snakemake, tiny_config
 
 CLASSES = ["COVID-19", "Normal"]
-SETTINGS = {"enabled": True, "mask": 0.8, "fill": 128, "metric": "macro_f1", "flag_margin": 0.1,
-            "chance_tolerance": 0.1}
+SETTINGS = {
+    "enabled": True,
+    "mask": 0.8,
+    "fill": 128,
+    "metric": "macro_f1",
+    "flag_margin": 0.1,
+    "chance_tolerance": 0.1,
+}
 BOOTSTRAP = {"n": 1000, "seed": 0, "level": 0.95}
 
 
@@ -110,11 +116,13 @@ def interval(estimate: float, low: float, high: float) -> dict[str, float]:
     ],
 )
 def test_verdict(full: dict, border: dict, difference: dict, expected: str) -> None:
-    name, flag, sentence = verdict(full, border, difference, 0.5, flag_margin=0.1, chance_tolerance=0.1,
-                                   metric="macro F1", n_units=20)
+    name, flag, sentence = verdict(
+        full, border, difference, 0.5, flag_margin=0.1, chance_tolerance=0.1, metric="macro F1", n_units=20
+    )
     assert name == expected and flag == (expected == "shortcut")
-    assert sentence.startswith("Shortcut flagged" if flag else ("Shortcut audit inconclusive" if
-                                                                 expected == "inconclusive" else "No shortcut"))
+    assert sentence.startswith(
+        "Shortcut flagged" if flag else ("Shortcut audit inconclusive" if expected == "inconclusive" else "No shortcut")
+    )
 
 
 def test_a_model_that_learns_nothing_never_flags() -> None:
@@ -153,8 +161,11 @@ def test_experiment_verdict_pools_the_folds() -> None:
     assert pooled["verdict"] == "shortcut" and pooled["flag"] is True
     assert pooled["n_test"] == 80 and pooled["folds"] == 8 and pooled["fold"] == "all"
     assert pooled["full"]["macro_f1"]["estimate"] == pytest.approx(audits[0]["full"]["macro_f1"]["estimate"])
-    assert pooled["border_only"]["macro_f1"]["low"] > pooled["chance"]["macro_f1"] >= audits[0]["border_only"][
-        "macro_f1"]["low"]
+    assert (
+        pooled["border_only"]["macro_f1"]["low"]
+        > pooled["chance"]["macro_f1"]
+        >= audits[0]["border_only"]["macro_f1"]["low"]
+    )
     assert pooled["per_fold"] == [{"fold": str(k), "verdict": "inconclusive", "flag": False} for k in range(8)]
     assert pooled["flagged_folds"] == 0
     text = experiment_audit_text({"experiment": "e", **pooled})

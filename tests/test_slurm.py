@@ -38,7 +38,6 @@ SLURM_STATE = Path(os.environ.get("CXR_SLURM_STATE", "/tmp/cxr-slurm"))
 RUN_TIMEOUT_S = 240
 
 
-
 def profile_gpu_rules(profile: Path = SLURM_PROFILE) -> list[str]:
     """Rules the profile sends to the GPU partition (tests/test_profiles.py: all that ask for a GPU)."""
     resources = yaml.safe_load((profile / "config.yaml").read_text())["set-resources"]
@@ -65,15 +64,11 @@ TEST_CLUSTER_OVERRIDES: dict[str, Any] = {
 }
 
 GENERIC_OVERRIDES: dict[str, Any] = {
-    key: value
-    for key, value in TEST_CLUSTER_OVERRIDES.items()
-    if not key.startswith("slurm-")
+    key: value for key, value in TEST_CLUSTER_OVERRIDES.items() if not key.startswith("slurm-")
 } | {"seconds-between-status-checks": 2}
 
 _SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+?)\)")
-_SUBMITTED_GENERIC = re.compile(
-    r"Submitted (?:group )?job \S+ with external jobid '(\d+)'"
-)
+_SUBMITTED_GENERIC = re.compile(r"Submitted (?:group )?job \S+ with external jobid '(\d+)'")
 SACCT_FIELDS = (
     "JobID",
     "JobName",
@@ -112,17 +107,13 @@ def start_cluster(state: Path) -> dict[str, str]:
         timeout=600,
     )
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"start_slurm.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
+        raise RuntimeError(f"start_slurm.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return {"SLURM_CONF": str(state / "slurm.conf")}
 
 
 def stop_cluster(state: Path) -> None:
     """Stop the daemons started for `state` and remove it."""
-    subprocess.run(
-        ["bash", str(SLURM_DIR / "stop_slurm.sh"), str(state)], check=False, timeout=120
-    )
+    subprocess.run(["bash", str(SLURM_DIR / "stop_slurm.sh"), str(state)], check=False, timeout=120)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -216,19 +207,13 @@ def run_snakemake(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             output, _ = proc.communicate()
-        raise AssertionError(
-            f"snakemake did not finish within {timeout_s} s:\n{output[-4000:]}"
-        ) from None
+        raise AssertionError(f"snakemake did not finish within {timeout_s} s:\n{output[-4000:]}") from None
     submissions = {jobid: Path(log) for jobid, log in _SUBMITTED.findall(output)}
     external_ids = _SUBMITTED_GENERIC.findall(output)
-    return SnakemakeRun(
-        proc.returncode, output, submissions, external_ids, time.monotonic() - started
-    )
+    return SnakemakeRun(proc.returncode, output, submissions, external_ids, time.monotonic() - started)
 
 
-def sacct_jobs(
-    jobids: Iterable[str], env: Mapping[str, str]
-) -> dict[str, dict[str, str]]:
+def sacct_jobs(jobids: Iterable[str], env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """Accounting records (allocation lines only) of the given SLURM job ids, keyed by id."""
     ids = ",".join(jobids)
     if not ids:
@@ -241,9 +226,7 @@ def sacct_jobs(
         env={**os.environ, **env},
         timeout=30,
     ).stdout
-    rows = [
-        dict(zip(SACCT_FIELDS, line.split("|"))) for line in out.splitlines() if line
-    ]
+    rows = [dict(zip(SACCT_FIELDS, line.split("|"))) for line in out.splitlines() if line]
     return {row["JobID"]: row for row in rows}
 
 
@@ -262,9 +245,7 @@ def jobs_of(run: SnakemakeRun, log_folder: str) -> list[str]:
 def slurm_env() -> Iterable[dict[str, str]]:
     """A running cluster; stopped afterwards only when this fixture started it."""
     if os.environ.get("CXR_SLURM") != "1":
-        pytest.skip(
-            "set CXR_SLURM=1 to run the SLURM tests (they install and start SLURM)"
-        )
+        pytest.skip("set CXR_SLURM=1 to run the SLURM tests (they install and start SLURM)")
     if os.geteuid() != 0:
         pytest.skip("the SLURM tests start daemons and need root")
     try:
@@ -285,9 +266,7 @@ def slurm_env() -> Iterable[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def test_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return layered_profile(
-        SLURM_PROFILE, tmp_path_factory.mktemp("profile"), TEST_CLUSTER_OVERRIDES
-    )
+    return layered_profile(SLURM_PROFILE, tmp_path_factory.mktemp("profile"), TEST_CLUSTER_OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -296,12 +275,8 @@ def toy_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(
-    slurm_env: dict[str, str], test_profile: Path, toy_workdir: Path
-) -> SnakemakeRun:
-    run = run_snakemake(
-        TOY_SNAKEFILE, toy_workdir, test_profile, slurm_env, config={"n_items": 5}
-    )
+def first_run(slurm_env: dict[str, str], test_profile: Path, toy_workdir: Path) -> SnakemakeRun:
+    run = run_snakemake(TOY_SNAKEFILE, toy_workdir, test_profile, slurm_env, config={"n_items": 5})
     assert run.returncode == 0, run.output[-4000:]
     return run
 
@@ -309,32 +284,21 @@ def first_run(
 # ---- tests -------------------------------------------------------------------------------------
 
 
-def test_group_jobs_are_batched(
-    first_run: SnakemakeRun, slurm_env: dict[str, str], toy_workdir: Path
-) -> None:
+def test_group_jobs_are_batched(first_run: SnakemakeRun, slurm_env: dict[str, str], toy_workdir: Path) -> None:
     crop_jobs = jobs_of(first_run, "group_crop_crop_image")
     assert len(crop_jobs) == 2, first_run.submissions  # 5 items, 3 per group
     records = sacct_jobs(crop_jobs, slurm_env)
     assert {r["State"] for r in records.values()} == {"COMPLETED"}
-    ran_in = {
-        p.stem: p.read_text().split("job=")[1].strip()
-        for p in (toy_workdir / "crop").glob("*.txt")
-    }
+    ran_in = {p.stem: p.read_text().split("job=")[1].strip() for p in (toy_workdir / "crop").glob("*.txt")}
     assert len(ran_in) == 5 and set(ran_in.values()) == set(crop_jobs)
 
 
-def test_gpu_job_gets_gpu(
-    first_run: SnakemakeRun, slurm_env: dict[str, str], toy_workdir: Path
-) -> None:
+def test_gpu_job_gets_gpu(first_run: SnakemakeRun, slurm_env: dict[str, str], toy_workdir: Path) -> None:
     (train_job,) = jobs_of(first_run, "rule_train")
     record = sacct_jobs([train_job], slurm_env)[train_job]
     assert record["Partition"] == "gpu"
-    assert (
-        "gres/gpu=1" in record["ReqTRES"] and "gres/gpu=1" in record["AllocTRES"]
-    ), record
-    assert (toy_workdir / "train" / "cuda.txt").read_text().split()[
-        0
-    ] == "CUDA_VISIBLE_DEVICES=0"
+    assert "gres/gpu=1" in record["ReqTRES"] and "gres/gpu=1" in record["AllocTRES"], record
+    assert (toy_workdir / "train" / "cuda.txt").read_text().split()[0] == "CUDA_VISIBLE_DEVICES=0"
 
 
 def test_rerun_submits_only_new_items(
@@ -344,17 +308,13 @@ def test_rerun_submits_only_new_items(
     toy_workdir: Path,
 ) -> None:
     before = {p.name: p.read_text() for p in (toy_workdir / "crop").glob("*.txt")}
-    rerun = run_snakemake(
-        TOY_SNAKEFILE, toy_workdir, test_profile, slurm_env, config={"n_items": 7}
-    )
+    rerun = run_snakemake(TOY_SNAKEFILE, toy_workdir, test_profile, slurm_env, config={"n_items": 7})
     assert rerun.returncode == 0, rerun.output[-4000:]
     after = {p.name: p.read_text() for p in (toy_workdir / "crop").glob("*.txt")}
     assert {k: after[k] for k in before} == before  # old items untouched
     new_crop_jobs = jobs_of(rerun, "group_crop_crop_image")
     assert len(new_crop_jobs) == 1, rerun.submissions  # items 5 and 6 in one group
-    assert {after[k].split("job=")[1].strip() for k in set(after) - set(before)} == set(
-        new_crop_jobs
-    )
+    assert {after[k].split("job=")[1].strip() for k in set(after) - set(before)} == set(new_crop_jobs)
     assert len(jobs_of(rerun, "rule_train")) == 1 and len(rerun.submissions) == 2
 
 
@@ -380,20 +340,14 @@ def test_failing_job_is_reported_with_its_log(
     records = sacct_jobs(attempts, slurm_env)
     assert [records[j]["State"] for j in attempts] == ["FAILED", "FAILED"]
     # Memory grows with `attempt` (default-resources mem_mb: 500 * attempt).
-    assert [
-        re.search(r"mem=(\w+)", records[j]["ReqTRES"]).group(1) for j in attempts
-    ] == ["500M", "1000M"]
+    assert [re.search(r"mem=(\w+)", records[j]["ReqTRES"]).group(1) for j in attempts] == ["500M", "1000M"]
     last_log = run.submissions[attempts[-1]]
     assert str(last_log) in run.output and "deliberate failure" in last_log.read_text()
 
 
-def test_cluster_generic_profile_runs_toy(
-    slurm_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_cluster_generic_profile_runs_toy(slurm_env: dict[str, str], tmp_path: Path) -> None:
     profile = layered_profile(GENERIC_PROFILE, tmp_path / "profile", GENERIC_OVERRIDES)
-    run = run_snakemake(
-        TOY_SNAKEFILE, tmp_path / "wd", profile, slurm_env, config={"n_items": 4}
-    )
+    run = run_snakemake(TOY_SNAKEFILE, tmp_path / "wd", profile, slurm_env, config={"n_items": 4})
     assert run.returncode == 0, run.output[-4000:]
     records = sacct_jobs(run.external_ids, slurm_env)
     names = sorted(r["JobName"] for r in records.values())
@@ -404,9 +358,7 @@ def test_cluster_generic_profile_runs_toy(
     ], records  # 4 items, 3 per group
     (train,) = (r for r in records.values() if r["JobName"] == "smk-train")
     assert train["Partition"] == "gpu" and "gres/gpu=1" in train["AllocTRES"], train
-    assert (tmp_path / "wd" / "train" / "cuda.txt").read_text().split()[
-        0
-    ] == "CUDA_VISIBLE_DEVICES=0"
+    assert (tmp_path / "wd" / "train" / "cuda.txt").read_text().split()[0] == "CUDA_VISIBLE_DEVICES=0"
 
 
 # ---- the real workflow on the demo data --------------------------------------------------------
@@ -500,9 +452,7 @@ def batched_run(
     return work, run
 
 
-def test_real_workflow_runs_through_slurm(
-    batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]
-) -> None:
+def test_real_workflow_runs_through_slurm(batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]) -> None:
     work, run = batched_run
     trust = pd.read_csv(work / "results/trust_summary.csv")
     assert trust["experiment"].tolist() == ["tiny"] and trust["model_f1"].between(0, 1).all()
@@ -515,9 +465,7 @@ def test_real_workflow_runs_through_slurm(
     assert {"rule_demo_data", "rule_make_splits", "rule_train", "rule_evaluate"} <= set(rules), rules
 
 
-def test_real_crops_ran_as_batched_jobs(
-    batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]
-) -> None:
+def test_real_crops_ran_as_batched_jobs(batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]) -> None:
     """29 images (12 + 12 demo, 5 site_b) in stable batches of up to 6: one sbatch job per batch."""
     work, run = batched_run
     crop_jobs = [j for j, log in run.submissions.items() if rule_of(log) == "rule_crop_batch"]
@@ -530,11 +478,9 @@ def test_real_crops_ran_as_batched_jobs(
     assert {r["State"] for r in records.values()} == {"COMPLETED"}
 
 
-def test_real_training_job_got_the_gpu(
-    batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]
-) -> None:
+def test_real_training_job_got_the_gpu(batched_run: tuple[Path, SnakemakeRun], slurm_env: dict[str, str]) -> None:
     work, run = batched_run
-    gpu_jobs = {j: rule_of(log) for j, log in run.submissions.items() if rule_of(log)[len("rule_"):] in GPU_RULES}
+    gpu_jobs = {j: rule_of(log) for j, log in run.submissions.items() if rule_of(log)[len("rule_") :] in GPU_RULES}
     # the model, its border-only control and the Grad-CAM panel (no grid here: no train_inner)
     assert sorted(gpu_jobs.values()) == ["rule_gradcam", "rule_train", "rule_train_border_only"], gpu_jobs
     for job, record in sacct_jobs(gpu_jobs, slurm_env).items():
@@ -571,9 +517,7 @@ def test_real_rerun_after_update_submits_only_stale_jobs(
                      re.M), log.read_text()  # fmt: skip
 
 
-def test_real_per_image_mode_goes_in_group_jobs(
-    slurm_env: dict[str, str], real_profile: Path, tmp_path: Path
-) -> None:
+def test_real_per_image_mode_goes_in_group_jobs(slurm_env: dict[str, str], real_profile: Path, tmp_path: Path) -> None:
     """preprocess.batch_size 1: one crop_image job per image, sent as group jobs of 12."""
     work = tmp_path / "work"
     cfg = real_config(work, write_site_b(tmp_path / "site_b", 5), batch_size=1)
@@ -588,8 +532,13 @@ def test_real_per_image_mode_goes_in_group_jobs(
     records = sacct_jobs(groups, slurm_env)
     assert {r["State"] for r in records.values()} == {"COMPLETED"}
     # Each job of a group is an srun step running its own `python -m snakemake`: say what it costs.
-    steps = subprocess.run(["sacct", "-n", "-P", "-j", ",".join(groups), "-o", "JobID,ElapsedRaw"],
-                           capture_output=True, text=True, check=True, env={**os.environ, **slurm_env}).stdout
+    steps = subprocess.run(
+        ["sacct", "-n", "-P", "-j", ",".join(groups), "-o", "JobID,ElapsedRaw"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **slurm_env},
+    ).stdout
     total_s = sum(int(line.split("|")[1]) for line in steps.splitlines() if line and "." not in line.split("|")[0])
     print(f"per-image group jobs: {total_s} s of group-job time for 29 images ({total_s / 29:.1f} s/image)")
 
@@ -597,9 +546,7 @@ def test_real_per_image_mode_goes_in_group_jobs(
 # ---- jobs that can never start (profile asks more than the cluster has) ------------------------
 
 
-def test_request_over_any_node_fails_before_submitting(
-    slurm_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_request_over_any_node_fails_before_submitting(slurm_env: dict[str, str], tmp_path: Path) -> None:
     """The shipped profile's widest job on a site with smaller nodes: checked against sinfo at start.
     (`cores` too: Snakemake caps a job's threads at it, so set-threads alone never asks more.)"""
     profile = layered_profile(SLURM_PROFILE, tmp_path / "profile",
@@ -631,8 +578,9 @@ def test_never_starting_job_fails_within_a_minute(
     finally:
         subprocess.run(["scontrol", "delete", "ReservationName=cxr_test_maint"], env=env, check=False)
     assert run.returncode != 0
-    assert re.search(r"SLURM job \d+ \(rule \w+\) can never start: pending, reason ReqNodeNotAvail", run.output), \
+    assert re.search(r"SLURM job \d+ \(rule \w+\) can never start: pending, reason ReqNodeNotAvail", run.output), (
         run.output[-4000:]
+    )
     assert "in the profile" in run.output
     assert run.seconds < 90, run.seconds
     queued = subprocess.run(["squeue", "-h", "-o", "%i", "-u", "root"], env=env, capture_output=True, text=True)

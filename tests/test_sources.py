@@ -115,7 +115,9 @@ def test_ieee8023_new_header_hierarchical_and_string_ids(tmp_path: Path) -> None
 
 def test_filter_list_values_and_numbers(tmp_path: Path) -> None:
     root = old_style(tmp_path / "old")
-    images = inventory_source("old", spec_for("ieee8023", root, filters={"view": ["PA", "AP"], "patientid": [2, 3]}), LABELS).images
+    images = inventory_source(
+        "old", spec_for("ieee8023", root, filters={"view": ["PA", "AP"], "patientid": [2, 3]}), LABELS
+    ).images
     assert list(images["patient_id"]) == ["2", "2", "3"]
     with pytest.raises(SourceError, match="filter column 'nope'"):
         inventory_source("old", spec_for("ieee8023", root, filters={"nope": "x"}), LABELS)
@@ -288,7 +290,8 @@ def test_symlinks_into_a_data_store_are_read_through(tmp_path: Path) -> None:
     (root / "images").mkdir(parents=True)
     (root / "images" / "link.jpg").symlink_to(store / "a.jpg")
     (root / "metadata.csv").write_text(
-        OLD_HEADER + "\n1,0,M,1,COVID-19,,PA,X-ray,,,link.jpg,,,,,,\n2,0,M,1,COVID-19,,PA,X-ray,,,../../store/b.png,,,,,,\n"
+        OLD_HEADER
+        + "\n1,0,M,1,COVID-19,,PA,X-ray,,,link.jpg,,,,,,\n2,0,M,1,COVID-19,,PA,X-ray,,,../../store/b.png,,,,,,\n"
     )
     named = inventory_source("s", spec_for("ieee8023", root), LABELS).images
     assert named["problem"].tolist() == ["", "unsafe path: images/../../store/b.png"]
@@ -300,7 +303,9 @@ def test_missing_file_reported_and_check_files_off(tmp_path: Path) -> None:
     (root / "images" / "b.png").unlink()
     images = inventory_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS).images
     assert images["problem"].tolist() == ["", "missing file", ""]
-    unchecked = inventory_source("old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS, check_files=False).images
+    unchecked = inventory_source(
+        "old", spec_for("ieee8023", root, filters=COVID_FILTERS), LABELS, check_files=False
+    ).images
     assert set(unchecked["problem"]) == {""}
 
 
@@ -335,7 +340,9 @@ def test_limit_keeps_the_first_rows(tmp_path: Path) -> None:
 @pytest.mark.shared_data
 def test_real_ieee8023_march_2020(shared_data: Path) -> None:
     root = shared_data / "ieee8023-covid-chestxray-2020-03-24"
-    images = inventory_source("ieee", {"format": "ieee8023", "path": str(root), "filters": COVID_FILTERS}, LABELS).images
+    images = inventory_source(
+        "ieee", {"format": "ieee8023", "path": str(root), "filters": COVID_FILTERS}, LABELS
+    ).images
     assert len(images) == 76
     assert images["patient_id"].nunique() == 53
     assert (images["problem"] == "missing file").sum() == 1
@@ -363,7 +370,9 @@ def test_real_seed_csvs(shared_data: Path) -> None:
             "columns": cols,
         },
     }
-    images = pd.concat([inventory_source(name, spec, LABELS).images for name, spec in sources.items()], ignore_index=True)
+    images = pd.concat(
+        [inventory_source(name, spec, LABELS).images for name, spec in sources.items()], ignore_index=True
+    )
     assert images.groupby("source").size().to_dict() == {"seed_covid": 92, "seed_normal": 400}
     # Fact of the published data: rows 312-400 of normal_xray_dataset.csv name files that
     # normal_dataset/ lacks (it holds 89 other files instead); they are reported, not dropped.

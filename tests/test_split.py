@@ -24,9 +24,7 @@ CLASSES = ["COVID-19", "Normal", "Pneumonia"]
 HOLDOUT = dict(seed=42, test_size=0.2, val_size=0.1, folds=1, classes=CLASSES)
 
 
-def _manifest(
-    n_patients: int, *, first: int = 0, seed: int = 0, source: str = "src"
-) -> pd.DataFrame:
+def _manifest(n_patients: int, *, first: int = 0, seed: int = 0, source: str = "src") -> pd.DataFrame:
     """n patients, 1-4 images each, one label per patient (cycling through CLASSES)."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -152,9 +150,7 @@ def test_adding_patients_moves_few_existing_patients(folds: int) -> None:
     assert set(before.loc[moved, "label"]) <= {added_label}
     cuts = 2 if folds == 1 else folds  # hold-out: test|val|train; k-fold: k test windows on the ring
     assert len(moved_groups) <= cuts
-    new = pd.concat(
-        [_manifest(45, first=300, seed=1), old, _manifest(45, first=0, seed=2, source="other")]
-    )
+    new = pd.concat([_manifest(45, first=300, seed=1), old, _manifest(45, first=0, seed=2, source="other")])
     after = assign_splits(new, **settings).set_index("image_id").loc[before["image_id"]]
     moved = (after[cols].to_numpy() != before[cols].to_numpy()).any(axis=1)
     assert before.loc[moved, "group"].nunique() <= 0.25 * before["group"].nunique()
@@ -206,10 +202,7 @@ def test_split_files(tmp_path: Path) -> None:
     a = assign_splits(_manifest(50), **{**HOLDOUT, "folds": 3, "val_size": 0.0})
     files = write_split_files(a, tmp_path)
     names = sorted(str(f.relative_to(tmp_path)) for f in files)
-    expected = sorted(
-        ["assignments.csv"]
-        + [f"fold{k}/{s}.csv" for k in range(3) for s in ("train", "val", "test")]
-    )
+    expected = sorted(["assignments.csv"] + [f"fold{k}/{s}.csv" for k in range(3) for s in ("train", "val", "test")])
     assert names == expected
     val = read_split_file(tmp_path / "fold0" / "val.csv")
     assert val.empty and list(val.columns) == ["image_id", "label", "patient_id", "path", "source", "group"]

@@ -59,37 +59,74 @@ def write_splits(root: Path, sizes: dict[str, int]) -> dict[str, str]:
                 image[8:24, 8:24] += 150
             path = root / f"{split}_{i}.png"
             cv2.imwrite(str(path), image)
-            rows.append({"image_id": f"{split}{i}", "label": label, "patient_id": f"{split}p{i // 2}",
-                         "path": str(path), "source": "synthetic"})
+            rows.append(
+                {
+                    "image_id": f"{split}{i}",
+                    "label": label,
+                    "patient_id": f"{split}p{i // 2}",
+                    "path": str(path),
+                    "source": "synthetic",
+                }
+            )
         paths[split] = str(root / f"{split}.csv")
         pd.DataFrame(rows, columns=["image_id", "label", "patient_id", "path", "source"]).to_csv(
-            paths[split], index=False)
+            paths[split], index=False
+        )
     return paths
 
 
 def experiment(backend: str, **changes) -> dict:
     """A complete experiment dict (all schema keys), tiny: random weights, 32 px, few epochs."""
-    return {"arch": "vgg19", "weights": "none", "freeze_base": True, "image_size": 32, "epochs": 2,
-            "batch_size": 8, "optimizer": "adam", "learning_rate": 1e-3, "dropout": 0.5,
-            "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True,
-                             "zoom": 0.1},
-            "backend": backend, "checkpoint_every": 1, "save_optimizer": False, "seed": 0, "bank_views": 0,
-            "augment_in_step": False, "steps_per_execution": 1, "precision": "float32", "select_epoch": "last",
-            "select_monitor": "val_loss", **changes}
+    return {
+        "arch": "vgg19",
+        "weights": "none",
+        "freeze_base": True,
+        "image_size": 32,
+        "epochs": 2,
+        "batch_size": 8,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "dropout": 0.5,
+        "augmentation": {"rotation": 20, "width_shift": 0.2, "height_shift": 0.2, "horizontal_flip": True, "zoom": 0.1},
+        "backend": backend,
+        "checkpoint_every": 1,
+        "save_optimizer": False,
+        "seed": 0,
+        "bank_views": 0,
+        "augment_in_step": False,
+        "steps_per_execution": 1,
+        "precision": "float32",
+        "select_epoch": "last",
+        "select_monitor": "val_loss",
+        **changes,
+    }
 
 
 def launch(args: dict) -> subprocess.Popen:
     env = {**os.environ, "KERAS_BACKEND": args["experiment"]["backend"], "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, json.dumps(args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def run_args(out: Path, splits: dict[str, str], exp: dict, evaluate: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    return {"experiment": exp, "classes": CLASSES, **splits, "out": str(out), "model": str(out / "model.keras"),
-            "history": str(out / "history.csv"), "checkpoints": str(out / "checkpoints"),
-            "training": str(out / "training.json"),
-            "log": str(out / "train.log"), "evaluate": evaluate}
+    return {
+        "experiment": exp,
+        "classes": CLASSES,
+        **splits,
+        "out": str(out),
+        "model": str(out / "model.keras"),
+        "history": str(out / "history.csv"),
+        "checkpoints": str(out / "checkpoints"),
+        "training": str(out / "training.json"),
+        "log": str(out / "train.log"),
+        "evaluate": evaluate,
+    }
 
 
 def epochs_checkpointed(state: Path) -> int:
@@ -145,8 +182,14 @@ ROLE_TESTS = {
 # the head) and the in-step warp (steps_per_execution 2, bfloat16, best validation epoch kept).
 FEED_SETTINGS = {
     "bank": {"bank_views": 12, "epochs": 6},
-    "step": {"augment_in_step": True, "steps_per_execution": 2, "precision": "mixed_bfloat16",
-             "select_epoch": "best_val", "select_monitor": "val_loss", "epochs": 6},
+    "step": {
+        "augment_in_step": True,
+        "steps_per_execution": 2,
+        "precision": "mixed_bfloat16",
+        "select_epoch": "best_val",
+        "select_monitor": "val_loss",
+        "epochs": 6,
+    },
 }
 DEFAULT_BACKEND = "tensorflow"
 
@@ -202,8 +245,7 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     kill_stages(records)
     for record in records.values():
         output, _ = record["proc"].communicate(timeout=300)
-        record.update(returncode=record["proc"].returncode, output=output,
-                      log=Path(record["args"]["log"]).read_text())
+        record.update(returncode=record["proc"].returncode, output=output, log=Path(record["args"]["log"]).read_text())
     return records
 
 
@@ -228,8 +270,7 @@ def test_train_and_evaluate_end_to_end(backend: str, runs: dict) -> None:
     np.testing.assert_allclose(predictions[["prob_COVID-19", "prob_Normal"]].sum(axis=1), 1.0, atol=1e-5)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["backend"] == backend and metrics["experiment"] == "tiny"
-    assert metrics["counts"]["test"] == {"images": 6, "patients": 3,
-                                         "images_per_class": {"COVID-19": 3, "Normal": 3}}
+    assert metrics["counts"]["test"] == {"images": 6, "patients": 3, "images_per_class": {"COVID-19": 3, "Normal": 3}}
     assert metrics["metrics"]["per_class"]["Normal"]["support"] == 3
     assert "precision" in (out / "classification_report.txt").read_text()
     for png in ("history.png", "confusion_matrix.png", "roc.png"):
@@ -285,9 +326,16 @@ def test_killed_bank_build_and_head_training_resume(runs: dict) -> None:
     check_resumed(run)
     assert "views already built" in run["log"] and "feature bank ready: 12 views x 16 images" in run["log"]
     record = json.loads(Path(run["args"]["training"]).read_text())
-    assert record == {"select_epoch": "last", "monitor": "val_loss", "chosen_epoch": 6,
-                      "value": pytest.approx(pd.read_csv(run["args"]["history"])["val_loss"].iloc[-1]),
-                      "epochs": 6, "feed": "bank", "bank_views": 12, "precision": "float32"}
+    assert record == {
+        "select_epoch": "last",
+        "monitor": "val_loss",
+        "chosen_epoch": 6,
+        "value": pytest.approx(pd.read_csv(run["args"]["history"])["val_loss"].iloc[-1]),
+        "epochs": 6,
+        "feed": "bank",
+        "bank_views": 12,
+        "precision": "float32",
+    }
     assert (Path(run["args"]["out"]) / "metrics.json").is_file()
     assert not Path(run["args"]["checkpoints"]).exists()
 

@@ -53,17 +53,13 @@ def test_reproducible_and_estimate_inside_ci() -> None:
         roc_auc_score(y == "COVID-19", preds["prob_COVID-19"])
     )
     narrow = metric_intervals(preds, CLASSES, n_boot=1000, seed=7, level=0.5)
-    assert (
-        narrow["accuracy"]["high"] - narrow["accuracy"]["low"] < a["accuracy"]["high"] - a["accuracy"]["low"]
-    )
+    assert narrow["accuracy"]["high"] - narrow["accuracy"]["low"] < a["accuracy"]["high"] - a["accuracy"]["low"]
 
 
 def testbootstrap_auc_equals_weighted_sklearn() -> None:
     preds = _predictions(30, seed=3)
     patients, pat_of_img = np.unique(preds.patient_id, return_inverse=True)
-    draws = np.random.default_rng(0).multinomial(
-        len(patients), np.full(len(patients), 1 / len(patients)), size=5
-    )
+    draws = np.random.default_rng(0).multinomial(len(patients), np.full(len(patients), 1 / len(patients)), size=5)
     positive = (preds.true_label == "COVID-19").to_numpy()
     score = preds["prob_COVID-19"].to_numpy()
     ours = bootstrap_auc(positive, score, pat_of_img, draws.astype(float))

@@ -119,12 +119,15 @@ def test_internal_and_external_metrics_side_by_side(run: tuple[Path, dict]) -> N
     table = pd.read_csv(exp / "internal_vs_external.csv", dtype={"fold": str}).set_index(["class", "metric"])
     assert len(table) == len(CLASSES) + 2
     for c in CLASSES:
-        assert table.loc[(c, "f1"), "internal"] == pytest.approx(internal["metrics"]["per_class"][c]["f1-score"],
-                                                                 abs=1e-4)
-        assert table.loc[(c, "f1"), "external"] == pytest.approx(external["metrics"]["per_class"][c]["f1-score"],
-                                                                 abs=1e-4)
-        assert table.loc[(c, "f1"), "external_low"] == pytest.approx(external["ci"]["per_class"][c]["f1"]["low"],
-                                                                     abs=1e-4)
+        assert table.loc[(c, "f1"), "internal"] == pytest.approx(
+            internal["metrics"]["per_class"][c]["f1-score"], abs=1e-4
+        )
+        assert table.loc[(c, "f1"), "external"] == pytest.approx(
+            external["metrics"]["per_class"][c]["f1-score"], abs=1e-4
+        )
+        assert table.loc[(c, "f1"), "external_low"] == pytest.approx(
+            external["ci"]["per_class"][c]["f1"]["low"], abs=1e-4
+        )
     summary = json.loads((exp / "metrics.json").read_text())
     assert summary["external"]["test_sources"] == ["hosp_b"]
     assert summary["external"]["metrics"] == external["metrics"] and summary["ci"] == internal["ci"]
@@ -136,8 +139,12 @@ def test_internal_and_external_metrics_side_by_side(run: tuple[Path, dict]) -> N
     row = trust.loc[("external", 0)]
     assert row["test_sources"] == "hosp_b"
     assert row["external_f1"] == pytest.approx(external["metrics"]["per_class"][CLASSES[0]]["f1-score"], abs=1e-4)
-    assert row["duplicates_internal_external"] == json.loads((exp / "splits/audit.json").read_text())["external"][
-        "duplicate_pairs_per_fold"]["fold0"]["train_val"]
+    assert (
+        row["duplicates_internal_external"]
+        == json.loads((exp / "splits/audit.json").read_text())["external"]["duplicate_pairs_per_fold"]["fold0"][
+            "train_val"
+        ]
+    )
     assert trust.loc[("plain", 0)][["test_sources", "external_f1", "duplicates_internal_external"]].isna().all()
 
     # the border-only control on the external set too, masked as it was trained, and its verdict there
@@ -186,8 +193,7 @@ def test_nested_cv_choice_per_outer_fold(run: tuple[Path, dict]) -> None:
     table = pd.read_csv(exp / "nested_cv.csv", dtype={"fold": str})
     assert list(table["fold"]) == ["0", "1", "mean", "sd"]
     assert list(table["learning_rate"][:2]) == pytest.approx(chosen)
-    f1 = [json.loads((exp / f"fold{k}/metrics.json").read_text())["metrics"]["macro avg"]["f1-score"]
-          for k in range(2)]
+    f1 = [json.loads((exp / f"fold{k}/metrics.json").read_text())["metrics"]["macro avg"]["f1-score"] for k in range(2)]
     assert table.loc[2, "outer_macro_f1"] == pytest.approx(np.mean(f1), abs=1e-4)
     summary = json.loads((exp / "metrics.json").read_text())
     nested = summary["nested"]

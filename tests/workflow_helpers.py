@@ -57,7 +57,11 @@ def snakemake_command(*args: str, configfile: str | None = "my.yaml") -> list[st
 
 
 def run_snakemake(
-    workdir: Path, config: dict[str, Any] | None, *args: str, check: bool = True, timeout: int = 900,
+    workdir: Path,
+    config: dict[str, Any] | None,
+    *args: str,
+    check: bool = True,
+    timeout: int = 900,
     configfile: str = "my.yaml",
 ) -> subprocess.CompletedProcess[str]:
     """Run snakemake in ``workdir``, a fresh copy of the repository made on first use.

@@ -29,8 +29,6 @@ import numpy as np
 Preprocess = Callable[[np.ndarray], np.ndarray]
 
 
-
-
 def draw_affine(rng: np.random.Generator, size: int, augmentation: Mapping[str, Any]) -> np.ndarray:
     """Draw one image's (angle, tx, ty, scale, flip) in ImageDataGenerator's ranges.
 
@@ -63,9 +61,7 @@ def affine_matrix(params: np.ndarray, size: int) -> np.ndarray:
     return (shift @ rotate @ mirror)[:2]
 
 
-def augment_batch(
-    images: np.ndarray, rng: np.random.Generator, augmentation: Mapping[str, Any]
-) -> np.ndarray:
+def augment_batch(images: np.ndarray, rng: np.random.Generator, augmentation: Mapping[str, Any]) -> np.ndarray:
     """Warp each uint8 [S,S,1] image once (bilinear, constant 0 border, like a black film edge)."""
     size = images.shape[1]
     return warp_batch(images, draw_batch(rng, len(images), size, augmentation))
@@ -77,8 +73,12 @@ def warp_batch(images: np.ndarray, params: np.ndarray) -> np.ndarray:
     out = np.empty_like(images)
     for i, image in enumerate(images):
         out[i, ..., 0] = cv2.warpAffine(
-            image[..., 0], affine_matrix(params[i], size), (size, size), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+            image[..., 0],
+            affine_matrix(params[i], size),
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
         )
     return out
 
@@ -120,8 +120,9 @@ class AffineWarp(keras.layers.Layer):
         images, params = inputs
         images = keras.ops.cast(images, "float32")
         transforms = inverse_transforms(keras.ops.cast(params, "float32"), images.shape[1])
-        return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear",
-                                                fill_mode="constant", fill_value=0)
+        return keras.ops.image.affine_transform(
+            images, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0
+        )
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape[0]
@@ -176,9 +177,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         """Fix the epoch whose order and random draws the next batches use (resume sets it)."""
         self.epoch = epoch
         n = len(self.images)
-        self.order = (
-            np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-        )
+        self.order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -186,11 +185,12 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range [0, {len(self)})")
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         batch = self.images[rows]
         if self.in_step:
-            params = draw_batch(np.random.default_rng([self.seed, self.epoch, index]), len(rows), batch.shape[1],
-                                self.augmentation)
+            params = draw_batch(
+                np.random.default_rng([self.seed, self.epoch, index]), len(rows), batch.shape[1], self.augmentation
+            )
             x = {"pixels": batch, "affine": params.astype(np.float32)}
             return x if self.targets is None else (x, self.targets[rows])
         if self.augmentation is not None:

@@ -74,14 +74,22 @@ class FeatureBank:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp.write_text(self.fingerprint)
 
-    def build(self, features: Features, images: np.ndarray, val_images: np.ndarray, views: int, seed: int,
-              augmentation: Mapping[str, Any] | None, batch_size: int,
-              log: logging.Logger) -> tuple[np.ndarray, np.ndarray]:
+    def build(
+        self,
+        features: Features,
+        images: np.ndarray,
+        val_images: np.ndarray,
+        views: int,
+        seed: int,
+        augmentation: Mapping[str, Any] | None,
+        batch_size: int,
+        log: logging.Logger,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Train features [views, N, ...] and validation features [M, ...], computing only what is missing."""
         self.prepare(log)
 
         def forward(batch_images: np.ndarray) -> np.ndarray:
-            parts = [features(batch_images[i:i + batch_size]) for i in range(0, len(batch_images), batch_size)]
+            parts = [features(batch_images[i : i + batch_size]) for i in range(0, len(batch_images), batch_size)]
             return np.concatenate(parts).astype(np.float32)
 
         done = sum(self.view_path(k).is_file() for k in range(views))
@@ -93,15 +101,25 @@ class FeatureBank:
             if not path.is_file():
                 t0 = time.perf_counter()
                 _save_atomic(path, forward(view_images(images, seed, k, augmentation)))
-                log.info("feature bank: view %d/%d of %d images in %.1f s", k + 1, views, len(images),
-                         time.perf_counter() - t0)
+                log.info(
+                    "feature bank: view %d/%d of %d images in %.1f s",
+                    k + 1,
+                    views,
+                    len(images),
+                    time.perf_counter() - t0,
+                )
         val_path = self.folder / "val.npy"
         if len(val_images) and not val_path.is_file():
             _save_atomic(val_path, forward(val_images))
         train = np.stack([np.load(self.view_path(k)) for k in range(views)])
         val = np.load(val_path) if len(val_images) else np.zeros((0, *train.shape[2:]), np.float32)
-        log.info("feature bank ready: %d views x %d images, features %s, %.1f s in this run",
-                 views, len(images), train.shape[2:], time.perf_counter() - start)
+        log.info(
+            "feature bank ready: %d views x %d images, features %s, %.1f s in this run",
+            views,
+            len(images),
+            train.shape[2:],
+            time.perf_counter() - start,
+        )
         return train, val
 
 
@@ -112,8 +130,9 @@ class BankBatches(keras.utils.PyDataset):
     ``default_rng([seed, epoch, BANK_STREAM])``: the same after a resume.
     """
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int, seed: int,
-                 epoch: int = 0) -> None:
+    def __init__(
+        self, features: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int, seed: int, epoch: int = 0
+    ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         if features.ndim < 3 or features.shape[1] != len(labels):
             raise ValueError(f"expected features [views, {len(labels)}, ...], got {features.shape}")
@@ -134,7 +153,7 @@ class BankBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range [0, {len(self)})")
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         return self.features[self.views[rows], rows], self.targets[rows]
 
     def on_epoch_end(self) -> None:

@@ -105,8 +105,12 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dic
     return {"f1": {c: float(v) for c, v in zip(classes, f1)}, "accuracy": float(accuracy_score(y_true, y_pred))}
 
 
-def margin_intervals(model_predictions: pd.DataFrame, baseline_predictions: pd.DataFrame,
-                     classes: Sequence[str], bootstrap: Mapping[str, Any]) -> dict[str, Any]:
+def margin_intervals(
+    model_predictions: pd.DataFrame,
+    baseline_predictions: pd.DataFrame,
+    classes: Sequence[str],
+    bootstrap: Mapping[str, Any],
+) -> dict[str, Any]:
     """Paired BCa intervals of model - baseline (macro and positive-class F1) over the same test units."""
     ci = paired_bootstrap({"model": model_predictions, "baseline": baseline_predictions}, classes,
                           n_boot=bootstrap["n"], seed=bootstrap["seed"], level=bootstrap["level"])  # fmt: skip
@@ -114,8 +118,12 @@ def margin_intervals(model_predictions: pd.DataFrame, baseline_predictions: pd.D
 
 
 def run_baselines(
-    train_csv: str, test_csv: str, model_metrics: Mapping[str, Any], classes: Sequence[str],
-    settings: Mapping[str, Any], model_predictions: pd.DataFrame | None = None,
+    train_csv: str,
+    test_csv: str,
+    model_metrics: Mapping[str, Any],
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+    model_predictions: pd.DataFrame | None = None,
     bootstrap: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Thumbnail and border-ring baselines beside the model: their scores, the model's F1 per class, and
@@ -163,15 +171,26 @@ def run_baselines(
     return out
 
 
-def baselines_main(train_csv: str, test_csv: str, metrics_json: str, output: str, classes: Sequence[str],
-                   settings: Mapping[str, Any], predictions_csv: str | None = None,
-                   bootstrap: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def baselines_main(
+    train_csv: str,
+    test_csv: str,
+    metrics_json: str,
+    output: str,
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+    predictions_csv: str | None = None,
+    bootstrap: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Rule baselines: :func:`run_baselines` beside the fold's model (its metrics.json and predictions.csv),
     to baselines.json."""
     metrics = json.loads(Path(metrics_json).read_text())["metrics"]
     predictions = read_predictions(predictions_csv) if predictions_csv else None
     result = run_baselines(train_csv, test_csv, metrics, classes, settings, predictions, bootstrap)
     write_json(result, output)
-    LOG.info("baselines: thumbnail F1 %s, border ring F1 %s, model F1 %s", result["thumbnail"]["f1"],
-             result["border_ring"]["f1"], result["model"]["f1"])
+    LOG.info(
+        "baselines: thumbnail F1 %s, border ring F1 %s, model F1 %s",
+        result["thumbnail"]["f1"],
+        result["border_ring"]["f1"],
+        result["model"]["f1"],
+    )
     return result

@@ -67,8 +67,10 @@ def _missing(f: Facts) -> tuple[str, str] | None:
 
 def _sample_size(f: Facts) -> tuple[str, str] | None:
     t = f["flow"]["total"]
-    return f"{t['kept']} images ({f['splits']['patients']} patients); no size calculation by the run", \
-        "splits/summary.json"
+    return (
+        f"{t['kept']} images ({f['splits']['patients']} patients); no size calculation by the run",
+        "splits/summary.json",
+    )
 
 
 def _partition(f: Facts) -> tuple[str, str] | None:
@@ -299,5 +301,8 @@ def html_rows(rows: Sequence[Mapping[str, str]]) -> str:
         value = html.escape(r["value"]) if r["status"] == "filled" else f"<em>{FOR_AUTHORS}</em>"
         cells.append(f"<tr><td>{html.escape(r['checklist'])}</td><td>{html.escape(r['number'])}</td>"
                      f"<td>{html.escape(r['name'])}</td><td>{value}</td><td>{html.escape(r['link'])}</td></tr>")  # fmt: skip
-    return ("<table><tr><th>checklist</th><th>item</th><th>name</th><th>value</th><th>output</th></tr>"
-            + "".join(cells) + "</table>")
+    return (
+        "<table><tr><th>checklist</th><th>item</th><th>name</th><th>value</th><th>output</th></tr>"
+        + "".join(cells)
+        + "</table>"
+    )

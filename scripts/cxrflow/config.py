@@ -88,7 +88,6 @@ def check_source_mix(config: Mapping[str, Any]) -> None:
         )
 
 
-
 def check_experiments(config: Mapping[str, Any]) -> None:
     """Refuse what the schema cannot check: an experiment's test_sources must name configured sources,
     and leave at least one source to train on. (Grid keys are checked by the schema.)"""

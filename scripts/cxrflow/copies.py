@@ -65,68 +65,6 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b
                 "rotation_deg")  # fmt: skip
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # Candidate pairs per task sent to a worker process: large enough that sending them costs
 # little next to ~100 ECC fits, small enough that both workers finish together.
 _PAIRS_PER_TASK = 64

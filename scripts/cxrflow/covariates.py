@@ -58,7 +58,7 @@ def normalise_age(value: Any) -> str:
 
 
 def normalise_sex(value: Any) -> str:
-    """"M", "F", or "" for anything else (other spellings, "O", blanks). Never raises."""
+    """ "M", "F", or "" for anything else (other spellings, "O", blanks). Never raises."""
     try:
         return _SEX.get(str(value).strip().lower().rstrip("."), "")
     except (ValueError, TypeError):
@@ -66,7 +66,7 @@ def normalise_sex(value: Any) -> str:
 
 
 def normalise_view(value: Any) -> str:
-    """"PA", "AP" (supine and erect AP films too), "lateral", "other" (CT planes, oblique) or "" when blank."""
+    """ "PA", "AP" (supine and erect AP films too), "lateral", "other" (CT planes, oblique) or "" when blank."""
     try:
         text = re.sub(r"[\s_-]+", " ", str(value).strip().lower())
     except (ValueError, TypeError):

@@ -68,9 +68,7 @@ def dark_pixels(img: np.ndarray, black_threshold: float) -> np.ndarray:
     return cv2.compare(total, float(limit), cv2.CMP_LT)
 
 
-def line_masks(
-    img: np.ndarray, black_threshold: float, black_fraction: float
-) -> tuple[np.ndarray, np.ndarray]:
+def line_masks(img: np.ndarray, black_threshold: float, black_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Black rows bool[H] and black columns bool[W]: more than ``black_fraction`` of the line is dark."""
     if img.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {img.dtype}")
@@ -151,9 +149,7 @@ def resize_square(img: np.ndarray, size: int, interpolation: str) -> np.ndarray:
     try:
         flag = INTERPOLATIONS[interpolation]
     except KeyError:
-        raise ValueError(
-            f"unknown interpolation {interpolation!r}; choose from {sorted(INTERPOLATIONS)}"
-        ) from None
+        raise ValueError(f"unknown interpolation {interpolation!r}; choose from {sorted(INTERPOLATIONS)}") from None
     if img.shape[0] == size:
         return img.copy()
     return cv2.resize(img, (size, size), interpolation=flag)

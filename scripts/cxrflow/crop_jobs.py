@@ -79,9 +79,7 @@ def crop_batch_job(
         workers = pool_workers(cores)
         pool = shared_pool(workers)
         chunk = max(1, min(64, len(items) // (8 * workers)))
-        summaries = cxr_batch.run_batch(
-            items, settings, functools.partial(pool.map, chunksize=chunk), log, where
-        )
+        summaries = cxr_batch.run_batch(items, settings, functools.partial(pool.map, chunksize=chunk), log, where)
         for summary in summaries:
             summary.pop("traceback")
         write_output(Path(output), (json.dumps({"images": summaries}) + "\n").encode("utf-8"))
@@ -116,14 +114,10 @@ def manifest_job(
         )
         if skipped_path is not None:
             cxr_manifest.write_csv_atomic(skipped[cxr_sources.SKIPPED_COLUMNS], Path(skipped_path))
-        selection = pd.concat(
-            [pd.read_csv(p, dtype=str, keep_default_na=False) for p in selections], ignore_index=True
-        )
+        selection = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in selections], ignore_index=True)
         records = cxr_manifest.read_records([Path(p) for p in record_paths]) + batch_records(batch_files)
         flagged = set(selection.loc[selection["problem"] != "", "image_id"])
-        cxr_batch.check_systemic(
-            [{**r, "known_problem": r["image_id"] in flagged} for r in records], "preprocessing"
-        )
+        cxr_batch.check_systemic([{**r, "known_problem": r["image_id"] in flagged} for r in records], "preprocessing")
         table = cxr_manifest.build_manifest(selection, records)
         cxr_manifest.write_manifest(table, Path(manifest_path))
         quarantined = table[table["status"] != "ok"]
@@ -258,8 +252,10 @@ def check_quarantine_job(summary_path: str, max_share: float, output: str, log_p
                 "preprocess='{max_quarantined_share: 1.0}' or in your config file)."
             )
         for source in check["all_quarantined"]:
-            message = "WARNING: " + cxr_manifest.quarantine_message(check, [source]) + (
-                ": it contributes no image (allowed by preprocess.max_quarantined_share)"
+            message = (
+                "WARNING: "
+                + cxr_manifest.quarantine_message(check, [source])
+                + (": it contributes no image (allowed by preprocess.max_quarantined_share)")
             )
             log.warning(message)
             print(message, file=sys.stderr, flush=True)

@@ -88,9 +88,7 @@ def source_predictability(
     lab = np.asarray(labels).astype(str)
     grp = np.asarray(groups).astype(str)
     if not (len(X) == len(src) == len(lab) == len(grp)):
-        raise ValueError(
-            f"lengths differ: features {len(X)}, sources {len(src)}, labels {len(lab)}, groups {len(grp)}"
-        )
+        raise ValueError(f"lengths differ: features {len(X)}, sources {len(src)}, labels {len(lab)}, groups {len(grp)}")
     table = _contingency(src, lab)
     counts = pd.Series(src).value_counts()
     out: dict[str, Any] = {
@@ -99,9 +97,7 @@ def source_predictability(
         "source_counts": {str(k): int(v) for k, v in counts.items()},
         "contingency": {str(s): {str(c): int(n) for c, n in row.items()} for s, row in table.iterrows()},
         # V = 1: every source holds one label only (source alone decides the label).
-        "cramers_v": (
-            float(association(table.to_numpy(), method="cramer")) if min(table.shape) > 1 else float("nan")
-        ),
+        "cramers_v": (float(association(table.to_numpy(), method="cramer")) if min(table.shape) > 1 else float("nan")),
         "cramers_v_corrected": bias_corrected_cramers_v(table.to_numpy()),
         "majority_accuracy": float(counts.iloc[0] / len(src)),
         "chance_balanced_accuracy": float(1 / len(counts)),
@@ -222,7 +218,10 @@ def thumbnail_rows(paths: Sequence[str], size: int, cache_dir: str | Path | None
 
 
 def source_check(
-    table: pd.DataFrame, groups: pd.Series, thumbnail_size: int, settings: Mapping[str, Any],
+    table: pd.DataFrame,
+    groups: pd.Series,
+    thumbnail_size: int,
+    settings: Mapping[str, Any],
     cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """``source_predictability`` on thumbnails of ``table`` (manifest rows), grouped by split group,
@@ -254,9 +253,11 @@ def source_check(
         support = f"the thumbnail classifier was skipped ({result['skipped']})"
     else:
         strength = "strong" if result["balanced_accuracy"] >= settings["flag_balanced_accuracy"] else "weak"
-        support = (f"{strength} supporting evidence: the source is predicted from {thumbnail_size}x{thumbnail_size} "
-                   f"thumbnails with balanced accuracy {result['balanced_accuracy']:.2f} "
-                   f"(chance {result['chance_balanced_accuracy']:.2f})")
+        support = (
+            f"{strength} supporting evidence: the source is predicted from {thumbnail_size}x{thumbnail_size} "
+            f"thumbnails with balanced accuracy {result['balanced_accuracy']:.2f} "
+            f"(chance {result['chance_balanced_accuracy']:.2f})"
+        )
     sentence = (f"Confounded: sources coincide with labels ({facts}; {support}); a model can score by "
                 "recognising the collection, and no internal test resolves it."
                 if flag else f"No source confound flagged: {facts}; {support}.")  # fmt: skip
@@ -275,8 +276,16 @@ def data_audit(manifest: pd.DataFrame, assignments: pd.DataFrame, pairs: pd.Data
     return json_safe({"leakage": leakage, "duplicate_pairs": int(len(pairs)), "source_predictability": source})
 
 
-def data_audit_main(manifest_csv: str, assignments_csv: str, duplicates_csv: str, output: str, thumbnail_size: int,
-                    settings: Mapping[str, Any], shared_png: str, cache_dir: str | None = None) -> dict[str, Any]:
+def data_audit_main(
+    manifest_csv: str,
+    assignments_csv: str,
+    duplicates_csv: str,
+    output: str,
+    thumbnail_size: int,
+    settings: Mapping[str, Any],
+    shared_png: str,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
     """Rule audit_data: :func:`data_audit` of the manifest and the shared split, to data_audit.json, and
     the shared-images figure (copies per source pair, side by side) to ``shared_png``; ``cache_dir``
     remembers the thumbnails between runs."""

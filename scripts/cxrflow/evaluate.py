@@ -30,13 +30,27 @@ def predict(model: Any, images: np.ndarray, arch: str, batch_size: int) -> np.nd
     n_classes = int(model.output_shape[-1])
     if len(images) == 0:
         return np.zeros((0, n_classes), dtype=np.float32)
-    batches = AugmentedBatches(images, None, n_classes, batch_size, lambda x: preprocess_batch(arch, x),
-                               augmentation=None, seed=0, shuffle=False)
+    batches = AugmentedBatches(
+        images,
+        None,
+        n_classes,
+        batch_size,
+        lambda x: preprocess_batch(arch, x),
+        augmentation=None,
+        seed=0,
+        shuffle=False,
+    )
     return np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
 
 
-def predict_split(model: Any, split_csv: str, classes: Sequence[str], experiment: Mapping[str, Any],
-                  predictions_path: str, mask: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def predict_split(
+    model: Any,
+    split_csv: str,
+    classes: Sequence[str],
+    experiment: Mapping[str, Any],
+    predictions_path: str,
+    mask: Mapping[str, Any] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A split's predictions.csv from a loaded model (``mask``: the border-only control's input).
 
     Shared by the internal and the external evaluation so both read their images,
@@ -56,13 +70,15 @@ def predictions_table(table: pd.DataFrame, probs: np.ndarray, classes: Sequence[
     prob_<class> in class order. A split file without groups gives each image's patient (or the image) as its group."""
     from .uncertainty import resampling_units
 
-    out = pd.DataFrame({
-        "image_id": table["image_id"].to_numpy(),
-        "patient_id": table["patient_id"].to_numpy(),
-        "group": resampling_units(table).to_numpy(),
-        "true_label": table["label"].to_numpy(),
-        "predicted_label": np.asarray(classes, dtype=object)[probs.argmax(axis=1)] if len(probs) else [],
-    })
+    out = pd.DataFrame(
+        {
+            "image_id": table["image_id"].to_numpy(),
+            "patient_id": table["patient_id"].to_numpy(),
+            "group": resampling_units(table).to_numpy(),
+            "true_label": table["label"].to_numpy(),
+            "predicted_label": np.asarray(classes, dtype=object)[probs.argmax(axis=1)] if len(probs) else [],
+        }
+    )
     for i, name in enumerate(classes):
         out[f"prob_{name}"] = probs[:, i]
     return out

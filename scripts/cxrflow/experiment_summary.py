@@ -45,8 +45,9 @@ LOG = logging.getLogger(__name__)
 HEAD_KEYS = ("experiment", "backend", "arch", "weights")
 
 
-def pooled_ci(predictions: Sequence[pd.DataFrame], classes: Sequence[str],
-              settings: Mapping[str, Any]) -> dict[str, Any]:
+def pooled_ci(
+    predictions: Sequence[pd.DataFrame], classes: Sequence[str], settings: Mapping[str, Any]
+) -> dict[str, Any]:
     """Patient bootstrap over the out-of-fold predictions of all folds (``pool_folds``)."""
     return confidence_intervals(pool_folds(predictions), classes, settings)
 
@@ -68,11 +69,17 @@ def _over_folds(folds: Sequence[Mapping[str, Any]], shared_test_set: bool = Fals
     """One fold: its metrics and CI; several: mean/sd/values per metric and each fold's CI
     (``shared_test_set``: every fold tested the same images, as an external test)."""
     if len(folds) == 1:
-        return {"folds": 1, "fold_ids": [folds[0].get("fold")], "metrics": folds[0]["metrics"],
-                "ci": folds[0].get("ci")}
-    return {"fold_ids": [f.get("fold") for f in folds],
-            **summarize_folds([f["metrics"] for f in folds], shared_test_set),
-            "ci_per_fold": [f.get("ci") for f in folds]}
+        return {
+            "folds": 1,
+            "fold_ids": [folds[0].get("fold")],
+            "metrics": folds[0]["metrics"],
+            "ci": folds[0].get("ci"),
+        }
+    return {
+        "fold_ids": [f.get("fold") for f in folds],
+        **summarize_folds([f["metrics"] for f in folds], shared_test_set),
+        "ci_per_fold": [f.get("ci") for f in folds],
+    }
 
 
 def experiment_summary(
@@ -96,8 +103,10 @@ def experiment_summary(
     if external:
         if len(external) != len(folds):
             raise ValueError(f"{len(folds)} folds but {len(external)} external evaluations")
-        summary["external"] = {"test_sources": external[0].get("test_sources"),
-                               **_over_folds(external, shared_test_set=True)}
+        summary["external"] = {
+            "test_sources": external[0].get("test_sources"),
+            **_over_folds(external, shared_test_set=True),
+        }
     if internal_vs_external is not None:
         table = internal_vs_external.astype(object).where(internal_vs_external.notna(), None)
         summary["internal_vs_external"] = table.to_dict("records")
@@ -114,8 +123,11 @@ def _per_class_lines(summary: Mapping[str, Any], classes: Sequence[str], title: 
     head = "mean ± sd" if many else "estimate"
     ci_head = "pooled [CI]" if many and ci else "CI"
     lines.append(f"{'class':>14} {'metric':>10} {head:>14} {ci_head:>20}   per fold")
-    keys = [(c, m, k) for c in classes for m, k in (("precision", "precision"), ("recall", "recall"),
-                                                     ("f1", "f1-score"), ("roc_auc", None))]
+    keys = [
+        (c, m, k)
+        for c in classes
+        for m, k in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"), ("roc_auc", None))
+    ]
     keys.append(("all", "accuracy", "accuracy"))
     for cls, metric, report_key in keys:
         if cls == "all":
@@ -149,7 +161,8 @@ def _prevalence_line(summary: Mapping[str, Any], classes: Sequence[str]) -> str:
     supports = {c: summary["metrics"][f"per_class/{c}/support"]["values"] for c in classes}
     totals = np.sum([supports[c] for c in classes], axis=0)
     return "test prevalence per fold: " + "; ".join(
-        f"{c} " + " ".join(f"{s / t:.2f}" for s, t in zip(supports[c], totals)) for c in classes)
+        f"{c} " + " ".join(f"{s / t:.2f}" for s, t in zip(supports[c], totals)) for c in classes
+    )
 
 
 def _leaf(tree: Mapping[str, Any], name: str) -> Any:
@@ -161,36 +174,51 @@ def _leaf(tree: Mapping[str, Any], name: str) -> Any:
 def summary_text(summary: Mapping[str, Any], classes: Sequence[str]) -> str:
     """summary.txt: internal test, external test, internal vs external F1, nested-CV choices."""
     folds = summary["folds"]
-    level = next((c["level"] for c in [summary.get("ci_pooled"), summary.get("ci"),
-                                         *(summary.get("ci_per_fold") or [])] if c), 0.95)
-    note = (f"{folds} folds: mean ± sd over folds, per-fold values, and the pooled out-of-fold estimate with its "
-            f"{level:.0%} CI over split groups; the pooled CI is conditional on the {folds} fitted models "
-            "(test-patient uncertainty only, not that of training)" if folds > 1
-            else f"hold-out test with its {level:.0%} CI over split groups, conditional on the fitted model")
+    level = next(
+        (c["level"] for c in [summary.get("ci_pooled"), summary.get("ci"), *(summary.get("ci_per_fold") or [])] if c),
+        0.95,
+    )
+    note = (
+        f"{folds} folds: mean ± sd over folds, per-fold values, and the pooled out-of-fold estimate with its "
+        f"{level:.0%} CI over split groups; the pooled CI is conditional on the {folds} fitted models "
+        "(test-patient uncertainty only, not that of training)"
+        if folds > 1
+        else f"hold-out test with its {level:.0%} CI over split groups, conditional on the fitted model"
+    )
     lines = [f"Experiment {summary.get('experiment', '')} ({note})", ""]
     lines += _per_class_lines(summary, classes, "Internal test (held-out patients of the training sources)")
     if "external" in summary:
         ext = summary["external"]
-        lines += [""] + _per_class_lines({**ext, "ci": ext.get("ci")}, classes,
-                                         f"External test on {', '.join(ext.get('test_sources') or [])} "
-                                         f"(per-fold CIs in fold<k>/external/)")
+        lines += [""] + _per_class_lines(
+            {**ext, "ci": ext.get("ci")},
+            classes,
+            f"External test on {', '.join(ext.get('test_sources') or [])} (per-fold CIs in fold<k>/external/)",
+        )
     if summary.get("internal_vs_external"):
         table = pd.DataFrame(summary["internal_vs_external"])
         lines += ["", "Internal vs external F1 (accuracy for class 'all'), with each fold's CI", ""]
         for row in table.to_dict("records"):
-            lines.append(f"fold {row['fold']:>4} {row['class']:>14} {row['metric']:>8}  internal "
-                         f"{_fmt(row['internal'])} [{_fmt(row['internal_low'])}, {_fmt(row['internal_high'])}]"
-                         f"  external {_fmt(row['external'])} [{_fmt(row['external_low'])}, "
-                         f"{_fmt(row['external_high'])}]  difference {_fmt(row['external_minus_internal'])} "
-                         f"[{_fmt(row.get('difference_low'))}, {_fmt(row.get('difference_high'))}]")
+            lines.append(
+                f"fold {row['fold']:>4} {row['class']:>14} {row['metric']:>8}  internal "
+                f"{_fmt(row['internal'])} [{_fmt(row['internal_low'])}, {_fmt(row['internal_high'])}]"
+                f"  external {_fmt(row['external'])} [{_fmt(row['external_low'])}, "
+                f"{_fmt(row['external_high'])}]  difference {_fmt(row['external_minus_internal'])} "
+                f"[{_fmt(row.get('difference_low'))}, {_fmt(row.get('difference_high'))}]"
+            )
     if "nested" in summary:
         nested = summary["nested"]
         f1 = nested["outer_macro_f1"]
-        lines += ["", f"Nested cross-validation: outer macro F1 {_fmt(f1['mean'])} ± {_fmt(f1['sd'])} over "
-                  f"{nested['outer_folds']} outer folds (choice by {nested['selection_metric']})", ""]
+        lines += [
+            "",
+            f"Nested cross-validation: outer macro F1 {_fmt(f1['mean'])} ± {_fmt(f1['sd'])} over "
+            f"{nested['outer_folds']} outer folds (choice by {nested['selection_metric']})",
+            "",
+        ]
         for choice, outer in zip(nested["choices"], f1["values"]):
-            lines.append(f"outer fold {choice['fold']}: chose grid point {choice['index']} {choice['params']} "
-                         f"(inner {_fmt(choice['mean'])}), outer test macro F1 {_fmt(outer)}")
+            lines.append(
+                f"outer fold {choice['fold']}: chose grid point {choice['index']} {choice['params']} "
+                f"(inner {_fmt(choice['mean'])}), outer test macro F1 {_fmt(outer)}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -208,29 +236,52 @@ def summary_plot(summary: Mapping[str, Any], classes: Sequence[str], path: str |
     for p, (name, part, color) in enumerate(parts):
         many = part["folds"] > 1
         cis = part.get("ci_per_fold") if many else [part.get("ci")]
-        values = ([part["metrics"][f"per_class/{c}/f1-score"]["values"] for c in classes] if many
-                  else [[part["metrics"]["per_class"][c]["f1-score"]] for c in classes])
+        values = (
+            [part["metrics"][f"per_class/{c}/f1-score"]["values"] for c in classes]
+            if many
+            else [[part["metrics"]["per_class"][c]["f1-score"]] for c in classes]
+        )
         for i, cls in enumerate(classes):
             center = i - 0.4 + width * (p + 0.5)
             xs = center + np.linspace(-width / 4, width / 4, len(values[i])) if len(values[i]) > 1 else [center]
-            ax.bar(center, np.mean(values[i]), width=width * 0.9, color=color, alpha=0.25,
-                   label=f"{name} (mean over folds)" if i == 0 and many else None)
+            ax.bar(
+                center,
+                np.mean(values[i]),
+                width=width * 0.9,
+                color=color,
+                alpha=0.25,
+                label=f"{name} (mean over folds)" if i == 0 and many else None,
+            )
             for j, (x, v, ci) in enumerate(zip(xs, values[i], cis)):
                 bounds = (ci or {}).get("per_class", {}).get(cls, {}).get("f1") or {}
                 low, high = bounds.get("low"), bounds.get("high")
                 err = None if low is None or high is None else [[max(v - low, 0)], [max(high - v, 0)]]
-                ax.errorbar(x, v, yerr=err, fmt="o", color=color, capsize=3,
-                            label=f"{name}: fold F1 with {'its' if many else 'the'} bootstrap CI"
-                            if i == 0 and j == 0 else None)
-    ax.set(xticks=range(len(classes)), xticklabels=list(classes), ylim=(0, 1.05), ylabel="F1",
-           title=f"F1 per class, {summary['folds']} fold(s)")
+                ax.errorbar(
+                    x,
+                    v,
+                    yerr=err,
+                    fmt="o",
+                    color=color,
+                    capsize=3,
+                    label=f"{name}: fold F1 with {'its' if many else 'the'} bootstrap CI"
+                    if i == 0 and j == 0
+                    else None,
+                )
+    ax.set(
+        xticks=range(len(classes)),
+        xticklabels=list(classes),
+        ylim=(0, 1.05),
+        ylabel="F1",
+        title=f"F1 per class, {summary['folds']} fold(s)",
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides a point
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
-def summarize_main(inputs: Mapping[str, Any], outputs: Mapping[str, str], classes: Sequence[str],
-                   bootstrap: Mapping[str, Any]) -> dict[str, Any]:
+def summarize_main(
+    inputs: Mapping[str, Any], outputs: Mapping[str, str], classes: Sequence[str], bootstrap: Mapping[str, Any]
+) -> dict[str, Any]:
     """Rule summarize: one experiment over its folds, to metrics.json, summary.txt and summary.png.
 
     ``inputs`` are the rule's (common.smk summary_inputs): per-fold metrics and

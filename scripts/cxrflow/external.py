@@ -90,15 +90,18 @@ def cross_duplicates(pairs: pd.DataFrame, assignments: pd.DataFrame, external: p
     a, b = pairs["image_id_a"].astype(str), pairs["image_id_b"].astype(str)
     forward = a.isin(internal_ids) & b.isin(external_ids)
     backward = b.isin(internal_ids) & a.isin(external_ids)
-    return pd.DataFrame({
-        "internal_id": np.where(forward, a, b)[forward | backward],
-        "external_id": np.where(forward, b, a)[forward | backward],
-        "distance": pairs["distance"].to_numpy()[forward | backward],
-    })
+    return pd.DataFrame(
+        {
+            "internal_id": np.where(forward, a, b)[forward | backward],
+            "external_id": np.where(forward, b, a)[forward | backward],
+            "distance": pairs["distance"].to_numpy()[forward | backward],
+        }
+    )
 
 
-def external_report(assignments: pd.DataFrame, external: pd.DataFrame, pairs: pd.DataFrame,
-                    classes: Sequence[str]) -> dict[str, Any]:
+def external_report(
+    assignments: pd.DataFrame, external: pd.DataFrame, pairs: pd.DataFrame, classes: Sequence[str]
+) -> dict[str, Any]:
     """Counts of the external set and, per fold, near-duplicates between it and each internal split.
 
     ``duplicate_pairs_per_fold[foldk]["train_val"]`` is the number that matters: copies
@@ -151,8 +154,9 @@ SIDE_BY_SIDE_COLUMNS = ("fold", "class", "metric", "internal", "internal_low", "
                         "difference_low", "difference_high")  # fmt: skip
 
 
-def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mapping[str, Any]],
-                 classes: Sequence[str]) -> pd.DataFrame:
+def side_by_side(
+    internal: Sequence[Mapping[str, Any]], external: Sequence[Mapping[str, Any]], classes: Sequence[str]
+) -> pd.DataFrame:
     """Internal vs external test scores per fold: F1 per class and macro, accuracy, with bootstrap CIs.
 
     ``internal``/``external`` are the folds' metrics.json dicts (in fold order). With
@@ -171,27 +175,55 @@ def side_by_side(internal: Sequence[Mapping[str, Any]], external: Sequence[Mappi
             i_low, i_high = _ci_bounds(i_fold, cls, metric)
             e_low, e_high = _ci_bounds(e_fold, cls, metric)
             i_val, e_val = _value(i_fold, cls, metric), _value(e_fold, cls, metric)
-            diff = difference_of_independent({"estimate": e_val, "low": e_low, "high": e_high},
-                                             {"estimate": i_val, "low": i_low, "high": i_high})
-            rows.append({"fold": str(k), "class": cls, "metric": metric, "internal": i_val, "internal_low": i_low,
-                         "internal_high": i_high, "external": e_val, "external_low": e_low,
-                         "external_high": e_high, "external_minus_internal": e_val - i_val,
-                         "difference_low": diff["low"], "difference_high": diff["high"]})
+            diff = difference_of_independent(
+                {"estimate": e_val, "low": e_low, "high": e_high}, {"estimate": i_val, "low": i_low, "high": i_high}
+            )
+            rows.append(
+                {
+                    "fold": str(k),
+                    "class": cls,
+                    "metric": metric,
+                    "internal": i_val,
+                    "internal_low": i_low,
+                    "internal_high": i_high,
+                    "external": e_val,
+                    "external_low": e_low,
+                    "external_high": e_high,
+                    "external_minus_internal": e_val - i_val,
+                    "difference_low": diff["low"],
+                    "difference_high": diff["high"],
+                }
+            )
     table = pd.DataFrame(rows, columns=list(SIDE_BY_SIDE_COLUMNS))
     if len(internal) > 1:
         means = []
         for (cls, metric), part in table.groupby(["class", "metric"], sort=False):
-            means.append({"fold": "mean", "class": cls, "metric": metric,
-                          "internal": part["internal"].mean(), "internal_sd": part["internal"].std(ddof=1),
-                          "external": part["external"].mean(), "external_sd": part["external"].std(ddof=1),
-                          "external_minus_internal": part["external_minus_internal"].mean()})
+            means.append(
+                {
+                    "fold": "mean",
+                    "class": cls,
+                    "metric": metric,
+                    "internal": part["internal"].mean(),
+                    "internal_sd": part["internal"].std(ddof=1),
+                    "external": part["external"].mean(),
+                    "external_sd": part["external"].std(ddof=1),
+                    "external_minus_internal": part["external_minus_internal"].mean(),
+                }
+            )
         table = pd.concat([table, pd.DataFrame(means, columns=list(SIDE_BY_SIDE_COLUMNS))], ignore_index=True)
     return table
 
 
-def experiment_split_main(manifest_csv: str, duplicates_csv: str, groups_json: str, outputs: Mapping[str, str],
-                          split: Mapping[str, Any], folds: int, test_sources: Sequence[str],
-                          classes: Sequence[str]) -> dict[str, Any]:
+def experiment_split_main(
+    manifest_csv: str,
+    duplicates_csv: str,
+    groups_json: str,
+    outputs: Mapping[str, str],
+    split: Mapping[str, Any],
+    folds: int,
+    test_sources: Sequence[str],
+    classes: Sequence[str],
+) -> dict[str, Any]:
     """Rule experiment_split: an experiment's own split of the internal sources (``split``: the config's
     split section; ``folds`` the experiment's), its external test set, and their audit.json.
 
@@ -202,8 +234,16 @@ def experiment_split_main(manifest_csv: str, duplicates_csv: str, groups_json: s
     table = read_manifest(manifest_csv)
     groups = json.loads(Path(groups_json).read_text())
     pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
-    assignments = internal_split(table, test_sources, seed=split["seed"], test_size=split["test_size"],
-                                 val_size=split["val_size"], folds=folds, classes=classes, extra_groups=groups)
+    assignments = internal_split(
+        table,
+        test_sources,
+        seed=split["seed"],
+        test_size=split["test_size"],
+        val_size=split["val_size"],
+        folds=folds,
+        classes=classes,
+        extra_groups=groups,
+    )
     cxr_split.check_no_leakage(assignments)
     held_out = (external_table(table, test_sources) if test_sources
                 else pd.DataFrame(columns=list(EXTERNAL_COLUMNS)))  # fmt: skip
@@ -228,8 +268,9 @@ def experiment_split_main(manifest_csv: str, duplicates_csv: str, groups_json: s
     return result
 
 
-def side_by_side_main(internal_paths: Sequence[str], external_paths: Sequence[str], classes: Sequence[str],
-                      output: str) -> pd.DataFrame:
+def side_by_side_main(
+    internal_paths: Sequence[str], external_paths: Sequence[str], classes: Sequence[str], output: str
+) -> pd.DataFrame:
     """Rule external_table: :func:`side_by_side` of the folds' internal and external metrics.json."""
     internal = [json.loads(Path(p).read_text()) for p in internal_paths]
     external = [json.loads(Path(p).read_text()) for p in external_paths]

@@ -117,9 +117,7 @@ def _single(inputs: Sequence[Any]) -> Any:
     return inputs[0]
 
 
-def _split(
-    model: keras.Model, path: list[str], target: Any
-) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+def _split(model: keras.Model, path: list[str], target: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     """(front, back): front(x) = activations at ``path``, back(activations) = ``target`` tensor of ``model``."""
     layer = model.get_layer(path[0])
     if len(path) == 1:
@@ -182,9 +180,7 @@ def _class_score_gradients(grad_model: Callable[[Any], Any], x: np.ndarray, clas
     raise NotImplementedError(f"Grad-CAM has no gradient code for the {backend!r} Keras backend")
 
 
-def gradcam(
-    model: keras.Model, images: np.ndarray, class_idx: int, layer_name: str | None = None
-) -> np.ndarray:
+def gradcam(model: keras.Model, images: np.ndarray, class_idx: int, layer_name: str | None = None) -> np.ndarray:
     """Grad-CAM maps [N, h, w] in [0, 1] at the conv layer's resolution (``overlay`` resizes).
 
     ``images`` are float, already preprocessed the way the model was trained
@@ -238,9 +234,7 @@ def select_examples(
     then image id). ``seed`` given: a random sample drawn with that seed, which shows
     typical cases rather than the extremes. Either way a rerun shows the same images.
     """
-    missing = {"image_id", "true_label", "predicted_label", *(f"prob_{c}" for c in classes)} - set(
-        predictions.columns
-    )
+    missing = {"image_id", "true_label", "predicted_label", *(f"prob_{c}" for c in classes)} - set(predictions.columns)
     if missing:
         raise ValueError(f"predictions lack columns {sorted(missing)}")
     df = predictions.copy()
@@ -346,6 +340,5 @@ def panel_main(
     where = layer or last_conv_layer_name(model)
     fig.suptitle(f"Grad-CAM at {where} for the predicted class (seed {settings['seed']})", fontsize=9)
     fig.savefig(output_png, dpi=100)
-    log.info("Grad-CAM panel of %d images at layer %s written to %s", sum(len(i) for _, i in rows), where,
-             output_png)
+    log.info("Grad-CAM panel of %d images at layer %s written to %s", sum(len(i) for _, i in rows), where, output_png)
     return rows

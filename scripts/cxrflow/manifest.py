@@ -163,9 +163,7 @@ def build_manifest(selection: pd.DataFrame, records: Sequence[Mapping[str, Any]]
 
     unselected = sorted(set(by_id) - selected)
     if unselected:
-        raise ValueError(
-            f"crop records for image ids not in the selection: {_ids_text(unselected)}"
-        )
+        raise ValueError(f"crop records for image ids not in the selection: {_ids_text(unselected)}")
 
     rows, no_record, stale, contradicted, no_output = [], [], [], [], []
     for sel in selection.to_dict("records"):

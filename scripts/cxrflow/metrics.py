@@ -35,8 +35,14 @@ def _check(predictions: pd.DataFrame, classes: Sequence[str]) -> None:
 
 def classification_report_text(predictions: pd.DataFrame, classes: Sequence[str]) -> str:
     """sklearn's text table, two digits like the article's."""
-    return classification_report(predictions["true_label"], predictions["predicted_label"], labels=list(classes),
-                                 target_names=list(classes), digits=REPORT_DIGITS, zero_division=0)
+    return classification_report(
+        predictions["true_label"],
+        predictions["predicted_label"],
+        labels=list(classes),
+        target_names=list(classes),
+        digits=REPORT_DIGITS,
+        zero_division=0,
+    )
 
 
 def roc_auc_per_class(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float | None]:
@@ -60,22 +66,31 @@ def compute_metrics(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[s
     _check(predictions, classes)
     classes = list(classes)
     y_true, y_pred = predictions["true_label"], predictions["predicted_label"]
-    report = classification_report(y_true, y_pred, labels=classes, target_names=classes, output_dict=True,
-                                   zero_division=0)
+    report = classification_report(
+        y_true, y_pred, labels=classes, target_names=classes, output_dict=True, zero_division=0
+    )
     per_class_auc = roc_auc_per_class(predictions, classes)
-    notes = [f"ROC AUC of {c} undefined: the true labels are all {'other classes' if not (y_true == c).any() else c}"
-             for c, auc in per_class_auc.items() if auc is None]
+    notes = [
+        f"ROC AUC of {c} undefined: the true labels are all {'other classes' if not (y_true == c).any() else c}"
+        for c, auc in per_class_auc.items()
+        if auc is None
+    ]
     absent = [c for c in classes if not (y_true == c).any()]
     if absent:  # sklearn's macro avg counts such a class as F1 0; the intervals (uncertainty) refuse it
-        notes.append(f"macro F1 undefined: {', '.join(absent)} absent from the test set (sklearn's macro avg "
-                     "above counts it as 0)")
+        notes.append(
+            f"macro F1 undefined: {', '.join(absent)} absent from the test set (sklearn's macro avg "
+            "above counts it as 0)"
+        )
     if len(classes) == 2:
         roc_auc, roc_kind = per_class_auc[classes[0]], f"binary, positive class {classes[0]}"
     elif all(auc is not None for auc in per_class_auc.values()):
         index = {c: i for i, c in enumerate(classes)}
         scores = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
-        roc_auc = float(roc_auc_score(y_true.map(index), scores, multi_class="ovr", average="macro",
-                                      labels=list(range(len(classes)))))
+        roc_auc = float(
+            roc_auc_score(
+                y_true.map(index), scores, multi_class="ovr", average="macro", labels=list(range(len(classes)))
+            )
+        )
         roc_kind = "one-vs-rest macro average"
     else:
         roc_auc, roc_kind = None, "one-vs-rest macro average"
@@ -133,31 +148,17 @@ def summarize_folds(fold_metrics: Sequence[Mapping[str, Any]], shared_test_set: 
         "classes": list(fold_metrics[0]["classes"]),
         "metrics": summary,
         "confusion_matrix_total": np.sum([m["confusion_matrix"] for m in fold_metrics], axis=0).tolist(),
-        "confusion_matrix_counts": (f"each test image once per fold ({len(fold_metrics)} models on the same images)"
-                                    if shared_test_set else "each test image once"),
+        "confusion_matrix_counts": (
+            f"each test image once per fold ({len(fold_metrics)} models on the same images)"
+            if shared_test_set
+            else "each test image once"
+        ),
     }
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
-                         settings: Mapping[str, Any]) -> dict[str, Any]:
+def confidence_intervals(
+    predictions: pd.DataFrame, classes: Sequence[str], settings: Mapping[str, Any]
+) -> dict[str, Any]:
     """Every test metric's interval from the statistics core (uncertainty.metric_intervals), NaN -> None for JSON.
 
     The unit is the split group (the ``group`` column), else the patient id, else
@@ -165,8 +166,9 @@ def confidence_intervals(predictions: pd.DataFrame, classes: Sequence[str],
     """
     from .uncertainty import metric_intervals
 
-    ci = metric_intervals(predictions, list(classes), n_boot=settings["n"], seed=settings["seed"],
-                          level=settings["level"])
+    ci = metric_intervals(
+        predictions, list(classes), n_boot=settings["n"], seed=settings["seed"], level=settings["level"]
+    )
     return json_safe(ci)
 
 
@@ -180,14 +182,16 @@ def ci_report_text(ci: Mapping[str, Any]) -> str:
     from .uncertainty import ci_table
 
     table = ci_table(ci)
-    head = (f"{ci['level']:.0%} confidence intervals over {ci['n_units']} test units (split groups), "
-            f"{ci['n_images']} images; bootstrap: {ci['n_boot']} resamples, seed {ci['seed']}, n_used = resamples "
-            "where defined\n\n")
+    head = (
+        f"{ci['level']:.0%} confidence intervals over {ci['n_units']} test units (split groups), "
+        f"{ci['n_images']} images; bootstrap: {ci['n_boot']} resamples, seed {ci['seed']}, n_used = resamples "
+        "where defined\n\n"
+    )
     lines = [f"{'class':>14} {'metric':>10} {'estimate':>9} {'low':>6} {'high':>6} {'n_used':>7}  method"]
-    lines += [f"{row['class']:>14} {row['metric']:>10} {format_value(row['estimate']):>9} "
-              f"{format_value(row['low']):>6} {format_value(row['high']):>6} "
-              f"{'-' if row['n_used'] is None or pd.isna(row['n_used']) else int(row['n_used']):>7}  {row['method']}"
-              for row in table.to_dict("records")]
+    lines += [
+        f"{row['class']:>14} {row['metric']:>10} {format_value(row['estimate']):>9} "
+        f"{format_value(row['low']):>6} {format_value(row['high']):>6} "
+        f"{'-' if row['n_used'] is None or pd.isna(row['n_used']) else int(row['n_used']):>7}  {row['method']}"
+        for row in table.to_dict("records")
+    ]
     return head + "\n".join(lines) + "\n"
-
-

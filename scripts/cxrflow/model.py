@@ -116,16 +116,19 @@ def fetch_imagenet(arch: str, dest: str | Path, origin: str | None = None, md5: 
             shutil.copyfile(cached, target)
         else:
             try:
-                keras.utils.get_file(name, origin or IMAGENET_NOTOP_ORIGINS[arch] + name, cache_dir=tmp,
-                                     cache_subdir=".")
+                keras.utils.get_file(
+                    name, origin or IMAGENET_NOTOP_ORIGINS[arch] + name, cache_dir=tmp, cache_subdir="."
+                )
             except Exception as error:  # Keras raises a bare Exception("URL fetch failure on ...")
                 if "URL fetch failure" not in str(error):
                     raise
                 raise _unavailable(arch, error) from error
         got = md5_of(target)
         if got != expected:
-            raise ValueError(f"{arch} ImageNet file from {origin or IMAGENET_NOTOP_ORIGINS[arch]} has md5 {got}, "
-                             f"not Keras' published {expected}: a corrupted or different file")
+            raise ValueError(
+                f"{arch} ImageNet file from {origin or IMAGENET_NOTOP_ORIGINS[arch]} has md5 {got}, "
+                f"not Keras' published {expected}: a corrupted or different file"
+            )
         os.replace(target, dest)
     return dest
 

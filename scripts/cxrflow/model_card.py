@@ -69,8 +69,12 @@ def operating_point(op: Mapping[str, Any] | None, positive: str) -> dict[str, An
     chosen = (((op or {}).get("classes") or {}).get(positive) or {}).get("threshold") or {}
     if chosen.get("threshold") is None:
         return {"decision": ARGMAX, "threshold": None}
-    return {"decision": "frozen threshold", "threshold": chosen["threshold"], "positive_class": positive,
-            **{k: chosen.get(k) for k in THRESHOLD_KEYS}}
+    return {
+        "decision": "frozen threshold",
+        "threshold": chosen["threshold"],
+        "positive_class": positive,
+        **{k: chosen.get(k) for k in THRESHOLD_KEYS},
+    }
 
 
 def _metric_summary(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -133,6 +137,7 @@ def check_model(model_path: str | Path, card: Mapping[str, Any]) -> str:
 
 def card_rows(card: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(what, value) rows of the card for its report page."""
+
     def text(value: Any) -> str:
         return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 

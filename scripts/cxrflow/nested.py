@@ -68,8 +68,7 @@ def training_settings(experiment: Mapping[str, Any], params: Mapping[str, Any]) 
     return {**experiment, **params}
 
 
-def inner_validation_masks(labels: Sequence[str], groups: Sequence[str], n_folds: int,
-                           seed: int) -> list[np.ndarray]:
+def inner_validation_masks(labels: Sequence[str], groups: Sequence[str], n_folds: int, seed: int) -> list[np.ndarray]:
     """One boolean mask per inner fold marking its validation images (StratifiedGroupKFold, shuffled by seed)."""
     labels, groups = np.asarray(labels).astype(str), np.asarray(groups).astype(str)
     n_groups = len(set(groups))
@@ -84,8 +83,9 @@ def inner_validation_masks(labels: Sequence[str], groups: Sequence[str], n_folds
     return masks
 
 
-def inner_split(outer_train: pd.DataFrame, groups: Mapping[str, str], n_folds: int, inner: int,
-                seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def inner_split(
+    outer_train: pd.DataFrame, groups: Mapping[str, str], n_folds: int, inner: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(inner train, inner validation) of inner fold ``inner`` of an outer training split.
 
     ``groups`` maps image_id -> split group (``assignments.csv``), so near-duplicate
@@ -102,8 +102,15 @@ def inner_split(outer_train: pd.DataFrame, groups: Mapping[str, str], n_folds: i
     return outer_train.loc[~mask, columns], outer_train.loc[mask, columns]
 
 
-def write_inner_split(outer_train_csv: str | Path, assignments_csv: str | Path, n_folds: int, inner: int, seed: int,
-                      train_path: str | Path, val_path: str | Path) -> tuple[int, int]:
+def write_inner_split(
+    outer_train_csv: str | Path,
+    assignments_csv: str | Path,
+    n_folds: int,
+    inner: int,
+    seed: int,
+    train_path: str | Path,
+    val_path: str | Path,
+) -> tuple[int, int]:
     """File wrapper of :func:`inner_split`; returns the image counts (train, val)."""
     outer = pd.read_csv(outer_train_csv, dtype=str, keep_default_na=False)
     assignments = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False)
@@ -146,13 +153,25 @@ def select(points: Sequence[Mapping[str, Any]], scores: Sequence[Mapping[str, An
         if missing or not by_point[i]:
             raise ValueError(f"grid point {i} has no score for inner folds {missing or inner}")
         values = [by_point[i][j] for j in inner]
-        rows.append({"index": i, "params": dict(params), "scores": values, "mean": float(np.mean(values)),
-                     "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None})
+        rows.append(
+            {
+                "index": i,
+                "params": dict(params),
+                "scores": values,
+                "mean": float(np.mean(values)),
+                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            }
+        )
     top = max(r["mean"] for r in rows)
     # ties -> lowest index; the tolerance keeps float noise (0.5+0.7 vs 0.8+0.4) from breaking a tie
     best = next(r for r in rows if r["mean"] >= top - TIE_TOLERANCE)
-    return {"metric": SELECTION_METRIC, "inner_folds": len(inner), "tie_break": "first in grid order",
-            "points": rows, "chosen": {k: best[k] for k in ("index", "params", "mean", "sd")}}
+    return {
+        "metric": SELECTION_METRIC,
+        "inner_folds": len(inner),
+        "tie_break": "first in grid order",
+        "points": rows,
+        "chosen": {k: best[k] for k in ("index", "params", "mean", "sd")},
+    }
 
 
 def apply_choice(experiment: Mapping[str, Any], choice: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,8 +183,9 @@ def read_choice(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def nested_table(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Mapping[str, Any]],
-                 classes: Sequence[str]) -> pd.DataFrame:
+def nested_table(
+    choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Mapping[str, Any]], classes: Sequence[str]
+) -> pd.DataFrame:
     """One row per outer fold: the chosen settings, their inner score, and the outer test scores;
     then rows ``mean`` and ``sd`` (ddof=1) of the outer scores: the nested-CV estimate."""
     if len(choices) != len(fold_metrics):
@@ -176,8 +196,14 @@ def nested_table(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Ma
         m = fold["metrics"]
         row: dict[str, Any] = {"fold": str(k), "grid_point": choice["chosen"]["index"]}
         row.update({key: choice["chosen"]["params"].get(key) for key in keys})
-        row.update({"inner_macro_f1": choice["chosen"]["mean"], "inner_macro_f1_sd": choice["chosen"]["sd"],
-                    "outer_macro_f1": m["macro avg"]["f1-score"], "outer_accuracy": m["accuracy"]})
+        row.update(
+            {
+                "inner_macro_f1": choice["chosen"]["mean"],
+                "inner_macro_f1_sd": choice["chosen"]["sd"],
+                "outer_macro_f1": m["macro avg"]["f1-score"],
+                "outer_accuracy": m["accuracy"],
+            }
+        )
         row.update({f"outer_f1_{c}": m["per_class"][c]["f1-score"] for c in classes})
         rows.append(row)
     outer = ["outer_macro_f1", "outer_accuracy", *(f"outer_f1_{c}" for c in classes)]
@@ -189,15 +215,19 @@ def nested_table(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Ma
     return table
 
 
-def nested_summary(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Mapping[str, Any]],
-                   classes: Sequence[str]) -> dict[str, Any]:
+def nested_summary(
+    choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[Mapping[str, Any]], classes: Sequence[str]
+) -> dict[str, Any]:
     """metrics.json section: the outer estimate (mean ± sd of outer macro F1 and accuracy) and each fold's choice."""
     f1 = [float(f["metrics"]["macro avg"]["f1-score"]) for f in fold_metrics]
     acc = [float(f["metrics"]["accuracy"]) for f in fold_metrics]
 
     def spread(values: list[float]) -> dict[str, Any]:
-        return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-                "values": values}
+        return {
+            "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "values": values,
+        }
 
     return {
         "selection_metric": SELECTION_METRIC,
@@ -210,8 +240,15 @@ def nested_summary(choices: Sequence[Mapping[str, Any]], fold_metrics: Sequence[
 
 
 def train_and_score_main(
-    settings: TrainingSettings, grid_point: Mapping[str, Any], splits: Mapping[str, str], outputs: Mapping[str, str],
-    run: Mapping[str, Any], scratch_model: str, log_path: str, workers: int = 1, weights_file: str | None = None,
+    settings: TrainingSettings,
+    grid_point: Mapping[str, Any],
+    splits: Mapping[str, str],
+    outputs: Mapping[str, str],
+    run: Mapping[str, Any],
+    scratch_model: str,
+    log_path: str,
+    workers: int = 1,
+    weights_file: str | None = None,
 ) -> dict[str, Any]:
     """Entry point of train_inner (KERAS_BACKEND already set): train one grid point on one inner fold,
     score it on the inner validation part. The model itself is not kept: only its score is needed.
@@ -242,19 +279,26 @@ def train_and_score_main(
     return score
 
 
-def select_main(points: Sequence[Mapping[str, Any]], score_paths: Sequence[str], fold: int,
-                output: str) -> dict[str, Any]:
+def select_main(
+    points: Sequence[Mapping[str, Any]], score_paths: Sequence[str], fold: int, output: str
+) -> dict[str, Any]:
     """Rule select_params: :func:`select` over one outer fold's inner scores, to choice.json."""
     scores = [json.loads(Path(p).read_text()) for p in score_paths]
     choice = {"outer_fold": int(fold), **select(list(points), scores)}
     Path(output).write_text(json.dumps(choice, indent=2, allow_nan=False) + "\n")
-    LOG.info("outer fold %s: chose grid point %d %s (mean inner score %.4f)", fold, choice["chosen"]["index"],
-             choice["chosen"]["params"], choice["chosen"]["mean"])
+    LOG.info(
+        "outer fold %s: chose grid point %d %s (mean inner score %.4f)",
+        fold,
+        choice["chosen"]["index"],
+        choice["chosen"]["params"],
+        choice["chosen"]["mean"],
+    )
     return choice
 
 
-def nested_table_main(choice_paths: Sequence[str], metrics_paths: Sequence[str], classes: Sequence[str],
-                      output: str) -> pd.DataFrame:
+def nested_table_main(
+    choice_paths: Sequence[str], metrics_paths: Sequence[str], classes: Sequence[str], output: str
+) -> pd.DataFrame:
     """Rule nested_table: :func:`nested_table` of the outer folds' choices and test metrics, to a CSV."""
     choices = [read_choice(p) for p in choice_paths]
     metrics = [json.loads(Path(p).read_text()) for p in metrics_paths]

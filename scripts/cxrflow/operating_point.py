@@ -90,8 +90,9 @@ def threshold_intervals(predictions: pd.DataFrame, y: np.ndarray, p: np.ndarray,
     for name, (hit, of) in PROPORTIONS.items():
         est, low, high = proportion_interval(cells[hit], cells[of[0]] + cells[of[1]], level)
         out[name] = {"estimate": est, "low": low, "high": high, "n_used": None, "method": PROPORTION_METHOD}
-    per_unit = np.stack([np.stack([cells["tp"], cells["fn"]], axis=1), np.stack([cells["fp"], cells["tn"]], axis=1)],
-                        axis=1)  # fmt: skip (units x true x predicted, the class first)
+    per_unit = np.stack(
+        [np.stack([cells["tp"], cells["fn"]], axis=1), np.stack([cells["fp"], cells["tn"]], axis=1)], axis=1
+    )  # fmt: skip (units x true x predicted, the class first)
     est, low, high = class_f1_interval(per_unit, 0, level)
     out["f1"] = {"estimate": est, "low": low, "high": high, "n_used": None, "method": F1_METHOD}
     return out

@@ -39,8 +39,15 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], classes: Sequence[str
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)
-    ax.set(xticks=range(n), yticks=range(n), xticklabels=classes, yticklabels=classes,
-           xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set(
+        xticks=range(n),
+        yticks=range(n),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix",
+    )
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
@@ -109,22 +116,34 @@ def forest_plot(trust: pd.DataFrame, path: str | Path, seeds: Sequence[Mapping[s
         ax.scatter([spread["mean"]], [row], marker="D", color="tab:purple", zorder=3)
     y = np.concatenate([y, np.arange(len(seeds))[::-1]])
     labels += [f"{s['experiment']}: {s['f1']['n']} seeds" for s in reversed(seeds)]
-    ax.set(yticks=y, yticklabels=labels, xlim=(-0.03, 1.03), ylim=(-0.7, len(rows) + len(seeds) - 0.3),
-           xlabel=f"F1 of {rows['class'].iloc[0]}", title="F1 per experiment and fold, beside its baselines")
+    ax.set(
+        yticks=y,
+        yticklabels=labels,
+        xlim=(-0.03, 1.03),
+        ylim=(-0.7, len(rows) + len(seeds) - 0.3),
+        xlabel=f"F1 of {rows['class'].iloc[0]}",
+        title="F1 per experiment and fold, beside its baselines",
+    )
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never hides a point
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
-def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics: Mapping[str, Any],
-                     ci: Mapping[str, Any], path: str | Path) -> Any:
+def roc_plot_with_ci(
+    predictions: pd.DataFrame,
+    classes: Sequence[str],
+    metrics: Mapping[str, Any],
+    ci: Mapping[str, Any],
+    path: str | Path,
+) -> Any:
     """plots.roc_plot, with each curve's legend reading AUC [low, high] (the bootstrap CI).
 
     Binary: the positive class's curve; more classes: one one-vs-rest curve per class.
     Returns the matplotlib Figure, so a test can count the curves.
     """
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
     shown = classes[:1] if len(classes) == 2 else classes
@@ -138,8 +157,13 @@ def roc_plot_with_ci(predictions: pd.DataFrame, classes: Sequence[str], metrics:
         low, high = format_value(bounds["low"], 3), format_value(bounds["high"], 3)
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f} [{low}, {high}])")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate",
-           title=f"ROC ({ci['level']:.0%} CI over split groups)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"ROC ({ci['level']:.0%} CI over split groups)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

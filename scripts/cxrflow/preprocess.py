@@ -145,12 +145,8 @@ def process_image(
             decode_scale=decoded.scale,
         )
         check_size(decoded.orig_width, decoded.orig_height, min_side, "image")
-        crop = crop_black_bars(
-            decoded.pixels, black_threshold, black_fraction, (protect[0], protect[1])
-        )
-        box, rows_removed, cols_removed = box_in_original(
-            crop, decoded.scale, decoded.orig_width, decoded.orig_height
-        )
+        crop = crop_black_bars(decoded.pixels, black_threshold, black_fraction, (protect[0], protect[1]))
+        box, rows_removed, cols_removed = box_in_original(crop, decoded.scale, decoded.orig_width, decoded.orig_height)
         crop_w, crop_h = decoded.orig_width - cols_removed, decoded.orig_height - rows_removed
         check_size(crop_w, crop_h, min_side, "crop")
         out = resize_square(to_gray(crop.image), size, interpolation)

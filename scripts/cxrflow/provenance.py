@@ -190,8 +190,14 @@ def iso_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def build_provenance(config: Mapping[str, Any], workflow_dir: str | Path, constraints: str | Path | None,
-                     start: float | None, end: float, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_provenance(
+    config: Mapping[str, Any],
+    workflow_dir: str | Path,
+    constraints: str | Path | None,
+    start: float | None,
+    end: float,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The provenance record: workflow commit, software, resolved config, hardware, sources, times.
 
     ``constraints`` is the pinned environment (constraints.txt); its differences from the
@@ -243,4 +249,3 @@ def provenance_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows += [("start", str(times.get("start"))), ("end", str(times.get("end")))]
     rows += [("warning", w) for w in record["warnings"]]
     return rows
-

@@ -226,9 +226,11 @@ def subgroup_columns(subgroups: Mapping[str, Any] | None) -> dict[str, Any]:
     rows = subgroups["table"]
     judged = [r for r in rows if not r["small"] and r["f1"] is not None]
     worst = min(judged, key=lambda r: r["f1"], default=None)
-    return {"subgroups_small": sum(bool(r["small"]) for r in rows),
-            "worst_subgroup_f1": None if worst is None else worst["f1"],
-            "worst_subgroup": None if worst is None else f"{worst['set']} {worst['covariate']}={worst['group']}"}
+    return {
+        "subgroups_small": sum(bool(r["small"]) for r in rows),
+        "worst_subgroup_f1": None if worst is None else worst["f1"],
+        "worst_subgroup": None if worst is None else f"{worst['set']} {worst['covariate']}={worst['group']}",
+    }
 
 
 def trust_columns(record: Mapping[str, Any], positive: str) -> dict[str, Any]:

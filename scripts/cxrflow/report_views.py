@@ -41,8 +41,10 @@ p.note { color: #555; max-width: 60em; }
 
 def page(title: str, body: str) -> str:
     """A complete HTML page (the report shows it in a frame, so it brings its own style)."""
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,7 @@ _EXPERIMENT = [
     (r"fold(?P<fold>\d+)/classification_report\.txt", "classification_report.rst", "classification report"),
     (r"fold(?P<fold>\d+)/shortcut_audit\.txt", "shortcut_audit.rst", "shortcut audit"),
     (r"fold(?P<fold>\d+)/external/predictions\.csv", "external_predictions.rst", "external predictions"),
-    (r"fold(?P<fold>\d+)/external/classification_report\.txt", "external_report.rst",
-     "external classification report"),
+    (r"fold(?P<fold>\d+)/external/classification_report\.txt", "external_report.rst", "external classification report"),
     (r"fold(?P<fold>\d+)/external/shortcut_audit\.txt", "shortcut_external.rst", "external shortcut audit"),
     (r"fold(?P<fold>\d+)/calibration\.json", "calibration.rst", "calibration"),
     (r"fold(?P<fold>\d+)/operating_point\.json", "operating_point.rst", "operating point"),
@@ -174,7 +175,7 @@ def file_view(path: str | Path, title: str) -> str:
     if path.suffix == ".csv":
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         body = frame_html(frame) if len(frame.columns) else "<p>(empty table)</p>"
-        body = f"<p class=\"note\">{len(frame)} row(s).</p>\n{body}"
+        body = f'<p class="note">{len(frame)} row(s).</p>\n{body}'
     elif path.suffix == ".json":
         rows = _flatten(json.loads(path.read_text()))
         body = frame_html(pd.DataFrame(rows, columns=["key", "value"]).astype({"value": object}))
@@ -186,6 +187,7 @@ def file_view(path: str | Path, title: str) -> str:
 
 
 # --- The Verdict page ---------------------------------------------------------------------------------
+
 
 def _verdict_status(verdict: str) -> str | None:
     """The colour of a shortcut verdict (shortcut.VERDICTS, in its order); None for ``not run``.
@@ -362,8 +364,10 @@ def confounder_line(confounders: Mapping[str, Any] | None) -> str:
     if confounders is None:
         return ""
     status = cell_status("confounder_flag", confounders["flag"])
-    return (f"<p id=\"confounders\">Confounders: <span class=\"{status}\">{status}</span>, "
-            f"{html.escape(confounders['sentence'])}</p>")
+    return (
+        f'<p id="confounders">Confounders: <span class="{status}">{status}</span>, '
+        f"{html.escape(confounders['sentence'])}</p>"
+    )
 
 
 def seed_lines(seeds: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -372,8 +376,10 @@ def seed_lines(seeds: Sequence[Mapping[str, Any]]) -> list[str]:
     for summary in seeds:
         f1 = summary["f1"]
         each = ", ".join(f"seed {r['seed']} {_num(r['f1'])}" for r in summary["per_seed"])
-        lines.append(f"Seeds of {summary['experiment']}: F1 of {summary['positive']} {each}; mean {_num(f1['mean'])}, "
-                     f"sd {_num(f1['sd'])}, range {_num(f1['range'])} ({_num(f1['min'])} to {_num(f1['max'])}).")
+        lines.append(
+            f"Seeds of {summary['experiment']}: F1 of {summary['positive']} {each}; mean {_num(f1['mean'])}, "
+            f"sd {_num(f1['sd'])}, range {_num(f1['range'])} ({_num(f1['min'])} to {_num(f1['max'])})."
+        )
     return lines
 
 
@@ -404,9 +410,9 @@ def verdict_html(trust: pd.DataFrame, reasons: Sequence[str | None], run_lines: 
         words = ("the source collection can be read off the pixels and coincides with the label: "
                  "a model may tell the sources apart, not the classes" if source_flag else
                  "the source collection is not predictable from the pixels beyond the label")  # fmt: skip
-        source = f"<p>Data audit: <span class=\"{status}\">{status}</span>, {html.escape(words)}.</p>"
+        source = f'<p>Data audit: <span class="{status}">{status}</span>, {html.escape(words)}.</p>'
     source += confounder_line(confounders)
-    spread = "".join(f"<p class=\"seeds\">{html.escape(line)}</p>" for line in seed_lines(seeds))
+    spread = "".join(f'<p class="seeds">{html.escape(line)}</p>' for line in seed_lines(seeds))
     note = ("<p class=\"note\">F1 is that of the first class with its bootstrap confidence interval over the test "
             "patients. A margin is the model's F1 minus that of a trivial baseline trained on the same split "
             "(on small thumbnails; on the outer border ring only): at or below 0 the model adds nothing over it. The "
@@ -422,6 +428,7 @@ def verdict_html(trust: pd.DataFrame, reasons: Sequence[str | None], run_lines: 
 
 
 # --- What ran, in two lines ------------------------------------------------------------------------------
+
 
 def run_lines(preprocess: Mapping[str, Any], splits: Mapping[str, Any],
               experiments: Mapping[str, Mapping[str, Any]]) -> list[str]:  # fmt: skip
@@ -462,6 +469,7 @@ def run_rst(lines: Sequence[str]) -> str:
 
 
 # --- Entry points of the report rules ---------------------------------------------------------------------
+
 
 def write_view(source: str | Path, target: str | Path, title: str, log_path: str | Path) -> None:
     """Rule report_view: the HTML view of one result file."""

@@ -103,35 +103,53 @@ def verdict(
     border_above = _above(border["low"], chance)
     full_above = _above(full["low"], chance)
     clearly_better = _above(d["low"], flag_margin)
-    near_chance = border["high"] is not None and bool(np.isfinite(border["high"])) and (
-        border["high"] <= chance + chance_tolerance
+    near_chance = (
+        border["high"] is not None
+        and bool(np.isfinite(border["high"]))
+        and (border["high"] <= chance + chance_tolerance)
     )
     if border_above and not clearly_better:
-        return "shortcut", True, (
-            f"Shortcut flagged: {facts}. The image borders alone (bars, markers, collimation, "
-            "framing) separate the classes clearly better than chance, and the full model is not shown "
-            f"to do better than them by more than {flag_margin:.2f}: its score is no evidence that it "
-            "reads the lungs."
+        return (
+            "shortcut",
+            True,
+            (
+                f"Shortcut flagged: {facts}. The image borders alone (bars, markers, collimation, "
+                "framing) separate the classes clearly better than chance, and the full model is not shown "
+                f"to do better than them by more than {flag_margin:.2f}: its score is no evidence that it "
+                "reads the lungs."
+            ),
         )
     if border_above:
-        return "borders informative", False, (
-            f"No shortcut flagged, but the borders carry label information: {facts}. The border-only "
-            f"model is clearly above chance, and the full model clearly better than it by more than "
-            f"{flag_margin:.2f}, so it uses more than the borders (the Grad-CAM panel shows where it looks)."
+        return (
+            "borders informative",
+            False,
+            (
+                f"No shortcut flagged, but the borders carry label information: {facts}. The border-only "
+                f"model is clearly above chance, and the full model clearly better than it by more than "
+                f"{flag_margin:.2f}, so it uses more than the borders (the Grad-CAM panel shows where it looks)."
+            ),
         )
     if full_above and clearly_better and near_chance:
-        return "no shortcut", False, (
-            f"No shortcut: {facts}. The full model is clearly better than the borders alone by more than "
-            f"{flag_margin:.2f}, and the borders are shown within {chance_tolerance:.2f} of chance."
+        return (
+            "no shortcut",
+            False,
+            (
+                f"No shortcut: {facts}. The full model is clearly better than the borders alone by more than "
+                f"{flag_margin:.2f}, and the borders are shown within {chance_tolerance:.2f} of chance."
+            ),
         )
     if not full_above:
         why = "the full model is not clearly above chance, so there is no score to explain away"
     elif not clearly_better:
-        why = (f"the full model is not shown better than the borders by more than {flag_margin:.2f} "
-               f"(too few test patients: {n_units})")
+        why = (
+            f"the full model is not shown better than the borders by more than {flag_margin:.2f} "
+            f"(too few test patients: {n_units})"
+        )
     else:
-        why = (f"the borders are not shown within {chance_tolerance:.2f} of chance (upper bound "
-               f"{_bound(border['high'])}; too few test patients: {n_units})")
+        why = (
+            f"the borders are not shown within {chance_tolerance:.2f} of chance (upper bound "
+            f"{_bound(border['high'])}; too few test patients: {n_units})"
+        )
     return "inconclusive", False, f"Shortcut audit inconclusive: {facts}; {why}."
 
 
@@ -218,10 +236,13 @@ def audit_text(result: Mapping[str, Any]) -> str:
         "",
         textwrap.fill(result["sentence"], 88),
         "",
-        textwrap.fill(f"{level:.0%} intervals over the {result.get('n_units', '?')} test units (split groups; "
-                      f"{result['n_test']} test images): each model's F1 from Clopper-Pearson intervals, the "
-                      f"difference from a paired BCa bootstrap of {result['bootstrap']['n']} resamples; the "
-                      f"verdict uses {METRIC_LABELS[result['metric']]}.", 88),
+        textwrap.fill(
+            f"{level:.0%} intervals over the {result.get('n_units', '?')} test units (split groups; "
+            f"{result['n_test']} test images): each model's F1 from Clopper-Pearson intervals, the "
+            f"difference from a paired BCa bootstrap of {result['bootstrap']['n']} resamples; the "
+            f"verdict uses {METRIC_LABELS[result['metric']]}.",
+            88,
+        ),
         "",
         head,
         f"{'full model':<26}{cell(result['full']['macro_f1']):<20}{cell(result['full']['positive_f1']):<20}",
@@ -231,11 +252,14 @@ def audit_text(result: Mapping[str, Any]) -> str:
         f"{cell(result['difference']['positive_f1']):<20}",
         f"{'chance (label-blind)':<26}{result['chance']['macro_f1']:<20.2f}{result['chance']['positive_f1']:<20.2f}",
         "",
-        textwrap.fill(f"Border-only control: the central {result['settings']['mask']:.0%} of each side of every "
-                      f"train, validation and test image set to {result['settings']['fill']}; flag margin "
-                      f"{result['settings']['flag_margin']:.2f}; chance tolerance "
-                      f"{result['settings']['chance_tolerance']:.2f}; trained with the experiment's own settings, "
-                      f"never the full model's tuned choice; verdict: {result['verdict']}.", 88),
+        textwrap.fill(
+            f"Border-only control: the central {result['settings']['mask']:.0%} of each side of every "
+            f"train, validation and test image set to {result['settings']['fill']}; flag margin "
+            f"{result['settings']['flag_margin']:.2f}; chance tolerance "
+            f"{result['settings']['chance_tolerance']:.2f}; trained with the experiment's own settings, "
+            f"never the full model's tuned choice; verdict: {result['verdict']}.",
+            88,
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -279,9 +303,16 @@ def experiment_audit_text(result: Mapping[str, Any]) -> str:
     return text + "\n" + "\n".join(lines) + "\n"
 
 
-def shortcut_audit_main(full_csv: str, border_csv: str, outputs: Mapping[str, str], classes: Sequence[str],
-                        settings: Mapping[str, Any], bootstrap: Mapping[str, Any], run: Mapping[str, Any],
-                        test: str = "internal") -> dict[str, Any]:
+def shortcut_audit_main(
+    full_csv: str,
+    border_csv: str,
+    outputs: Mapping[str, str],
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+    bootstrap: Mapping[str, Any],
+    run: Mapping[str, Any],
+    test: str = "internal",
+) -> dict[str, Any]:
     """Rules shortcut_audit and shortcut_audit_external: :func:`shortcut_audit` of one fold's predictions,
     to shortcut_audit.json and .txt (``run``: {experiment, fold}; ``test``: internal or external)."""
     result = shortcut_audit(read_predictions(full_csv), read_predictions(border_csv), classes, settings, bootstrap)
@@ -292,9 +323,16 @@ def shortcut_audit_main(full_csv: str, border_csv: str, outputs: Mapping[str, st
     return result
 
 
-def experiment_audit_main(full_paths: Sequence[str], border_paths: Sequence[str], audit_paths: Sequence[str],
-                          outputs: Mapping[str, str], classes: Sequence[str], settings: Mapping[str, Any],
-                          bootstrap: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+def experiment_audit_main(
+    full_paths: Sequence[str],
+    border_paths: Sequence[str],
+    audit_paths: Sequence[str],
+    outputs: Mapping[str, str],
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+    bootstrap: Mapping[str, Any],
+    experiment: str,
+) -> dict[str, Any]:
     """Rule shortcut_summary: :func:`experiment_audit` over all folds, to the experiment's shortcut_audit.json
     and .txt beside its metrics.json."""
     fold_audits = [json.loads(Path(p).read_text()) for p in audit_paths]

@@ -460,7 +460,9 @@ def match_file(path: str, listings: dict[str, dict[str, list[str]]]) -> tuple[st
     found = listings[head].get(_squash(tail), [])
     if len(found) != 1:
         return path, ""
-    return os.path.join(head, found[0]), f"file name matched after normalising whitespace: {tail!r} is {found[0]!r} on disk"
+    return os.path.join(
+        head, found[0]
+    ), f"file name matched after normalising whitespace: {tail!r} is {found[0]!r} on disk"
 
 
 def realpath_in(path: str, real_dirs: dict[str, str]) -> str:
@@ -640,7 +642,11 @@ def inventory_source(
         mask = _filter_mask(read.table, spec.get("filters") or {}, "finding", name)
         for rel, passes in zip(read.table["filename"], mask):
             if str(root / rel) not in chosen:
-                why = f"beyond the source's limit of {spec.get('limit')}" if passes else "excluded by the source's filters"
+                why = (
+                    f"beyond the source's limit of {spec.get('limit')}"
+                    if passes
+                    else "excluded by the source's filters"
+                )
                 skipped.append((rel, why))
     table = pd.DataFrame([(name, str(root / rel), why) for rel, why in sorted(skipped)], columns=SKIPPED_COLUMNS,
                          dtype=str)  # fmt: skip
@@ -651,4 +657,3 @@ def inventory_source(
             + (f"; {len(table)} files skipped: {dict(table['reason'].value_counts().head(5))}" if len(table) else "")
         )
     return SourceInventory(images, table, read.encoding)
-

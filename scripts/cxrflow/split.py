@@ -140,17 +140,13 @@ def merge_groups(
     unknown = sorted(set(map(str, extra_groups)) - known)
     if unknown:
         shown = ", ".join(unknown[:20])
-        raise ValueError(
-            f"extra_groups name image ids that are not ok images of the manifest: {shown}"
-        )
+        raise ValueError(f"extra_groups name image ids that are not ok images of the manifest: {shown}")
     patients = sorted(set(patient_keys))
     extras = sorted({str(v) for v in extra_groups.values()})
     node = {key: i for i, key in enumerate(patients)}
     node.update({("extra", key): len(patients) + i for i, key in enumerate(extras)})
     edges = [
-        (node[p], node[("extra", str(extra_groups[i]))])
-        for i, p in zip(image_ids, patient_keys)
-        if i in extra_groups
+        (node[p], node[("extra", str(extra_groups[i]))]) for i, p in zip(image_ids, patient_keys) if i in extra_groups
     ]
     n = len(node)
     rows, cols = (np.array(x, dtype=np.int64) for x in zip(*edges)) if edges else ([], [])
@@ -212,12 +208,8 @@ def assign_splits(
         raise ValueError(f"duplicate image ids in the manifest: {', '.join(dup[:20])}")
     bad = ok.loc[~ok["label"].isin(list(classes)), "image_id"].astype(str).tolist()
     if bad:
-        raise ValueError(
-            f"images with a label outside classes {list(classes)}: {', '.join(bad[:20])}"
-        )
-    no_path = (
-        ok.loc[ok["output_path"].fillna("").astype(str) == "", "image_id"].astype(str).tolist()
-    )
+        raise ValueError(f"images with a label outside classes {list(classes)}: {', '.join(bad[:20])}")
+    no_path = ok.loc[ok["output_path"].fillna("").astype(str) == "", "image_id"].astype(str).tolist()
     if no_path:
         raise ValueError(f"ok images without output_path: {', '.join(no_path[:20])}")
 
@@ -233,10 +225,7 @@ def assign_splits(
     out["path"] = ok["output_path"].astype(str).to_numpy()
     u = stratified_positions(out, int(seed), classes)
     for fold, col in enumerate(fold_columns(int(folds))):
-        split = {
-            g: split_of(x, fold, folds=int(folds), test_size=test_size, val_size=val_size)
-            for g, x in u.items()
-        }
+        split = {g: split_of(x, fold, folds=int(folds), test_size=test_size, val_size=val_size) for g, x in u.items()}
         out[col] = out["group"].map(split)
     return out
 
@@ -349,8 +338,12 @@ def make_splits_main(manifest_csv: str, outputs: Mapping[str, str], out_dir: str
         LOG.info("copy search: %s (cache %s)", cache.summary(), cache_dir)
     pairs.to_csv(outputs["duplicates"], index=False)
     Path(outputs["duplicate_groups"]).write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n")
-    LOG.info("%d duplicate pairs (%s) in %d clusters", len(pairs), pairs["method"].value_counts().to_dict(),
-             len(set(groups.values())))
+    LOG.info(
+        "%d duplicate pairs (%s) in %d clusters",
+        len(pairs),
+        pairs["method"].value_counts().to_dict(),
+        len(set(groups.values())),
+    )
     assignments = assign_splits(table, seed=split["seed"], test_size=split["test_size"], val_size=split["val_size"],
                                 folds=split["folds"], classes=classes, extra_groups=groups)  # fmt: skip
     write_split_files(assignments, Path(out_dir))

@@ -29,8 +29,6 @@ TABLE_COLUMNS = ("set", "covariate", "group", "images", "patients", "positives",
                  "brier_low", "brier_high")  # fmt: skip
 
 
-
-
 def group_figures(predictions: pd.DataFrame, classes: Sequence[str], threshold: float,
                   bootstrap_settings: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
     """One group's figures: accuracy, per-class F1/precision/recall/AUC (``metrics.confidence_intervals``) and,
@@ -39,9 +37,15 @@ def group_figures(predictions: pd.DataFrame, classes: Sequence[str], threshold: 
     y, p = outcomes(predictions, positive)
     ci = confidence_intervals(predictions, classes, bootstrap_settings)
     at = threshold_intervals(predictions, y, p, threshold, bootstrap_settings["level"])
-    at.update(unit_bootstrap(predictions, lambda rows: {"brier": float(np.mean((p[rows] - y[rows]) ** 2))},
-                             n_boot=bootstrap_settings["n"], seed=bootstrap_settings["seed"],
-                             level=bootstrap_settings["level"]))  # fmt: skip (sklearn's Brier score)
+    at.update(
+        unit_bootstrap(
+            predictions,
+            lambda rows: {"brier": float(np.mean((p[rows] - y[rows]) ** 2))},
+            n_boot=bootstrap_settings["n"],
+            seed=bootstrap_settings["seed"],
+            level=bootstrap_settings["level"],
+        )
+    )  # fmt: skip (sklearn's Brier score)
     return json_safe({"ci": ci, "at_threshold": at, "positive": positive, "threshold": threshold})
 
 

@@ -61,8 +61,12 @@ MONITOR_MODES = {"val_loss": "min", "val_accuracy": "max"}
 def compile_model(model: keras.Model, experiment: Mapping[str, Any]) -> keras.Model:
     """Optimizer by name and learning rate, categorical cross-entropy, accuracy (the article's setup)."""
     optimizer = _OPTIMIZERS[experiment["optimizer"]](learning_rate=experiment["learning_rate"])
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=experiment["steps_per_execution"])
+    model.compile(
+        optimizer=optimizer,
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=experiment["steps_per_execution"],
+    )
     return model
 
 
@@ -175,8 +179,9 @@ class BestEpoch:
 class CheckpointEvery(keras.callbacks.Callback):
     """Log each epoch (1-based) into history.csv, follow the best epoch, checkpoint every N epochs and at the end."""
 
-    def __init__(self, store: Checkpoints, every: int, epochs: int, fingerprint: str,
-                 best: BestEpoch | None = None) -> None:
+    def __init__(
+        self, store: Checkpoints, every: int, epochs: int, fingerprint: str, best: BestEpoch | None = None
+    ) -> None:
         super().__init__()
         self.store, self.every, self.epochs, self.fingerprint = store, every, epochs, fingerprint
         self.best = best
@@ -246,8 +251,14 @@ def resume_or_build(
     return build(), 0, None
 
 
-def bank_fingerprint(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str | Path,
-                     val_csv: str | Path, mask: Mapping[str, Any] | None, base: keras.Model) -> str:
+def bank_fingerprint(
+    experiment: Mapping[str, Any],
+    classes: Sequence[str],
+    train_csv: str | Path,
+    val_csv: str | Path,
+    mask: Mapping[str, Any] | None,
+    base: keras.Model,
+) -> str:
     """What the bank's features depend on: the settings of input, augmentation, seed and precision, both
     splits, and the base's weights themselves (a base built otherwise than the bank's never pairs with it)."""
     keys = ("arch", "weights", "image_size", "augmentation", "seed", "precision")
@@ -287,16 +298,38 @@ def train(
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(experiment["precision"])
     try:
-        return _train(experiment, classes, train_csv, val_csv, model_path, history_path, checkpoint_dir, log,
-                      workers, mask, weights_file, training_path)
+        return _train(
+            experiment,
+            classes,
+            train_csv,
+            val_csv,
+            model_path,
+            history_path,
+            checkpoint_dir,
+            log,
+            workers,
+            mask,
+            weights_file,
+            training_path,
+        )
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str | Path, val_csv: str | Path,
-           model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path, log: logging.Logger,
-           workers: int, mask: Mapping[str, Any] | None, weights_file: str | Path | None,
-           training_path: str | Path | None) -> pd.DataFrame:
+def _train(
+    experiment: Mapping[str, Any],
+    classes: Sequence[str],
+    train_csv: str | Path,
+    val_csv: str | Path,
+    model_path: str | Path,
+    history_path: str | Path,
+    checkpoint_dir: str | Path,
+    log: logging.Logger,
+    workers: int,
+    mask: Mapping[str, Any] | None,
+    weights_file: str | Path | None,
+    training_path: str | Path | None,
+) -> pd.DataFrame:
     """:func:`train` under the experiment's dtype policy."""
     backend, how = keras.backend.backend(), feed(experiment)
     keras.utils.set_random_seed(experiment["seed"])
@@ -308,15 +341,32 @@ def _train(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str
     select, monitor = experiment["select_epoch"], experiment["select_monitor"]
     if select == "best_val" and len(x_val) == 0:
         raise ValueError(f"select_epoch: best_val needs validation images, but {val_csv} is empty")
-    log.info("backend=%s arch=%s weights=%s train=%d val=%d images of %dpx, workers=%d",
-             backend, arch, experiment["weights"], len(x_train), len(x_val), size, workers)
-    log.info("feed=%s bank_views=%d precision=%s steps_per_execution=%d select_epoch=%s (monitor %s)",
-             how, experiment["bank_views"], experiment["precision"], experiment["steps_per_execution"], select,
-             monitor)
+    log.info(
+        "backend=%s arch=%s weights=%s train=%d val=%d images of %dpx, workers=%d",
+        backend,
+        arch,
+        experiment["weights"],
+        len(x_train),
+        len(x_val),
+        size,
+        workers,
+    )
+    log.info(
+        "feed=%s bank_views=%d precision=%s steps_per_execution=%d select_epoch=%s (monitor %s)",
+        how,
+        experiment["bank_views"],
+        experiment["precision"],
+        experiment["steps_per_execution"],
+        select,
+        monitor,
+    )
     # What the scheduler gave this job: on a cluster the GPU shows up here or nowhere.
-    log.info("devices: CUDA_VISIBLE_DEVICES=%s SLURM_JOB_ID=%s SLURM_JOB_GPUS=%s",
-             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), os.environ.get("SLURM_JOB_ID", "none"),
-             os.environ.get("SLURM_JOB_GPUS", "none"))
+    log.info(
+        "devices: CUDA_VISIBLE_DEVICES=%s SLURM_JOB_ID=%s SLURM_JOB_GPUS=%s",
+        os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+        os.environ.get("SLURM_JOB_ID", "none"),
+        os.environ.get("SLURM_JOB_GPUS", "none"),
+    )
     if mask is not None:
         log.info("border-only control: central %.0f%% of each side set to %d", 100 * mask["fraction"], mask["fill"])
 
@@ -337,15 +387,18 @@ def _train(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str
 
         store.folder.mkdir(parents=True, exist_ok=True)
         bank = FeatureBank(store.bank, bank_fingerprint(experiment, classes, train_csv, val_csv, mask, extractor))
-        f_train, f_val = bank.build(features, x_train, x_val, experiment["bank_views"], seed,
-                                    experiment["augmentation"], batch_size, log)
+        f_train, f_val = bank.build(
+            features, x_train, x_val, experiment["bank_views"], seed, experiment["augmentation"], batch_size, log
+        )
 
         def build() -> keras.Model:
             return compile_model(build_head(f_train.shape[2:], n_classes, experiment["dropout"]), experiment)
     elif how == "in_step":
+
         def build() -> keras.Model:
             return compile_model(build_step_model(classifier, arch), experiment)
     else:
+
         def build() -> keras.Model:
             return compile_model(classifier, experiment)
 
@@ -358,10 +411,17 @@ def _train(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str
         train_data = BankBatches(f_train, y_train, n_classes, batch_size, seed, epoch=initial_epoch)
         val_data = (f_val, keras.utils.to_categorical(y_val, n_classes).astype(np.float32)) if len(x_val) else None
     else:
-        batches = dict(n_classes=n_classes, batch_size=batch_size, preprocess=preprocess, seed=seed, workers=workers,
-                       in_step=how == "in_step")
-        train_data = AugmentedBatches(x_train, y_train, augmentation=experiment["augmentation"], shuffle=True,
-                                      epoch=initial_epoch, **batches)
+        batches = dict(
+            n_classes=n_classes,
+            batch_size=batch_size,
+            preprocess=preprocess,
+            seed=seed,
+            workers=workers,
+            in_step=how == "in_step",
+        )
+        train_data = AugmentedBatches(
+            x_train, y_train, augmentation=experiment["augmentation"], shuffle=True, epoch=initial_epoch, **batches
+        )
         val_data = AugmentedBatches(x_val, y_val, augmentation=None, shuffle=False, **batches) if len(x_val) else None
     if val_data is None:
         log.warning("validation split %s is empty: no val_loss/val_accuracy are monitored", val_csv)
@@ -370,11 +430,24 @@ def _train(experiment: Mapping[str, Any], classes: Sequence[str], train_csv: str
     throughput = ThroughputLog(log, len(x_train), epochs)
     checkpoints = CheckpointEvery(store, experiment["checkpoint_every"], epochs, settings_print, best)
     fit_start = time.perf_counter()
-    model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
-              callbacks=[checkpoints, throughput], verbose=0, validation_batch_size=batch_size)
+    model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[checkpoints, throughput],
+        verbose=0,
+        validation_batch_size=batch_size,
+    )
     rate = throughput.steady_rate()
-    log.info("trained epochs %d..%d on %s in %.1f s; steady train images/s=%s", initial_epoch + 1, epochs, backend,
-             time.perf_counter() - fit_start, f"{rate:.1f}" if rate else "n/a (fewer than 2 epochs in this run)")
+    log.info(
+        "trained epochs %d..%d on %s in %.1f s; steady train images/s=%s",
+        initial_epoch + 1,
+        epochs,
+        backend,
+        time.perf_counter() - fit_start,
+        f"{rate:.1f}" if rate else "n/a (fewer than 2 epochs in this run)",
+    )
 
     if best is not None:
         best.restore(model, store)
@@ -404,8 +477,9 @@ def chosen_epoch(history: pd.DataFrame, select: str, monitor: str) -> int:
     return int(history.loc[best, "epoch"])
 
 
-def write_training_record(path: str | Path, experiment: Mapping[str, Any], history: pd.DataFrame,
-                          best: BestEpoch | None, how: str) -> dict[str, Any]:
+def write_training_record(
+    path: str | Path, experiment: Mapping[str, Any], history: pd.DataFrame, best: BestEpoch | None, how: str
+) -> dict[str, Any]:
     """training.json: which epoch's weights model.keras holds, chosen on validation data only, and how it trained."""
     select, monitor = experiment["select_epoch"], experiment["select_monitor"]
     epoch = chosen_epoch(history, select, monitor)
@@ -413,9 +487,16 @@ def write_training_record(path: str | Path, experiment: Mapping[str, Any], histo
         raise RuntimeError(f"kept epoch {best.epoch} but history.csv's best {monitor} is at epoch {epoch}")
     row = history[history["epoch"] == epoch]
     value = float(row[monitor].iloc[0]) if monitor in history else None
-    record = {"select_epoch": select, "monitor": monitor if monitor in history else None, "chosen_epoch": epoch,
-              "value": value, "epochs": int(history["epoch"].iloc[-1]), "feed": how,
-              "bank_views": experiment["bank_views"], "precision": experiment["precision"]}
+    record = {
+        "select_epoch": select,
+        "monitor": monitor if monitor in history else None,
+        "chosen_epoch": epoch,
+        "value": value,
+        "epochs": int(history["epoch"].iloc[-1]),
+        "feed": how,
+        "bank_views": experiment["bank_views"],
+        "precision": experiment["precision"],
+    }
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
@@ -459,8 +540,17 @@ class TrainingSettings:
         return cls(params["experiment"], tuple(params["classes"]), params["checkpoint_dir"], params.get("mask"))
 
 
-def main(settings: TrainingSettings, train_csv: str, val_csv: str, model_path: str, history_path: str,
-         log_path: str, workers: int = 1, weights_file: str | None = None, training_path: str | None = None) -> None:
+def main(
+    settings: TrainingSettings,
+    train_csv: str,
+    val_csv: str,
+    model_path: str,
+    history_path: str,
+    log_path: str,
+    workers: int = 1,
+    weights_file: str | None = None,
+    training_path: str | None = None,
+) -> None:
     """Entry point for scripts/train.py: KERAS_BACKEND must already be set by the caller."""
     log = open_log(log_path)
     train(settings.experiment, list(settings.classes), train_csv, val_csv, model_path, history_path,
