@@ -1,8 +1,9 @@
 """Two fresh runs of the demo on one machine write the same bytes under results/.
 
-Only logs, benchmarks and the provenance record's times may differ (they live apart:
-results/logs/, results/benchmarks/, the `times` key of provenance.json and the one
-`times` line of its page). The copies are made one after the other at the same path,
+Only logs, benchmarks, the search cache and the provenance record's times may differ
+(they live apart: results/logs/, results/benchmarks/, results/cache/ -- keyed by file
+stats, which a fresh copy changes, and safe to delete -- the `times` key of provenance.json
+and the one `times` line of its page). The copies are made one after the other at the same path,
 as a user reruns a clone: paths that the manifest resolves are absolute.
 """
 
@@ -20,7 +21,7 @@ from workflow_helpers import run_snakemake, tiny_config
 pytestmark = pytest.mark.slow
 
 TINY = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8}
-APART = ("logs/", "benchmarks/")
+APART = ("logs/", "benchmarks/", "cache/")
 
 
 def digests(results: Path) -> dict[str, str]:

@@ -12,36 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxrflow import record
+
 from cxrflow.metrics import confidence_intervals
 from workflow_helpers import read_figure, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
-TRUST_COLUMNS = ["experiment", "fold", "class", "patients_shared", "duplicates_across_splits", "model_f1",
-                 "model_f1_low", "model_f1_high", "ci_width", "thumbnail_f1", "thumbnail_margin", "border_ring_f1",
-                 "border_ring_margin", "source_flag", "test_sources", "external_f1", "external_f1_low",
-                 "external_f1_high", "duplicates_internal_external", "border_only_f1", "full_macro_f1",
-                 "border_only_macro_f1", "chance_macro_f1", "shortcut_verdict", "shortcut_flag",
-                 "experiment_shortcut_verdict", "experiment_shortcut_flag", "folds_flagged",
-                 "external_border_only_f1", "external_shortcut_verdict", "external_shortcut_flag"]  # fmt: skip
-EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
-              "checkpoint_every": 1}  # fmt: skip
-
-
-def write_image(path: Path, seed: int) -> None:
-    """Noise with a dark top bar: distinct images have unrelated perceptual hashes."""
-    img = np.random.default_rng(seed).integers(90, 230, (80, 64), dtype=np.uint8)
-    img[:8] = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("trust")
-    data = root / "data"
-    rows = []
+TRUST_COLUMNS = record.TRUST_COLUMNS  # the one list (cxrflow.record)
     for i in range(36):
         write_image(data / "img" / f"x{i}.png", i)
         rows.append((f"x{i}.png", CLASSES[i % 3], f"p{i}"))
@@ -85,7 +64,7 @@ def test_cis_reproducible_and_contain_estimate(run: tuple[Path, dict]) -> None:
     work, cfg = run
     fold = work / "results/experiments/tiny/fold0"
     ci = json.loads((fold / "metrics.json").read_text())["ci"]
-    assert ci["unit"] == "patient" and ci["n_boot"] == 1000 and ci["level"] == 0.95
+    assert ci["unit"] == "split group" and ci["n_boot"] == 1000 and ci["level"] == 0.95
     pred = pd.read_csv(fold / "predictions.csv", dtype={"image_id": str, "patient_id": str})
     settings = {"n": 1000, "level": 0.95, "seed": 0}
     again = json.loads(json.dumps(confidence_intervals(pred, CLASSES, settings)))

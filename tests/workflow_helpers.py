@@ -61,7 +61,7 @@ def run_snakemake(
     config: dict[str, Any] | None,
     *args: str,
     check: bool = True,
-    timeout: int = 900,
+    timeout: int = 2400,  # a guard against a hung run, not a speed goal: a loaded 2-core machine is slow
     configfile: str = "my.yaml",
 ) -> subprocess.CompletedProcess[str]:
     """Run snakemake in ``workdir``, a fresh copy of the repository made on first use.
