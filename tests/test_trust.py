@@ -21,6 +21,23 @@ pytestmark = pytest.mark.slow
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
 TRUST_COLUMNS = record.TRUST_COLUMNS  # the one list (cxrflow.record)
+EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
+              "checkpoint_every": 1}  # fmt: skip
+
+
+def write_image(path: Path, seed: int) -> None:
+    """Noise with a dark top bar: distinct images have unrelated perceptual hashes."""
+    img = np.random.default_rng(seed).integers(90, 230, (80, 64), dtype=np.uint8)
+    img[:8] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("trust")
+    data = root / "data"
+    rows = []
     for i in range(36):
         write_image(data / "img" / f"x{i}.png", i)
         rows.append((f"x{i}.png", CLASSES[i % 3], f"p{i}"))
