@@ -20,7 +20,7 @@ from workflow_helpers import read_figure, run_snakemake, tiny_config
 pytestmark = pytest.mark.slow
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
-TRUST_COLUMNS = record.TRUST_COLUMNS  # the one list (cxrflow.record)
+TRUST_COLUMNS = list(record.TRUST_COLUMNS)  # the one list (cxrflow.record)
 EXPERIMENT = {"arch": "vgg19", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8,
               "checkpoint_every": 1}  # fmt: skip
 
