@@ -85,14 +85,15 @@ def test_cis_reproducible_and_contain_estimate(run: tuple[Path, dict]) -> None:
     pred = pd.read_csv(fold / "predictions.csv", dtype={"image_id": str, "patient_id": str})
     settings = {"n": 1000, "level": 0.95, "seed": 0}
     again = json.loads(json.dumps(confidence_intervals(pred, CLASSES, settings)))
-    assert again == ci  # same seed, same numbers
-    assert again != confidence_intervals(pred, CLASSES, {**settings, "seed": 1})
+    assert again == ci  # recomputed from predictions.csv: the same numbers
+    # every reported interval is analytic (Clopper-Pearson, Newcombe, Bonferroni): no seed moves it
+    assert json.loads(json.dumps(confidence_intervals(pred, CLASSES, {**settings, "seed": 1}))) == ci
     intervals = [ci["accuracy"]] + [v for per in ci["per_class"].values() for v in per.values()]
     for interval in intervals:
         if interval["estimate"] is not None and interval["low"] is not None:
             assert interval["low"] <= interval["estimate"] <= interval["high"]
     assert set(ci["per_class"]) == set(CLASSES)
-    assert "bootstrap confidence intervals" in (fold / "classification_report.txt").read_text()
+    assert "confidence intervals over" in (fold / "classification_report.txt").read_text()
 
 
 def test_three_classes_metrics(run: tuple[Path, dict]) -> None:
