@@ -25,6 +25,7 @@ validation value instead of the last; ``training.json`` records which epoch was 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -269,6 +270,22 @@ def bank_fingerprint(
     return digest.hexdigest()
 
 
+def _in_experiment_precision(fn: Any) -> Any:
+    """Run ``fn(experiment, ...)`` under the experiment's Keras dtype policy, restored afterwards."""
+
+    @functools.wraps(fn)
+    def wrapper(experiment: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+        previous_policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(experiment["precision"])
+        try:
+            return fn(experiment, *args, **kwargs)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+
+    return wrapper
+
+
+@_in_experiment_precision
 def train(
     experiment: Mapping[str, Any],
     classes: Sequence[str],
@@ -295,43 +312,7 @@ def train(
             f"experiment asks for backend {experiment['backend']!r} but keras was imported with {backend!r}: "
             "set KERAS_BACKEND before the first keras import"
         )
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(experiment["precision"])
-    try:
-        return _train(
-            experiment,
-            classes,
-            train_csv,
-            val_csv,
-            model_path,
-            history_path,
-            checkpoint_dir,
-            log,
-            workers,
-            mask,
-            weights_file,
-            training_path,
-        )
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-
-
-def _train(
-    experiment: Mapping[str, Any],
-    classes: Sequence[str],
-    train_csv: str | Path,
-    val_csv: str | Path,
-    model_path: str | Path,
-    history_path: str | Path,
-    checkpoint_dir: str | Path,
-    log: logging.Logger,
-    workers: int,
-    mask: Mapping[str, Any] | None,
-    weights_file: str | Path | None,
-    training_path: str | Path | None,
-) -> pd.DataFrame:
-    """:func:`train` under the experiment's dtype policy."""
-    backend, how = keras.backend.backend(), feed(experiment)
+    how = feed(experiment)
     keras.utils.set_random_seed(experiment["seed"])
     size, arch = experiment["image_size"], experiment["arch"]
     x_train, y_train, _ = load_split(train_csv, classes, size, mask)
