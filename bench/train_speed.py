@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "seed-covid19-detection"
 CLASSES = ["COVID-19", "Normal"]
 OUT = REPO / "bench" / "out"
+# The dtype policies measured: full precision and mixed bfloat16.
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def load() -> str:
@@ -105,7 +107,7 @@ def rates(
     n_images: int,
     epochs: int,
     forward_batches: int,
-    precisions: tuple[str, ...] = ("float32", "mixed_bfloat16"),
+    precisions: tuple[str, ...] = PRECISIONS,
 ) -> list[dict]:
     """Forward and training img/s at ``size`` px, fp32 and bf16; today's loop (host) in fp32 only."""
     import keras
@@ -265,11 +267,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 64 px rates, 20 epochs, few views")
     parser.add_argument("--views", type=int, default=8, help="bank_views of the bank runs")
+    precisions = list(PRECISIONS)
     parser.add_argument(
         "--job-precision",
         nargs="+",
-        default=["float32", "mixed_bfloat16"],
-        choices=["float32", "mixed_bfloat16"],
+        default=precisions,
+        choices=precisions,
         help="precisions of the measured 500-epoch bank jobs",
     )
     parser.add_argument("--f1-size", type=int, default=64)
@@ -281,18 +284,11 @@ def main() -> None:
         help="default: the schema's; both runs of the F1 part use the same",
     )
     parser.add_argument(
-        "--f1-precision",
-        default="float32",
-        choices=["float32", "mixed_bfloat16"],
-        help="precision of both runs of the F1 part",
+        "--f1-precision", default="float32", choices=precisions, help="precision of both runs of the F1 part"
     )
     parser.add_argument("--f1-feeds", nargs="+", default=["bank", "on the fly"], choices=["bank", "on the fly"])
     parser.add_argument(
-        "--rates-precision",
-        nargs="+",
-        default=["float32", "mixed_bfloat16"],
-        choices=["float32", "mixed_bfloat16"],
-        help="precisions of the rates part",
+        "--rates-precision", nargs="+", default=precisions, choices=precisions, help="precisions of the rates part"
     )
     parser.add_argument("--rates-epochs", type=int, default=3, help="epochs per training rate (the first compiles)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["rates", "job", "f1"])
