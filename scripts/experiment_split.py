@@ -9,6 +9,5 @@ from cxrflow.external import experiment_split_main
 from cxrflow.rule_log import run_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-run_rule(sm.log[0], experiment_split_main, sm.input.manifest, sm.input.duplicates, sm.input.duplicate_groups,
-         dict(sm.output.items()), sm.params.split, int(sm.params.folds), list(sm.params.test_sources),
-         list(sm.params.classes))  # fmt: skip
+run_rule(sm.log[0], experiment_split_main, dict(sm.input.items()), dict(sm.output.items()), sm.params.split,
+         int(sm.params.folds), list(sm.params.test_sources), list(sm.params.classes))  # fmt: skip

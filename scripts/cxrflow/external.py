@@ -215,9 +215,7 @@ def side_by_side(
 
 
 def experiment_split_main(
-    manifest_csv: str,
-    duplicates_csv: str,
-    groups_json: str,
+    inputs: Mapping[str, str],
     outputs: Mapping[str, str],
     split: Mapping[str, Any],
     folds: int,
@@ -225,15 +223,16 @@ def experiment_split_main(
     classes: Sequence[str],
 ) -> dict[str, Any]:
     """Rule experiment_split: an experiment's own split of the internal sources (``split``: the config's
-    split section; ``folds`` the experiment's), its external test set, and their audit.json.
+    split section; ``folds`` the experiment's), its external test set, and their audit.json. ``inputs``
+    are the rule's: manifest, duplicates (csv) and duplicate_groups (json) of make_splits.
 
     The near-duplicate clusters of make_splits are kept whole inside the internal
     split, and pairs reaching across to the external set are counted.
     """
     classes, test_sources = list(classes), list(test_sources)
-    table = read_manifest(manifest_csv)
-    groups = json.loads(Path(groups_json).read_text())
-    pairs = pd.read_csv(duplicates_csv, dtype={"image_id_a": str, "image_id_b": str})
+    table = read_manifest(inputs["manifest"])
+    groups = json.loads(Path(inputs["duplicate_groups"]).read_text())
+    pairs = pd.read_csv(inputs["duplicates"], dtype={"image_id_a": str, "image_id_b": str})
     assignments = internal_split(
         table,
         test_sources,
