@@ -9,6 +9,6 @@ from cxrflow.rule_log import run_rule
 from cxrflow.shortcut import shortcut_audit_main
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-run_rule(sm.log[0], shortcut_audit_main, sm.input.full, sm.input.border_only, dict(sm.output.items()),
+run_rule(sm.log[0], shortcut_audit_main, dict(sm.input.items()), dict(sm.output.items()),
          list(sm.params.classes), sm.params.settings, sm.params.bootstrap, dict(sm.wildcards.items()),
          sm.params.get("test", "internal"))  # fmt: skip

@@ -304,8 +304,7 @@ def experiment_audit_text(result: Mapping[str, Any]) -> str:
 
 
 def shortcut_audit_main(
-    full_csv: str,
-    border_csv: str,
+    inputs: Mapping[str, str],
     outputs: Mapping[str, str],
     classes: Sequence[str],
     settings: Mapping[str, Any],
@@ -313,9 +312,11 @@ def shortcut_audit_main(
     run: Mapping[str, Any],
     test: str = "internal",
 ) -> dict[str, Any]:
-    """Rules shortcut_audit and shortcut_audit_external: :func:`shortcut_audit` of one fold's predictions,
-    to shortcut_audit.json and .txt (``run``: {experiment, fold}; ``test``: internal or external)."""
-    result = shortcut_audit(read_predictions(full_csv), read_predictions(border_csv), classes, settings, bootstrap)
+    """Rules shortcut_audit and shortcut_audit_external: :func:`shortcut_audit` of one fold's predictions
+    (``inputs``: full and border_only predictions.csv), to shortcut_audit.json and .txt (``run``:
+    {experiment, fold}; ``test``: internal or external)."""
+    full, border = read_predictions(inputs["full"]), read_predictions(inputs["border_only"])
+    result = shortcut_audit(full, border, classes, settings, bootstrap)
     result = {"experiment": run.get("experiment", ""), "fold": run.get("fold", ""), "test": test, **result}
     write_json(json_safe(result), outputs["json"])
     Path(outputs["text"]).write_text(audit_text(result))
