@@ -9,9 +9,12 @@ value into "for the authors". Item numbers and names: TRIPOD+AI (Collins et al.,
 
 from __future__ import annotations
 
+import csv
+import functools
 import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 FOR_AUTHORS = "for the authors"
@@ -28,6 +31,17 @@ class Item:
     filler: Filler | None
 
 
+# The fillers a table row can name, by function name without the underscore.
+_FILLERS: dict[str, Filler] = {}
+
+
+def _fills(filler: Filler) -> Filler:
+    """Registers a filler under its name, for the item table to name it."""
+    _FILLERS[filler.__name__.lstrip("_")] = filler
+    return filler
+
+
+@_fills
 def _flow(f: Facts) -> tuple[str, str] | None:
     t = f["flow"]["total"]
     return (f"{t['listed']} files listed, {t['not_selected']} not selected, {t['selected']} selected, "
@@ -35,6 +49,7 @@ def _flow(f: Facts) -> tuple[str, str] | None:
             "methods/flow.json")  # fmt: skip
 
 
+@_fills
 def _sources(f: Facts) -> tuple[str, str] | None:
     parts = [f"{n} ({s['path']}: {s['files']} files, sha256 {s['sha256'][:12]}"
              + (f", git {s['git_commit'][:12]}" if s["git_commit"] else "") + ")"
@@ -42,6 +57,7 @@ def _sources(f: Facts) -> tuple[str, str] | None:
     return "; ".join(parts), "provenance.json"
 
 
+@_fills
 def _eligibility(f: Facts) -> tuple[str, str] | None:
     specs = f["provenance"]["config"]["sources"]
     parts = [f"{n}: format {s['format']}, filters {dict(s.get('filters') or {})}"
@@ -49,12 +65,14 @@ def _eligibility(f: Facts) -> tuple[str, str] | None:
     return "; ".join(parts) + f"; classes {f['classes']}", "provenance.json"
 
 
+@_fills
 def _preprocessing(f: Facts) -> tuple[str, str] | None:
     p = f["provenance"]["config"]["preprocess"]
     return (f"black-bar crop, then {p['size']}x{p['size']} 8-bit grayscale PNG; settings "
             + ", ".join(f"{k}={v}" for k, v in sorted(p.items())), "provenance.json")  # fmt: skip
 
 
+@_fills
 def _missing(f: Facts) -> tuple[str, str] | None:
     q = f["flow"]["total"]["quarantined"]
     reasons = {}
@@ -65,6 +83,7 @@ def _missing(f: Facts) -> tuple[str, str] | None:
     return f"{q} files quarantined (kept out, each with its reason): {text}", "preprocessed/quarantine.csv"
 
 
+@_fills
 def _sample_size(f: Facts) -> tuple[str, str] | None:
     t = f["flow"]["total"]
     return (
@@ -73,6 +92,7 @@ def _sample_size(f: Facts) -> tuple[str, str] | None:
     )
 
 
+@_fills
 def _partition(f: Facts) -> tuple[str, str] | None:
     s = f["provenance"]["config"]["split"]
     return (f"seeded hash of each patient group (seed {s['seed']}), {s['folds']} fold(s), test_size "
@@ -80,12 +100,14 @@ def _partition(f: Facts) -> tuple[str, str] | None:
             "splits/summary.json")  # fmt: skip
 
 
+@_fills
 def _disjoint(f: Facts) -> tuple[str, str] | None:
     shared = sum(fold["shared_patients"] + fold["shared_groups"] for fold in f["splits"]["folds"])
     return (f"patient level, near-duplicate copies merged into one group; {shared} patients or groups shared "
             "between splits", "splits/summary.json")  # fmt: skip
 
 
+@_fills
 def _characteristics(f: Facts) -> tuple[str, str] | None:
     rows = [r for r in f.get("partitions") or [] if r["class"] == "all" and r["fold"] in ("fold0", "all")]
     if not rows:
@@ -128,12 +150,14 @@ def _cards(f: Facts, what: str) -> tuple[str, str] | None:
     return None
 
 
+@_fills
 def _software(f: Facts) -> tuple[str, str] | None:
     p = f["provenance"]
     pk = ", ".join(f"{k} {v}" for k, v in p["packages"].items() if v)
     return f"Python {p['python']}; {pk}; Keras backend {', '.join(p['keras_backends']) or 'none'}", "provenance.json"
 
 
+@_fills
 def _code(f: Facts) -> tuple[str, str] | None:
     wf = f["provenance"]["workflow"]
     if wf["commit"] is None:
@@ -141,6 +165,7 @@ def _code(f: Facts) -> tuple[str, str] | None:
     return f"workflow commit {wf['commit']}" + (" (uncommitted changes)" if wf["dirty"] else ""), "provenance.json"
 
 
+@_fills
 def _metrics(f: Facts) -> tuple[str, str] | None:
     rows = []
     for name, card in (f.get("cards") or {}).items():
@@ -153,6 +178,7 @@ def _metrics(f: Facts) -> tuple[str, str] | None:
             "trust_summary.csv") if rows else None  # fmt: skip
 
 
+@_fills
 def _ci(f: Facts) -> tuple[str, str] | None:
     rows = []
     for name, card in (f.get("cards") or {}).items():
@@ -165,6 +191,7 @@ def _ci(f: Facts) -> tuple[str, str] | None:
     return ("; ".join(rows), "trust_summary.csv") if rows else None
 
 
+@_fills
 def _robustness(f: Facts) -> tuple[str, str] | None:
     verdicts = {n: c["shortcut"]["verdict"] for n, c in (f.get("cards") or {}).items() if c.get("shortcut")}
     if not verdicts:
@@ -172,6 +199,7 @@ def _robustness(f: Facts) -> tuple[str, str] | None:
     return "border-only shortcut audit: " + "; ".join(f"{n} {v}" for n, v in verdicts.items()), "trust_summary.csv"
 
 
+@_fills
 def _explain(f: Facts) -> tuple[str, str] | None:
     if not f["provenance"]["config"]["audit"]["gradcam"]["enabled"] or not f.get("cards"):
         return None
@@ -179,6 +207,7 @@ def _explain(f: Facts) -> tuple[str, str] | None:
     return f"Grad-CAM panels of test images per model ({len(f['cards'])} models)", f"experiments/{name}/gradcam.png"
 
 
+@_fills
 def _failure(f: Facts) -> tuple[str, str] | None:
     if not f.get("cards"):
         return None
@@ -188,17 +217,20 @@ def _failure(f: Facts) -> tuple[str, str] | None:
             f"{m['counts']['test']['images']} test images", f"experiments/{name}/predictions.csv")  # fmt: skip
 
 
+@_fills
 def _numbers(f: Facts) -> tuple[str, str] | None:
     t = f["flow"]["total"]
     return f"{t['kept']} images split; per split, fold and class in the flow table", "methods/flow.json"
 
 
+@_fills
 def _clusters(f: Facts) -> tuple[str, str] | None:
     n = len(f["flow"]["sources"])
     return (f"{n} sources; cross-source copies grouped; external tests per held-out source where configured",
             "methods/flow.json") if n > 1 else None  # fmt: skip
 
 
+@_fills
 def _imbalance(f: Facts) -> tuple[str, str] | None:
     kept = {}
     for s in f["flow"]["sources"].values():
@@ -207,64 +239,33 @@ def _imbalance(f: Facts) -> tuple[str, str] | None:
     return "kept images per class: " + ", ".join(f"{c} {n}" for c, n in kept.items()), "methods/flow.json"
 
 
+@_fills
 def _dates(f: Facts) -> tuple[str, str] | None:
     commits = [f"{n} git {s['git_commit'][:12]}" for n, s in f["provenance"]["sources"].items() if s["git_commit"]]
     return ("dataset versions: " + "; ".join(commits), "provenance.json") if commits else None
 
 
-ITEMS: tuple[Item, ...] = (
-    Item("TRIPOD+AI", "5a", "Data sources", _sources),
-    Item("TRIPOD+AI", "5b", "Dates of data collection", _dates),
-    Item("TRIPOD+AI", "6a", "Study setting (clinical setting, centres)", None),
-    Item("TRIPOD+AI", "6b", "Eligibility criteria", _eligibility),
-    Item("TRIPOD+AI", "7", "Data preparation and quality checking", _preprocessing),
-    Item("TRIPOD+AI", "10", "Sample size", _sample_size),
-    Item("TRIPOD+AI", "11", "Missing data", _missing),
-    Item("TRIPOD+AI", "12a", "How data were used (partitioning)", _partition),
-    Item("TRIPOD+AI", "12c", "Model building, tuning and internal validation", lambda f: _cards(f, "training")),
-    Item("TRIPOD+AI", "12d", "Heterogeneity across clusters", _clusters),
-    Item("TRIPOD+AI", "12e", "Performance measures", _metrics),
-    Item("TRIPOD+AI", "12g", "How predictions are calculated", lambda f: _cards(f, "output")),
-    Item("TRIPOD+AI", "13", "Class imbalance", _imbalance),
-    Item("TRIPOD+AI", "15", "Model output and thresholds", lambda f: _cards(f, "threshold")),
-    Item("TRIPOD+AI", "16", "Differences between development and evaluation data", _characteristics),
-    Item("TRIPOD+AI", "17", "Ethical approval", None),
-    Item("TRIPOD+AI", "18e", "Data availability", _sources),
-    Item("TRIPOD+AI", "18f", "Code availability", _code),
-    Item("TRIPOD+AI", "19a", "Funding", None),
-    Item("TRIPOD+AI", "19b", "Conflicts of interest", None),
-    Item("TRIPOD+AI", "20a", "Flow of participants", _flow),
-    Item("TRIPOD+AI", "20b", "Characteristics per source and partition", _characteristics),
-    Item("TRIPOD+AI", "21", "Numbers in each analysis", _numbers),
-    Item("TRIPOD+AI", "22", "Full model specification", lambda f: _cards(f, "specification")),
-    Item("TRIPOD+AI", "23a", "Performance with confidence intervals", _ci),
-    Item("TRIPOD+AI", "23b", "Performance across clusters", lambda f: _cards(f, "external")),
-    Item("CLAIM", "7", "Data sources", _sources),
-    Item("CLAIM", "8", "Eligibility criteria", _eligibility),
-    Item("CLAIM", "9", "Data preprocessing steps", _preprocessing),
-    Item("CLAIM", "12", "De-identification methods", None),
-    Item("CLAIM", "13", "Missing data", _missing),
-    Item("CLAIM", "14", "Definition of the reference standard", None),
-    Item("CLAIM", "19", "Intended sample size", _sample_size),
-    Item("CLAIM", "20", "How data were assigned to partitions", _partition),
-    Item("CLAIM", "21", "Level at which partitions are disjoint", _disjoint),
-    Item("CLAIM", "22", "Detailed description of the model", lambda f: _cards(f, "architecture")),
-    Item("CLAIM", "23", "Software libraries, frameworks and packages", _software),
-    Item("CLAIM", "24", "Initialization of model parameters", lambda f: _cards(f, "init")),
-    Item("CLAIM", "25", "Details of training approach", lambda f: _cards(f, "training")),
-    Item("CLAIM", "26", "Method of selecting the final model", lambda f: _cards(f, "selection")),
-    Item("CLAIM", "28", "Metrics of model performance", _metrics),
-    Item("CLAIM", "29", "Statistical measures of significance and uncertainty", _ci),
-    Item("CLAIM", "30", "Robustness or sensitivity analysis", _robustness),
-    Item("CLAIM", "31", "Methods for explainability", _explain),
-    Item("CLAIM", "32", "Validation or testing on external data", lambda f: _cards(f, "external")),
-    Item("CLAIM", "33", "Flow of participants or cases", _flow),
-    Item("CLAIM", "34", "Characteristics of cases in each partition", _characteristics),
-    Item("CLAIM", "36", "Estimates of performance and their precision", _ci),
-    Item("CLAIM", "37", "Failure analysis of incorrectly classified cases", _failure),
-    Item("CLAIM", "40", "Registration", None),
-    Item("CLAIM", "42", "Sources of funding", None),
-)
+def _filler(key: str) -> Filler | None:
+    """The function a table row names: none (empty), a filler above, or ``cards:<part>`` of the first card."""
+    name, _, part = key.partition(":")
+    if not key:
+        return None
+    if name == "cards" and part:
+        return functools.partial(_cards, what=part)
+    if key in _FILLERS:
+        return _FILLERS[key]
+    raise ValueError(f"checklist item table: unknown filler {key!r} (known: {sorted(_FILLERS)}, cards:<part>)")
+
+
+def _read_items(path: Path) -> tuple[Item, ...]:
+    """The checklist items of a table (checklist, number, name, filler), in its order."""
+    with path.open(newline="", encoding="utf-8") as f:
+        return tuple(Item(r["checklist"], r["number"], r["name"], _filler(r["filler"]))
+                     for r in csv.DictReader(f, delimiter="\t", restval=""))  # fmt: skip
+
+
+# The items, one row each in the TSV beside this module (data, not code: the standards' numbers and names).
+ITEMS: tuple[Item, ...] = _read_items(Path(__file__).with_name("checklist_items.tsv"))
 
 
 def fill(facts: Facts, items: Sequence[Item] = ITEMS) -> list[dict[str, str]]:
