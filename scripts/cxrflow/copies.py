@@ -260,24 +260,36 @@ class _Search:
                 pairs.add((min(i, j), max(i, j)))
         return sorted(pairs)
 
-    def verify(self, rows: Sequence[tuple]) -> pd.DataFrame:
-        """Align each candidate pair (rows of ``pair_matches``), keep those scoring >= ``min_score``;
-        a pair aligned by an earlier run is taken from the cache. Only the images of pairs still
-        to align are loaded (``work_images``) and ``prepare``d, into shared memory when a pool
-        aligns them."""
+    def verify(self, index: Index, pairs: Sequence[tuple[int, int]], projection: Projection) -> pd.DataFrame:
+        """Align each candidate pair from its window match (``pair_matches``), keep those scoring >=
+        ``min_score``. A pair aligned by an earlier run is taken from the cache: its window match,
+        and so its alignment, is a function of the two images' content and the projection; under
+        another projection, the alignment of the same window match is reused. Only
+        the images of pairs still to align are loaded (``work_images``) and ``prepare``d, into
+        shared memory when a pool aligns them."""
         s, cache, keys = self.s, self.cache, self.keys
         settings = verify_settings(s)
-        pkeys = [(keys[r[0]], keys[r[1]], r[2], tuple(int(v) for v in r[3]), r[4], tuple(int(v) for v in r[5]),
-                  settings) for r in rows]  # fmt: skip
+        pkeys = [(*sorted((keys[a], keys[b])), projection.key, settings) for a, b in pairs]
         results: list[Any] = [cache.get("pairs", k) for k in pkeys]
         cache.pairs_reused += sum(r is not None for r in results)
         todo = [k for k, r in enumerate(results) if r is None]
+        if todo:  # a moved projection: the window match may still be the same, and so the alignment
+            rows = pair_matches(index, [pairs[k] for k in todo], [(k, i) for k, i in zip(keys, self.ids)], s)
+            mkeys = [(keys[r[0]], keys[r[1]], r[2], tuple(int(v) for v in r[3]), r[4], tuple(int(v) for v in r[5]),
+                      settings) for r in rows]  # fmt: skip
+            for k, mkey in zip(todo, mkeys):
+                hit = cache.get("matched", mkey)
+                if hit is not None:
+                    results[k] = (mkey[0], *hit)
+                    cache.pairs_reused += 1
+            left = [n for n, k in enumerate(todo) if results[k] is None]
+            todo, rows, mkeys = [todo[n] for n in left], [rows[n] for n in left], [mkeys[n] for n in left]
         cache.pairs_aligned += len(todo)
         if todo:
-            images = sorted({i for k in todo for i in rows[k][:2]})
+            images = sorted({i for row in rows for i in row[:2]})
             local = {i: n for n, i in enumerate(images)}
             views = self.work_images(images)
-            local_rows = [(local[rows[k][0]], local[rows[k][1]], *rows[k][2:]) for k in todo]
+            local_rows = [(local[row[0]], local[row[1]], *row[2:]) for row in rows]
             shape = (len(images), len(VIEWS), s.work_size, s.work_size)
             if self.pool is None or len(todo) < _PAIRS_PER_TASK:
                 stack, has = _prepared_stack([views[i][0] for i in images], np.zeros(shape, np.uint8),
@@ -294,14 +306,19 @@ class _Search:
                 finally:
                     shm.close()
                     shm.unlink()
-            for k, (score, warp, overlap, va, vb) in zip(todo, fresh):
-                results[k] = (float(score), tuple(float(v) for v in np.ravel(warp)), float(overlap), int(va), int(vb))
+            for k, row, mkey, (score, warp, overlap, va, vb) in zip(todo, rows, mkeys, fresh):
+                results[k] = (keys[row[0]], float(score), tuple(float(v) for v in np.ravel(warp)), float(overlap),
+                              int(va), int(vb))  # fmt: skip
+                cache.put("matched", mkey, results[k][1:])
         out = []
-        for row, key, (score, warp, overlap, va, vb) in zip(rows, pkeys, results):
-            cache.put("pairs", key, (score, warp, overlap, va, vb))
+        for (a, b), key, result in zip(pairs, pkeys, results):
+            cache.put("pairs", key, result)
+            template, score, warp, overlap, va, vb = result
             if score >= s.min_score:
+                if keys[a] != template:
+                    a, b = b, a
                 scale, rot = transform_summary(np.asarray(warp, np.float32).reshape(2, 3))
-                out.append({"a": row[0], "b": row[1], "method": "aligned", "score": score, "view_a": VIEWS[va],
+                out.append({"a": a, "b": b, "method": "aligned", "score": score, "view_a": VIEWS[va],
                             "view_b": VIEWS[vb], "overlap": overlap, "scale": scale, "rotation_deg": rot})  # fmt: skip
         return pd.DataFrame(out, columns=["a", "b", "method", "score", "view_a", "view_b", "overlap", "scale",
                                           "rotation_deg"])  # fmt: skip
@@ -324,9 +341,8 @@ class _Search:
             ckey, w_cell, q_near = self.cells(index, projection)
             done = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in exact}
             pairs = [p for p in self.candidates(index, ckey, w_cell, q_near) if p not in done]
-            rows = pair_matches(index, pairs, [(k, i) for k, i in zip(self.keys, self.ids)], self.s)
-            del index, w_cell, q_near
-            verified = self.verify(rows)
+            del w_cell, q_near
+            verified = self.verify(index, pairs, projection)
         return _pair_table(self.ids, pd.concat([pd.DataFrame(exact), verified], ignore_index=True) if exact
                            else verified)  # fmt: skip
 

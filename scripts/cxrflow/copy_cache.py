@@ -14,9 +14,11 @@ time (the next run recomputes what is missing, with the same result):
 - *assigned*: each image's window cells and query probes under one set of cells.
 - *lists*: each image's candidate list (``copy_index.CandidateList``) under one set of cells and
   search settings, by (image id, content key).
-- *pairs*: each verified pair's alignment (score, warp, overlap, views), by the two content keys,
-  the window match it started from and the verification settings; the alignment is a function
-  of exactly these, so a stored one is what a run from scratch would compute.
+- *pairs*: each verified pair's alignment (template, score, warp, overlap, views), by the two
+  content keys, the projection and the verification settings; *matched*: the same alignments by
+  the window match they started from instead of the projection (a moved projection often leaves
+  a pair's match where it was). An alignment is a function of exactly these, so a stored one is
+  what a run from scratch would compute.
 
 Entries not used by a run (removed images, other settings) are dropped when it ends. With no
 folder (``CopyCache(None)``) nothing is read or written: a run from scratch.
@@ -40,7 +42,7 @@ from .preprocess import atomic_write_bytes
 CACHE_VERSION = 2
 _CHUNK = 1 << 20
 _DIGEST_BYTES = 32  # hex characters of the stored pixel digest (blake2b, 16 bytes)
-_STORES = ("files", "projection", "cells", "described", "assigned", "lists", "pairs")
+_STORES = ("files", "projection", "cells", "described", "assigned", "lists", "pairs", "matched")
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
