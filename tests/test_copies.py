@@ -237,8 +237,9 @@ def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFr
     assert (added.views_decoded, added.views_reused) == (4, 12)
     assert added.pairs_reused > 0
     removed = check(originals[2:] + planted[2:], SETTINGS, workers=2)  # two originals and their copies gone
-    # (in so small a set every image is in the PCA's sample, so a removal moves some window matches:
-    # those pairs are aligned again; in a large one only a removed sampled image does that)
+    # (in so small a set every image is in the PCA's sample, so a removal moves the projection: every
+    # image is described again from its stored work images, and pairs whose window match moved are
+    # aligned again; in a large one only a removed sampled image does that)
     assert (removed.views_decoded, removed.views_reused) == (0, 12) and removed.pairs_reused > 0
     assert len(list((cache_dir / "views").rglob("*.bin"))) == 12  # the removed images' views dropped
     out, params = _copy(_gray(originals[9]), "contrast")  # one file edited in place
@@ -246,29 +247,93 @@ def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFr
     edited = check(originals[2:] + planted[2:], SETTINGS)
     assert (edited.views_decoded, edited.views_reused) == (1, 11)
     again = check(originals[2:] + planted[2:], SETTINGS)  # nothing changed: nothing decoded or aligned
-    assert (again.views_decoded, again.descriptors_computed, again.pairs_aligned) == (0, 0, 0)
+    assert (again.views_decoded, again.views_reused, again.described, again.pairs_aligned) == (0, 0, 0, 0)
     stricter = check(originals[2:] + planted[2:], {**SETTINGS, "min_score": 0.8})  # verification setting
     assert (stricter.views_decoded, stricter.pairs_reused) == (0, 0)
     resized = check(originals[2:] + planted[2:], {**SETTINGS, "work_size": 96})  # a shaping setting
     assert (resized.views_decoded, resized.views_reused) == (12, 0)
 
 
-def test_cells_follow_content_not_collection_size(tmp_path: Path) -> None:
+def test_cells_follow_content_not_collection_size() -> None:
     """The inverted file's cells stay put under a small update: their count is a power of two that
-    many collection sizes share, their training windows are those of the images with the smallest
-    digests (an image added after them changes nothing), and a fit is read back, not refitted."""
+    many collection sizes share, and their training windows are those of the images first in
+    content order (an image added after them changes nothing)."""
     s = copy_index.Settings.from_config(SETTINGS)
     assert copy_index.cell_count(19_999, s) == 1
     assert {copy_index.cell_count(n * 162, s) for n in (900, 1000, 3000)} == {512}
-    owner, digests = np.repeat(np.arange(5), 3), ["d", "b", "e", "a", "c"]
-    sample = copy_index.cell_sample(owner, digests, 6)
+    keys, ids = ["d", "b", "e", "a", "c"], ["i0", "i1", "i2", "i3", "i4"]
+    order = copy_index.content_order(keys, ids)
+    assert order == [3, 1, 4, 0, 2]
+    vectors = np.zeros((3, 4), np.float16)
+    index = copy_index.Index.of([copy_index.Described("", (0,), vectors, vectors) for _ in keys])
+    sample = copy_index.cell_sample(index, order, 6)
     assert sample.tolist() == [9, 10, 11, 3, 4, 5]  # images "a" and "b", every window of each
-    assert copy_index.cell_sample(np.repeat(np.arange(6), 3), [*digests, "f"], 6).tolist() == sample.tolist()
-    windows = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)
-    cache = copies_cache.CopyCache(tmp_path)
-    fitted = copy_index.fit_cells(windows, 16, 0, cache)
-    cache.save()
-    again = copies_cache.CopyCache(tmp_path)
-    np.testing.assert_array_equal(copy_index.fit_cells(windows, 16, 0, again), fitted)
-    np.testing.assert_array_equal(copy_index.fit_cells(windows, 16, 0), fitted)  # what a refit gives
-    assert len(list((tmp_path / "cells").glob("*.npy"))) == 1
+    more = copy_index.Index.of([copy_index.Described("", (0,), vectors, vectors) for _ in range(6)])
+    assert copy_index.cell_sample(more, copy_index.content_order([*keys, "f"], [*ids, "i5"]), 6).tolist() == [
+        9,
+        10,
+        11,
+        3,
+        4,
+        5,
+    ]
+    windows = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float16)
+    np.testing.assert_array_equal(copy_index.fit_cells(windows, 16), copy_index.fit_cells(windows, 16))
+
+
+def _film(seed: int, side: int = 96) -> np.ndarray:
+    """A smooth random grey image with grain: distinct for each seed, alike enough to crowd the search."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(60, 220, (12, 12), dtype=np.uint8), (side, side), interpolation=cv2.INTER_CUBIC)
+    return cv2.add(base, rng.integers(0, 12, (side, side), dtype=np.uint8))
+
+
+def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) -> None:
+    """With many cells (21,000+ windows) and full candidate lists, a run that updates the stored
+    candidate lists (images added, removed, edited) gives the pairs of a full search and searches
+    in full only the lists of new or edited images; removing an image the projection was fitted on
+    starts the search over, with the same result as a run from scratch."""
+    settings = {**SETTINGS, "work_size": 32, "cells_per_sqrt": 2.0}
+    s = copy_index.Settings.from_config(settings)
+    files = []
+    for k in range(140):
+        img = _film(k)
+        if k % 20 == 19:  # every 20th image is a cropped, resized copy of the one before
+            img = cv2.resize(_film(k - 1)[8:90, 5:92], (80, 70), interpolation=cv2.INTER_AREA)
+        files.append(tmp_path / f"img{k:03d}.png")
+        cv2.imwrite(str(files[-1]), img)
+    cache_dir = tmp_path / "cache"
+
+    def run(paths: list[Path]) -> copies_cache.CopyCache:
+        ids = [p.stem for p in paths]
+        cache = copies_cache.CopyCache(cache_dir)
+        remembered = copies.find_copies(ids, paths, paths, settings, 1, cache)  # both views: 162 windows each
+        cache.save()
+        pd.testing.assert_frame_equal(remembered, copies.find_copies(ids, paths, paths, settings))
+        planted = {
+            (f"img{k - 1:03d}", f"img{k:03d}") for k in range(19, 140, 20) if {files[k - 1], files[k]} <= set(paths)
+        }
+        assert planted <= set(zip(remembered["image_id_a"], remembered["image_id_b"]))
+        return cache
+
+    scratch = copies_cache.CopyCache(None)
+    keys = [scratch.content_key(p, p, copies.shaping_settings(s)) for p in files]
+    order = copy_index.content_order(keys, [p.stem for p in files])
+    assert copy_index.projection_sample(keys, [p.stem for p in files]) == order[:16]
+    later = order[40:]  # after the projection's 16 images and the cells' ~26 (16 windows for each of 256 cells)
+
+    first = run([files[i] for i in range(140) if i not in later[:10]])
+    assert copy_index.cell_count(130 * 162, s) > 1
+    assert (first.lists_searched, first.lists_reused) == (130, 0)
+    added = run(files)  # 10 added, after the projection's and the cells' images in content order
+    assert (added.views_decoded, added.described, added.lists_searched, added.lists_reused) == (10, 10, 10, 130)
+    kept = [files[i] for i in range(140) if i not in later[-11:]]  # 11 removed
+    removed = run(kept)
+    assert (removed.views_decoded, removed.described, removed.lists_reused) == (0, 0, 129 - removed.lists_searched)
+    cv2.imwrite(str(files[later[20]]), _film(999))  # one edited in place
+    edited = run(kept)
+    assert (edited.views_decoded, edited.described, edited.lists_searched) == (1, 1, 1)
+    again = run(kept)
+    assert (again.views_decoded, again.described, again.lists_searched, again.pairs_aligned) == (0, 0, 0, 0)
+    moved = run([p for p in kept if p != files[order[0]]])  # the projection's first image removed
+    assert (moved.views_decoded, moved.described, moved.lists_searched) == (0, 128, 128)

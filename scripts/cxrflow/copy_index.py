@@ -1,6 +1,13 @@
 """The candidate stage of the copy search: each image's two views (raw and cropped, squashed
 to ``work_size``), their window thumbnails, and the inverted file over them (PCA, k-means
 cells) that proposes candidate pairs instead of all pairs. The method: ``copies``.
+
+Everything here is a function of content, so that a dataset update can reuse what an earlier
+run computed and still get the result of a run from scratch: the PCA and the cells are fitted
+on the images with the smallest content keys; each image's descriptors, cells and candidate
+list depend on its own windows and on the others' only through exact, order-free
+comparisons (similarities of float16 vectors summed in float64 are exact, so any blocking of
+the search gives the same numbers; ties go to the smaller image id).
 """
 
 from __future__ import annotations
@@ -15,11 +22,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA
 
-from .copy_cache import CopyCache
 from .decode import ImageError, decode_image
 
 
@@ -32,19 +37,11 @@ _BLACK = 6
 _MIN_CELLED = 20_000
 
 
-# Windows per cell the k-means cells are fitted on.
-_CELL_SAMPLE = 40
-
-
-# Views whose thumbnails fit the PCA (enough for 32 components, few enough to stay small).
-_PCA_VIEWS = 400
-
-
-# Query images searched together, and windows kept per query and cell before reduction.
-_QUERY_IMAGES = 2000
-
-
-_TOP_WINDOWS = 32
+# Images whose windows fit the PCA (16 images: 2,592 windows for 32 components; measured recall
+# on the planted copies 0.975 with 25 images, 0.970 with 200, bench/README.md).
+_PCA_IMAGES = 16
+# Query rows multiplied against one cell's windows at a time (bounds the similarity block).
+_BLOCK = 2048
 
 
 @dataclass(frozen=True)
@@ -158,67 +155,98 @@ def highpass(work: np.ndarray, sigma: float) -> np.ndarray:
     return work - cv2.GaussianBlur(work, (0, 0), sigma)
 
 
-@dataclass
-class Index:
-    """Window descriptors of every view, their owners, and an inverted file over them."""
+@dataclass(frozen=True)
+class Projection:
+    """The whitened PCA of window thumbnails (``fit_projection``) and the windows it is applied to."""
 
-    pca: PCA
-    vectors: np.ndarray  # (n_windows, dims) float32, unit length
-    image: np.ndarray  # owning image index per window
-    view: np.ndarray  # owning view (index into VIEWS) per window
-    box: np.ndarray  # (n_windows, 4) window box in the view's work image
-    centroids: np.ndarray
-    cell: np.ndarray  # cell of each window
-    queries: Any = None  # Queries of every view, projected while the index was built
+    mean: np.ndarray  # (thumb²,) float32
+    matrix: np.ndarray  # (thumb², dims) float32: components over the square root of their variance
+    key: str  # names the fit and the window settings: stored descriptors are reused only under the same one
 
-
-def _project(pca: PCA, x: np.ndarray) -> np.ndarray:
-    y = pca.transform(x).astype(np.float32)
-    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-6)
+    def apply(self, thumbs: np.ndarray) -> np.ndarray:
+        y = (thumbs - self.mean) @ self.matrix
+        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-6)
 
 
-def view_digests(works: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
-    """A digest of each image's work images: what orders images where the order must follow content."""
-    out = []
-    for views in works:
-        h = hashlib.blake2b(digest_size=16)
-        for name in VIEWS:
-            h.update(name.encode() + (views[name].tobytes() if name in views else b"-"))
-        out.append(h.hexdigest())
-    return out
-
-
-def pca_sample(works: Sequence[Mapping[str, np.ndarray]], digests: Sequence[str]) -> list[tuple[int, int]]:
-    """(image, view) of the views the PCA is fitted on: those of the images with the smallest work-image
-    digests, up to ``_PCA_VIEWS``. A function of content, not of the collection's size or order, so
-    that adding or removing images leaves the projection (and every pair's window match) as it was,
-    unless one of the few sampled images is among them."""
-    sample: list[tuple[int, int]] = []
-    for i in sorted(range(len(works)), key=lambda k: digests[k]):
-        sample += [(i, v) for v, name in enumerate(VIEWS) if name in works[i]]
-        if len(sample) >= _PCA_VIEWS:
-            break
-    return sample[:_PCA_VIEWS]
-
-
-def descriptors(views: Mapping[str, np.ndarray], pca: PCA, boxes: np.ndarray, qboxes: np.ndarray,
-                thumb: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """One image's search descriptors: its views' window vectors (float16, as the index holds them)
-    and query-window vectors (float32), views in ``VIEWS`` order."""
-    names = [name for name in VIEWS if name in views]
-    win = np.concatenate([_project(pca, thumbnails(views[name], boxes, thumb)) for name in names]).astype(np.float16)
-    query = np.concatenate([_project(pca, thumbnails(views[name], qboxes, thumb)) for name in names])
-    return win, query
-
-
-def projection_key(pca: PCA, s: Settings) -> str:
-    """Names a fitted projection and the windows it is applied to: stored descriptors are reused only
-    under the same one."""
+def fit_projection(sample: Sequence[Mapping[str, np.ndarray]], s: Settings) -> Projection:
+    """The PCA (whitened, ``dims`` components) of every window thumbnail of the sample images' views
+    (``projection_sample``: the images with the smallest content keys)."""
+    boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
+    fit = np.concatenate([thumbnails(views[name], boxes, s.thumb) for views in sample for name in VIEWS
+                          if name in views])  # fmt: skip
+    pca = PCA(n_components=min(s.dims, *fit.shape), whiten=True, random_state=0).fit(fit)
+    matrix = (pca.components_.T / np.sqrt(pca.explained_variance_)).astype(np.float32)
     h = hashlib.blake2b(digest_size=8)
     h.update(json.dumps([s.work_size, s.thumb, s.max_crop, s.crop_steps, s.query_crop]).encode())
-    for part in (pca.components_, pca.mean_, pca.explained_variance_):
-        h.update(np.ascontiguousarray(part).tobytes())
-    return h.hexdigest()
+    h.update(pca.mean_.astype(np.float32).tobytes() + matrix.tobytes())
+    return Projection(pca.mean_.astype(np.float32), matrix, h.hexdigest())
+
+
+def content_order(keys: Sequence[str], ids: Sequence[str]) -> list[int]:
+    """Images by content key (then id): the order in which samples are drawn, so that they depend on
+    the images' content and not on the collection's size or order."""
+    return sorted(range(len(keys)), key=lambda i: (keys[i], ids[i]))
+
+
+def projection_sample(keys: Sequence[str], ids: Sequence[str]) -> list[int]:
+    """The images the PCA is fitted on: an update moves the projection only when it adds or removes one."""
+    return content_order(keys, ids)[:_PCA_IMAGES]
+
+
+@dataclass(frozen=True)
+class Described:
+    """One image's search descriptors: the pixel digest (exact copies), which views exist, the window
+    vectors (views present x ``window_boxes``) and the query vectors (views present x ``query_boxes``),
+    both float16 unit vectors."""
+
+    digest: str
+    views: tuple[int, ...]
+    windows: np.ndarray
+    queries: np.ndarray
+
+
+def describe(views: Mapping[str, np.ndarray], digest: str, projection: Projection, s: Settings) -> Described:
+    boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
+    qboxes = query_boxes(s.work_size, s.query_crop)
+    present = tuple(v for v, name in enumerate(VIEWS) if name in views)
+    win = np.concatenate([projection.apply(thumbnails(views[VIEWS[v]], boxes, s.thumb)) for v in present])
+    query = np.concatenate([projection.apply(thumbnails(views[VIEWS[v]], qboxes, s.thumb)) for v in present])
+    return Described(digest, present, win.astype(np.float16), query.astype(np.float16))
+
+
+@dataclass
+class Index:
+    """Every image's windows and queries in one array each, image by image (``starts``)."""
+
+    windows: np.ndarray  # (n_windows, dims) float16
+    w_img: np.ndarray  # owning image per window (non-decreasing)
+    w_start: np.ndarray  # (n_images + 1,) first window of each image
+    queries: np.ndarray  # (n_queries, dims) float16
+    q_img: np.ndarray
+    q_start: np.ndarray
+    views: list[tuple[int, ...]]  # views present per image
+
+    @classmethod
+    def of(cls, described: Sequence[Described]) -> Index:
+        w_len = np.array([len(d.windows) for d in described])
+        q_len = np.array([len(d.queries) for d in described])
+        return cls(np.concatenate([d.windows for d in described]), np.repeat(np.arange(len(described)), w_len),
+                   np.concatenate([[0], np.cumsum(w_len)]), np.concatenate([d.queries for d in described]),
+                   np.repeat(np.arange(len(described)), q_len), np.concatenate([[0], np.cumsum(q_len)]),
+                   [d.views for d in described])  # fmt: skip
+
+    def window_of(self, row: int, s: Settings) -> tuple[int, np.ndarray]:
+        """(view, box) of a window row."""
+        boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
+        i = int(self.w_img[row])
+        k = row - int(self.w_start[i])
+        return self.views[i][k // len(boxes)], boxes[k % len(boxes)]
+
+    def query_of(self, row: int, s: Settings) -> tuple[int, np.ndarray]:
+        qboxes = query_boxes(s.work_size, s.query_crop)
+        i = int(self.q_img[row])
+        k = row - int(self.q_start[i])
+        return self.views[i][k // len(qboxes)], qboxes[k % len(qboxes)]
 
 
 def cell_count(n_windows: int, s: Settings) -> int:
@@ -230,206 +258,160 @@ def cell_count(n_windows: int, s: Settings) -> int:
     return int(2 ** np.rint(np.log2(s.cells_per_sqrt * np.sqrt(n_windows))))
 
 
-def cell_sample(owner: np.ndarray, digests: Sequence[str], size: int) -> np.ndarray:
-    """Rows (windows) the k-means cells are fitted on: every window of the images with the smallest
-    work-image digests (``pca_sample``'s order), until ``size`` windows. Chosen by content, like the
-    PCA's sample, so an update moves the cells only when it adds or removes one of these images."""
-    starts = np.searchsorted(owner, np.arange(len(digests) + 1))
+def cell_sample(index: Index, order: Sequence[int], size: int) -> np.ndarray:
+    """Rows (windows) the k-means cells are fitted on: every window of the images in content order
+    (``content_order``), until ``size`` windows. An update moves the cells only when it adds or
+    removes one of these images."""
     rows: list[np.ndarray] = []
     taken = 0
-    for i in sorted(range(len(digests)), key=lambda k: digests[k]):
-        rows.append(np.arange(starts[i], starts[i + 1]))
-        taken += starts[i + 1] - starts[i]
+    for i in order:
+        rows.append(np.arange(index.w_start[i], index.w_start[i + 1]))
+        taken += len(rows[-1])
         if taken >= size:
             break
     return np.concatenate(rows)[:size]
 
 
-def fit_cells(sample: np.ndarray, n_cells: int, seed: int, cache: CopyCache | None = None) -> np.ndarray:
-    """k-means centroids (float32) of the window sample; with ``cache``, a fit of the same sample and
-    count is read back (the fit is a function of exactly these, so it is what a refit would give)."""
-    key = ""
-    if cache is not None:
-        h = hashlib.blake2b(np.ascontiguousarray(sample).tobytes(), digest_size=16)
-        h.update(json.dumps([n_cells, seed, len(sample)]).encode())
-        key = h.hexdigest()
-        hit = cache.get_cells(key)
-        if hit is not None and hit.shape == (n_cells, sample.shape[1]):
-            return hit
+def fit_cells(sample: np.ndarray, n_cells: int, seed: int = 0) -> np.ndarray:
+    """k-means centroids of the window sample, rounded to float16 (so that similarities to them are exact)."""
     km = MiniBatchKMeans(n_clusters=n_cells, random_state=seed, n_init=1, batch_size=4096, max_iter=20)
-    centroids = km.fit(sample).cluster_centers_.astype(np.float32)
-    if cache is not None:
-        cache.put_cells(key, centroids)
-    return centroids
+    centroids = km.fit(sample.astype(np.float32)).cluster_centers_
+    return (centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6)).astype(np.float16)
 
 
-def build_index(works: Sequence[Mapping[str, np.ndarray]], s: Settings, seed: int = 0,
-                digests: Sequence[str] | None = None, cache: CopyCache | None = None,
-                keys: Sequence[str] = ()) -> Index:  # fmt: skip
-    """Window thumbnails of all views, PCA-compressed (fitted on ``pca_sample``, then applied image by
-    image so the 256-d thumbnails never all sit in memory) and bucketed into k-means cells
-    (``cell_count`` of them, fitted on ``cell_sample``); the query
-    windows are projected on the way (``Index.queries``). ``digests``: ``view_digests(works)``, when
-    the caller has them; with ``cache`` (content keys in ``keys``), an image's descriptors under the
-    same projection are read back, not computed."""
-    boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
-    qboxes = query_boxes(s.work_size, s.query_crop)
-    views = [(i, v) for i, w in enumerate(works) for v, name in enumerate(VIEWS) if name in w]
-    digests = view_digests(works) if digests is None else digests
-    sample = pca_sample(works, digests)
-    fit = np.concatenate([thumbnails(works[i][VIEWS[v]], boxes, s.thumb) for i, v in sample])
-    pca = PCA(n_components=min(s.dims, *fit.shape), whiten=True, random_state=seed).fit(fit)
-    projection = projection_key(pca, s) if cache is not None else ""
-    vectors = np.empty((len(views) * len(boxes), pca.n_components_), np.float16)
-    q_parts, q_img, q_view = [], [], []
-    row = 0
-    for i, image_views in enumerate(works):
-        hit = cache.get_descriptors(projection, keys[i]) if cache is not None else None
-        if hit is None:
-            hit = descriptors(image_views, pca, boxes, qboxes, s.thumb)
-            if cache is not None:
-                cache.put_descriptors(projection, keys[i], *hit)
-        win, query = hit
-        vectors[row : row + len(win)] = win
-        row += len(win)
-        q_parts.append(query)
-        present = [v for v, name in enumerate(VIEWS) if name in image_views]
-        q_img.append(np.full(len(query), i))
-        q_view.append(np.repeat(present, len(qboxes)))
-    queries = Queries(np.concatenate(q_parts), np.concatenate(q_img), np.concatenate(q_view),
-                      np.tile(qboxes, (sum(len(p) for p in q_parts) // len(qboxes), 1)))  # fmt: skip
-    owner = np.repeat([i for i, _ in views], len(boxes))
-    view = np.repeat([v for _, v in views], len(boxes))
-    n_cells = cell_count(len(vectors), s)
-    if n_cells > 1:
-        rows = cell_sample(owner, digests, _CELL_SAMPLE * n_cells)
-        centroids = fit_cells(vectors[rows].astype(np.float32), n_cells, seed, cache)
-        cell = np.concatenate([np.argmax(vectors[k : k + 65536].astype(np.float32) @ centroids.T, axis=1)
-                               for k in range(0, len(vectors), 65536)])  # fmt: skip
-    else:
-        centroids, cell = np.zeros((1, vectors.shape[1]), np.float32), np.zeros(len(vectors), int)
-    return Index(pca, vectors, owner, view, np.tile(boxes, (len(views), 1)), centroids, cell, queries)
+def cells_key(centroids: np.ndarray, probe: int) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(centroids).tobytes() + str(probe).encode(), digest_size=8).hexdigest()
+
+
+def assign_cells(windows: np.ndarray, queries: np.ndarray, centroids: np.ndarray,
+                 probe: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Each window's cell and each query's ``probe`` nearest cells (nearest first; on a tie the lower
+    cell), computed exactly, so that an image's cells do not depend on what it was computed with."""
+    c = centroids.astype(np.float64).T
+    cell = np.argmax(windows.astype(np.float64) @ c, axis=1).astype(np.int32)
+    near = np.argsort(-(queries.astype(np.float64) @ c), axis=1, kind="stable")[:, :probe].astype(np.int32)
+    return cell, near
+
+
+def best_others(index: Index, q_rows: np.ndarray, q_cells: np.ndarray, w_rows: np.ndarray, w_cell: np.ndarray,
+                keep: int, min_sim: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(a, b, sim): for query images a (the owners of ``q_rows``, probing ``q_cells``) and window owners
+    b (of ``w_rows``, in cells ``w_cell``), the best similarity of a query of a and a window of b
+    in one of its probed cells, where it is >= ``min_sim``, b != a. Only pairs that can be among a's
+    ``keep`` best are returned: per image a and cell, the owners at or above the ``keep``-th best
+    (all ties kept); the best ``keep`` of a over any set of owners are therefore among them.
+    """
+    probe = q_cells.shape[1]
+    pq = np.repeat(q_rows, probe)
+    pc = q_cells.ravel()
+    q_order = np.lexsort((pq, pc))
+    pq, pc = pq[q_order], pc[q_order]
+    w_order = np.lexsort((w_rows, w_cell))
+    wr, wc = w_rows[w_order], w_cell[w_order]
+    cells = np.intersect1d(pc, wc)
+    q_lo, q_hi = np.searchsorted(pc, cells, "left"), np.searchsorted(pc, cells, "right")
+    w_lo, w_hi = np.searchsorted(wc, cells, "left"), np.searchsorted(wc, cells, "right")
+    out_a, out_b, out_s = [], [], []
+    for k in range(len(cells)):
+        mem = wr[w_lo[k] : w_hi[k]]
+        owners = index.w_img[mem]
+        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        own = owners[starts]
+        vecs = index.windows[mem].astype(np.float64).T
+        qs = pq[q_lo[k] : q_hi[k]]
+        for first in range(0, len(qs), _BLOCK):
+            block = qs[first : first + _BLOCK]
+            sims = np.maximum.reduceat(index.queries[block].astype(np.float64) @ vecs, starts, axis=1)
+            img = index.q_img[block]
+            bounds = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
+            sims = np.maximum.reduceat(sims, bounds, axis=0)  # per query image: its best query
+            img = img[bounds]
+            sims[img[:, None] == own[None, :]] = -np.inf
+            floor = np.full(len(img), min_sim)
+            if sims.shape[1] > keep:
+                floor = np.maximum(floor, np.partition(sims, -keep, axis=1)[:, -keep])
+            r, c = np.nonzero(sims >= floor[:, None])
+            out_a.append(img[r])
+            out_b.append(own[c])
+            out_s.append(sims[r, c])
+    if not out_a:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    a, b, sim = np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s)
+    order = np.lexsort((-sim, b, a))  # per (a, b), its best first
+    a, b, sim = a[order], b[order], sim[order]
+    first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+    return a[first], b[first], sim[first]
+
+
+# A candidate list: (similarity, other id, other content key), best first, ties to the smaller id;
+# and whether it holds every other image at or above candidate_min (else only the best ``keep``).
+Entry = tuple[float, str, str]
 
 
 @dataclass
-class Queries:
-    """Query windows of every view (the full view and its one-side crops), projected like the index."""
-
-    vectors: np.ndarray  # (n_queries, dims) float32, unit length
-    image: np.ndarray  # owning image per query (non-decreasing)
-    view: np.ndarray
-    box: np.ndarray
+class CandidateList:
+    entries: list[Entry]
+    complete: bool
 
 
-def query_vectors(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings) -> Queries:
-    """Every view's query windows, projected by the index's PCA (``build_index`` made them)."""
-    if index.queries is not None:
-        return index.queries
-    qboxes = query_boxes(s.work_size, s.query_crop)
-    parts, q_img, q_view, q_box = [], [], [], []
-    for i, views in enumerate(works):
-        for v, name in enumerate(VIEWS):
-            if name in views:
-                parts.append(_project(index.pca, thumbnails(views[name], qboxes, s.thumb)))
-                q_img.append(np.full(len(qboxes), i))
-                q_view.append(np.full(len(qboxes), v))
-                q_box.append(qboxes)
-    return Queries(np.concatenate(parts), np.concatenate(q_img), np.concatenate(q_view), np.concatenate(q_box))
+def ranked(entries: Sequence[Entry]) -> list[Entry]:
+    return sorted(entries, key=lambda e: (-e[0], e[1], e[2]))
 
 
-def candidate_matches(works: Sequence[Mapping[str, np.ndarray]], index: Index, s: Settings,
-                      queries: Queries | None = None) -> pd.DataFrame:  # fmt: skip
-    """Best window match per (query image, other image) among each query's nearest cells, above ``candidate_min``.
-
-    Columns: a, b (image indices, a != b), sim, view_a, box_a, view_b, box_b.
-    """
-    queries = query_vectors(works, index, s) if queries is None else queries
-    q, q_img_a, q_view_a, q_box_a = queries.vectors, queries.image, queries.view, queries.box
-    probe = min(s.probe, len(index.centroids))
-    n_cells = len(index.centroids)
-    w_order = np.argsort(index.cell, kind="stable")
-    w_bounds = np.searchsorted(index.cell[w_order], np.arange(n_cells + 1))
-    per_image: list[pd.DataFrame] = []
-    # query images in chunks: the hits of one chunk are reduced to its candidates before the next
-    for first in range(0, len(works), _QUERY_IMAGES):
-        qsel = np.flatnonzero((q_img_a >= first) & (q_img_a < first + _QUERY_IMAGES))
-        cells = np.argsort(-(q[qsel] @ index.centroids.T), axis=1)[:, :probe]
-        pair_q, pair_c = np.repeat(qsel, probe), cells.ravel()
-        q_order = np.argsort(pair_c, kind="stable")
-        q_bounds = np.searchsorted(pair_c[q_order], np.arange(n_cells + 1))
-        hits_q, hits_w, hits_s = [], [], []
-        for c in range(n_cells):
-            mem = w_order[w_bounds[c] : w_bounds[c + 1]]
-            qs = pair_q[q_order[q_bounds[c] : q_bounds[c + 1]]]
-            if len(mem) == 0 or len(qs) == 0:
-                continue
-            vecs = index.vectors[mem].astype(np.float32)
-            for start in range(0, len(qs), 1024):
-                block = qs[start : start + 1024]
-                sims = q[block] @ vecs.T
-                sims[index.image[mem][None, :] == q_img_a[block][:, None]] = -1.0  # never oneself
-                k = min(_TOP_WINDOWS, len(mem))
-                top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-                best = np.take_along_axis(sims, top, axis=1)
-                qi, ki = np.nonzero(best >= s.candidate_min)
-                hits_q.append(block[qi])
-                hits_w.append(mem[top[qi, ki]])
-                hits_s.append(best[qi, ki])
-        if not hits_q:
-            continue
-        hq, hw, hs = np.concatenate(hits_q), np.concatenate(hits_w), np.concatenate(hits_s)
-        hits = pd.DataFrame({"a": q_img_a[hq], "b": index.image[hw], "sim": hs, "q": hq, "w": hw})
-        # per query image: its best match in each other image, then the ``candidates`` best other images
-        hits = hits.sort_values("sim", ascending=False, kind="stable").drop_duplicates(["a", "b"])
-        per_image.append(hits.groupby("a", sort=False).head(s.candidates))
-    cols = ["a", "b", "sim", "view_a", "box_a", "view_b", "box_b"]
-    if not per_image:
-        return pd.DataFrame(columns=cols)
-    hits = pd.concat(per_image, ignore_index=True)
-    return pd.DataFrame({
-        "a": hits["a"].to_numpy(), "b": hits["b"].to_numpy(), "sim": hits["sim"].to_numpy(),
-        "view_a": q_view_a[hits["q"]], "box_a": list(q_box_a[hits["q"]]),
-        "view_b": index.view[hits["w"]], "box_b": list(index.box[hits["w"]]),
-    })  # fmt: skip
+def lists_from(a: np.ndarray, b: np.ndarray, sim: np.ndarray, images: Sequence[int], ids: Sequence[str],
+               keys: Sequence[str], keep: int) -> dict[int, CandidateList]:  # fmt: skip
+    """Each of ``images``' candidate list from ``best_others`` over all owners."""
+    found: dict[int, list[Entry]] = {int(i): [] for i in images}
+    for x, y, v in zip(a.tolist(), b.tolist(), sim.tolist()):
+        found[x].append((v, ids[y], keys[y]))
+    return {i: CandidateList(ranked(e)[:keep], len(e) <= keep) for i, e in found.items()}
 
 
-def pair_matches(index: Index, queries: Queries, pairs: Sequence[tuple[int, int]],
-                 digests: Sequence[str]) -> list[tuple]:  # fmt: skip
+def merged(stored: CandidateList, new: Sequence[Entry], keep: int) -> CandidateList:
+    """A stored list (its departed entries already dropped) with the entries of new images: the
+    result a full search would give, as far as it is known (a truncated list is cut after its own
+    last entry, beyond which images it never held may rank)."""
+    both = ranked([*stored.entries, *new])
+    if stored.complete:
+        return CandidateList(both[:keep], len(both) <= keep)
+    last = both.index(stored.entries[-1]) + 1 if stored.entries else 0
+    return CandidateList(both[: min(keep, last)], False)
+
+
+def pair_matches(index: Index, pairs: Sequence[tuple[int, int]], order_key: Sequence[tuple[str, str]],
+                 s: Settings) -> list[tuple]:  # fmt: skip
     """The window match each candidate pair is aligned from: the best of all query windows of one image
-    against all windows of the other, in both directions (the better one; on a tie, the image with
-    the smaller work-image digest as template). A function of the two images (and the projection)
-    alone, unlike the match the cells happened to return, so that an alignment from an earlier run
-    is the one a run from scratch would make.
+    against all windows of the other, in both directions (the better one; on a tie, the image first
+    in ``order_key`` (content key, id) as template). A function of the two images alone, unlike the
+    match the cells happened to return, so that an alignment from an earlier run is the one a run
+    from scratch would make.
 
     Rows: (template, image, view_t, box_t, view_i, box_i).
     """
-    w_lo = np.searchsorted(index.image, np.arange(len(digests)), "left")
-    w_hi = np.searchsorted(index.image, np.arange(len(digests)), "right")
-    q_lo = np.searchsorted(queries.image, np.arange(len(digests)), "left")
-    q_hi = np.searchsorted(queries.image, np.arange(len(digests)), "right")
     directed: dict[int, list[int]] = {}
     for a, b in pairs:
         directed.setdefault(a, []).append(b)
         directed.setdefault(b, []).append(a)
     best: dict[tuple[int, int], tuple[float, int, int]] = {}
     for a, partners in directed.items():
-        qv = queries.vectors[q_lo[a] : q_hi[a]]
-        cols = np.concatenate([np.arange(w_lo[b], w_hi[b]) for b in partners])
-        sims = qv @ index.vectors[cols].astype(np.float32).T
+        qv = index.queries[index.q_start[a] : index.q_start[a + 1]].astype(np.float64)
+        cols = np.concatenate([np.arange(index.w_start[b], index.w_start[b + 1]) for b in partners])
+        sims = qv @ index.windows[cols].astype(np.float64).T
         flat = sims.max(axis=0)
-        starts = np.cumsum([0] + [w_hi[b] - w_lo[b] for b in partners])[:-1]
+        lengths = [index.w_start[b + 1] - index.w_start[b] for b in partners]
+        starts = np.cumsum([0, *lengths])[:-1]
         for k, b in enumerate(partners):
-            seg = flat[starts[k] : starts[k] + w_hi[b] - w_lo[b]]
+            seg = flat[starts[k] : starts[k] + lengths[k]]
             w = int(np.argmax(seg))
             col = int(starts[k]) + w
-            best[(a, b)] = (float(seg[w]), int(q_lo[a] + np.argmax(sims[:, col])), int(cols[col]))
+            best[(a, b)] = (float(seg[w]), int(index.q_start[a] + np.argmax(sims[:, col])), int(cols[col]))
     rows = []
     for a, b in pairs:
         ab, ba = best[(a, b)], best[(b, a)]
-        if ba[0] > ab[0] or (ba[0] == ab[0] and digests[b] < digests[a]):
+        if ba[0] > ab[0] or (ba[0] == ab[0] and order_key[b] < order_key[a]):
             a, b, ab = b, a, ba
         _, qi, wi = ab
-        rows.append((a, b, int(queries.view[qi]), queries.box[qi], int(index.view[wi]), index.box[wi]))
+        rows.append((a, b, *index.query_of(qi, s), *index.window_of(wi, s)))
     return rows
 
 
