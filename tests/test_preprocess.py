@@ -180,3 +180,18 @@ def test_rerun_overwrites_and_leaves_no_temp_files(tmp_path: Path) -> None:
         "x.json",
         "x.png",
     ]
+
+
+def test_leftover_temporary_files_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    """A worker killed inside atomic_write_bytes leaves its temporary file; the manifest job removes
+    exactly those (other hidden files stay)."""
+    from cxrflow.preprocess import atomic_write_bytes, remove_leftover_temp_files
+
+    atomic_write_bytes(tmp_path / "images" / "a.png", b"png")
+    left = tmp_path / "images" / f".b.png.{'0' * 31}f.tmp"
+    left.write_bytes(b"half")
+    other = tmp_path / "records" / ".notes.tmp"
+    other.parent.mkdir()
+    other.write_text("mine")
+    assert remove_leftover_temp_files(tmp_path) == 1
+    assert not left.exists() and other.exists() and (tmp_path / "images" / "a.png").read_bytes() == b"png"

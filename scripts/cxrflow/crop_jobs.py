@@ -27,7 +27,7 @@ from . import crop_listings as cxr_listing
 from . import manifest as cxr_manifest
 from . import sources as cxr_sources
 from .rule_log import job_log
-from .preprocess import write_output
+from .preprocess import remove_leftover_temp_files, write_output
 
 # One pool of worker processes per Snakemake run, shared by every batch job, started
 # on first use (never in a dry run): batch jobs running side by side feed one pool,
@@ -120,6 +120,9 @@ def manifest_job(
         cxr_batch.check_systemic([{**r, "known_problem": r["image_id"] in flagged} for r in records], "preprocessing")
         table = cxr_manifest.build_manifest(selection, records)
         cxr_manifest.write_manifest(table, Path(manifest_path))
+        # every crop job has ended (they are this job's inputs): a temporary file left now is a killed run's
+        if leftover := remove_leftover_temp_files(Path(manifest_path).parent):
+            log.info("removed %d temporary files left by an interrupted run", leftover)
         quarantined = table[table["status"] != "ok"]
         cxr_manifest.write_csv_atomic(
             quarantined[["image_id", "source", "raw_path", "resolved_path", "reason"]], Path(quarantine_path)

@@ -243,6 +243,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_leftover_temp_files(root: Path) -> int:
+    """Delete the temporary files (``atomic_write_bytes``' names) that a killed run left under ``root``;
+    call only when no job writes there. Their images were written again by the run that recovered
+    (a record exists only beside its finished image), so nothing is lost; the count is returned."""
+    removed = 0
+    for path in root.rglob(".*.tmp"):
+        name = path.name.rsplit(".", 2)
+        if len(name) == 3 and len(name[1]) == 32 and all(c in "0123456789abcdef" for c in name[1]):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def encode_png(img: np.ndarray) -> bytes:
     """Encode in memory (cv2.imwrite picks the format from the temp name, so it cannot be used)."""
     ok, buf = cv2.imencode(".png", img)
