@@ -38,6 +38,7 @@ this module runs them, with the worker pool and the cache (``copy_cache``).
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
@@ -324,8 +325,17 @@ class _Search:
                                           "rotation_deg"])  # fmt: skip
 
     def run(self) -> pd.DataFrame:
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            self.cache.seconds[stage] = self.cache.seconds.get(stage, 0.0) + now - clock
+            clock = now
+
         projection = self.projection()
         described = self.described(projection)
+        lap("describe")
         exact = []
         by_digest: dict[str, int] = {}
         for i in self.order:
@@ -339,10 +349,13 @@ class _Search:
         if len(described) > 1:
             index = Index.of(described)
             ckey, w_cell, q_near = self.cells(index, projection)
+            lap("cells")
             done = {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in exact}
             pairs = [p for p in self.candidates(index, ckey, w_cell, q_near) if p not in done]
             del w_cell, q_near
+            lap("search")
             verified = self.verify(index, pairs, projection)
+            lap("align")
         return _pair_table(self.ids, pd.concat([pd.DataFrame(exact), verified], ignore_index=True) if exact
                            else verified)  # fmt: skip
 

@@ -74,6 +74,7 @@ class CopyCache:
         self.lists_reused = 0
         self.pairs_aligned = 0
         self.pairs_reused = 0
+        self.seconds: dict[str, float] = {}  # wall time per stage of the search
 
     def _store(self, name: str) -> dict:
         if name not in self._old:
@@ -179,7 +180,8 @@ class CopyCache:
         return (f"{self.views_decoded} images decoded, {self.views_reused} views read back; "
                 f"{self.described} images described, {self.described_reused} from the cache; "
                 f"{self.lists_searched} candidate lists searched, {self.lists_reused} updated; "
-                f"{self.pairs_aligned} pairs aligned, {self.pairs_reused} from the cache")  # fmt: skip
+                f"{self.pairs_aligned} pairs aligned, {self.pairs_reused} from the cache; seconds: "
+                + ", ".join(f"{stage} {t:.1f}" for stage, t in self.seconds.items()))  # fmt: skip
 
 
 def _load_pickle(path: Path) -> dict:

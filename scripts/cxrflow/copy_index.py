@@ -288,8 +288,11 @@ def assign_cells(windows: np.ndarray, queries: np.ndarray, centroids: np.ndarray
     """Each window's cell and each query's ``probe`` nearest cells (nearest first; on a tie the lower
     cell), computed exactly, so that an image's cells do not depend on what it was computed with."""
     c = centroids.astype(np.float64).T
-    cell = np.argmax(windows.astype(np.float64) @ c, axis=1).astype(np.int32)
-    near = np.argsort(-(queries.astype(np.float64) @ c), axis=1, kind="stable")[:, :probe].astype(np.int32)
+    rows = max(1, _BLOCK * 8 * 1024 // max(len(c.T), 1))  # ~128 MB of similarities at a time
+    cell = np.concatenate([np.argmax(windows[k : k + rows].astype(np.float64) @ c, axis=1)
+                           for k in range(0, len(windows), rows)] or [np.zeros(0, int)]).astype(np.int32)  # fmt: skip
+    near = np.concatenate([np.argsort(-(queries[k : k + rows].astype(np.float64) @ c), axis=1, kind="stable")[:, :probe]
+                           for k in range(0, len(queries), rows)] or [np.zeros((0, probe), int)]).astype(np.int32)  # fmt: skip
     return cell, near
 
 
