@@ -404,7 +404,7 @@ def descriptor_settings(s: Settings) -> dict[str, Any]:
 
 def verify_settings(s: Settings) -> tuple:
     """The settings an alignment depends on beyond its two images and window match."""
-    return ("min_score", s.min_score, "highpass_sigma", s.highpass_sigma)
+    return ("min_score", s.min_score, "highpass_sigma", s.highpass_sigma, "coarse_min", s.coarse_min)
 
 
 def _prepared_stack(works: Sequence[dict[str, np.ndarray]], stack: np.ndarray,

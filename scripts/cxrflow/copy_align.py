@@ -16,6 +16,26 @@ from .copy_index import VIEWS, Settings, film_mask, highpass
 # Pairs scoring under this after the half-resolution fit are not refined (fixed, not tied to
 # min_score, so that a threshold sweep from one run is exact).
 _REFINE_FROM = 0.3
+# Blur (half-resolution pixels) of the coarse check before ECC.
+_COARSE_SIGMA = 2.0
+
+
+def _coarse_correlation(template: np.ndarray, image: np.ndarray, warp: np.ndarray) -> float:
+    """Correlation of the blurred template and image under ``warp`` (template -> image), over the film
+    of both: the window match's first transform must already line up the coarse shapes of a copy."""
+    size = template.shape[::-1]
+    moved = cv2.warpAffine(cv2.GaussianBlur(image, (0, 0), _COARSE_SIGMA), warp, size,
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)  # fmt: skip
+    film = cv2.warpAffine((image > 0).astype(np.uint8), warp, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    valid = (film > 0) & (template > 0)
+    if valid.mean() < 0.25:
+        return -1.0
+    a = cv2.GaussianBlur(template, (0, 0), _COARSE_SIGMA)[valid]
+    b = moved[valid]
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / max(np.sqrt((a @ a) * (b @ b)), 1e-6))
+
+
 # Grey level from which a pixel is saturated white, without detail.
 _WHITE = 250
 
@@ -37,6 +57,9 @@ def align(template: np.ndarray, box_t: np.ndarray, image: np.ndarray, box_i: np.
     # input image's black fill (borders) is masked out: its sharp edges would pull the fit
     half_t, half_i = cv2.pyrDown(template), cv2.pyrDown(image)
     warp[:, 2] /= 2
+    if _coarse_correlation(half_t, half_i, warp) < s.coarse_min:  # not even the coarse shapes agree: no ECC
+        warp[:, 2] *= 2
+        return -1.0, warp, 0.0
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
     try:
         _, warp = cv2.findTransformECC(half_t, half_i, warp, cv2.MOTION_AFFINE, criteria, _detail(half_i), 3)

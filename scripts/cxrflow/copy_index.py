@@ -59,6 +59,7 @@ class Settings:
     candidates: int
     candidate_min: float
     min_score: float
+    coarse_min: float
     highpass_sigma: float
     decode_margin: float
 
