@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cxrflow.config import schema_defaults
 from cxrflow.data import centre_box, load_split, mask_centre
 from cxrflow.shortcut import (
     audit_text,
@@ -180,8 +181,7 @@ def test_experiment_verdict_pools_the_folds() -> None:
 # ------------------------------------------------------------------ through snakemake
 # The shipped demo experiment (VGG19 from scratch at 32x32, 20 epochs) on the shipped demo
 # (100 + 100 images: with 60 + 60 the ~20 test images left the verdict to chance, docs/demo.md),
-# drawn small (256 px raw, cropped straight to 32 px) to stay fast: about 3 minutes per
-# variant on 2 cores. The "bars alike" variant gives the COVID-19 images the Normal images'
+# drawn small (256 px raw, cropped straight to 32 px) and cropped in batch jobs to stay fast. The "bars alike" variant gives the COVID-19 images the Normal images'
 # bars *and* their square framing (demo.covid.size_range [1, 1]): the mixed sizes of the
 # COVID-19 collection are a second shortcut, which the audit rightly sees (docs/demo.md).
 AUDIT = "results/experiments/demo_vgg19/fold0/shortcut_audit.json"
@@ -192,6 +192,7 @@ def demo_config(**covid: object) -> dict:
     shipped = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
     cfg = tiny_config()
     del cfg["experiments"]
+    cfg["preprocess"]["batch_size"] = schema_defaults()["preprocess"]["batch_size"]  # 200 images: batch jobs
     cfg["demo"] = {"covid": {**shipped["demo"]["covid"], **covid}, "normal": shipped["demo"]["normal"]}
     return cfg
 
