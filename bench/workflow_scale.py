@@ -457,13 +457,17 @@ def run_step(work: Path, cfg_path: Path, env: dict[str, str], name: str) -> dict
     searched = split_log.is_file() and split_log.stat().st_mtime >= since
     decoded = re.findall(r"copy search: (\d+) images decoded", split_log.read_text()) if searched else []
     said = re.findall(r"copy search: (.*) \(cache", split_log.read_text()) if searched else []
-    split_bench = work / "results/benchmarks/make_splits.tsv"
-    split_s = (float(split_bench.read_text().splitlines()[1].split("\t")[0])
-               if split_bench.is_file() and split_bench.stat().st_mtime >= since else 0.0)  # fmt: skip
+
+    def rule_seconds(rule: str) -> float:  # the rule's benchmark file, when this step ran it
+        path = work / f"results/benchmarks/{rule}.tsv"
+        fresh = path.is_file() and path.stat().st_mtime >= since
+        return float(path.read_text().splitlines()[1].split("\t")[0]) if fresh else 0.0
+
+    split_s, audit_s = rule_seconds("make_splits"), rule_seconds("audit_data")
     return {"step": name, "wall_s": wall, "cpu_s": cpu, "peak_mib": peak,
             "crop_decoded": sum(1 for r in written_since(work, since) if r.startswith("records/")),
             "copy_decoded": int(decoded[-1]) if decoded else 0,
-            "copy_search": said[-1] if said else "", "make_splits_s": split_s,
+            "copy_search": said[-1] if said else "", "make_splits_s": split_s, "audit_data_s": audit_s,
             "batches_rerun": sum(p.stat().st_mtime >= since for p in crop_logs), "batches": len(crop_logs),
             "longest_line": max((len(line) for line in log.read_text(errors="replace").splitlines()), default=0),
             "load_before": load, "load1": os.getloadavg()[0]}  # fmt: skip
@@ -532,7 +536,8 @@ def run_updates(kind: str, n: int, work_root: Path, data_dir: Path, larger: Path
         with open(data_dir / "results.jsonl", "a") as handle:
             handle.write(json.dumps(row) + "\n")
         print(update_table([row]).splitlines()[-1], flush=True)
-        print(f"#   make_splits {row['make_splits_s']:.1f} s; copy search: {row['copy_search'] or '-'}", flush=True)
+        print(f"#   make_splits {row['make_splits_s']:.1f} s, audit_data {row['audit_data_s']:.1f} s; "
+              f"copy search: {row['copy_search'] or '-'}", flush=True)  # fmt: skip
     return rows
 
 
