@@ -299,7 +299,7 @@ def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) 
     for k in range(140):
         img = _film(k)
         if k % 20 == 19:  # every 20th image is a cropped, resized copy of the one before
-            img = cv2.resize(_film(k - 1)[8:90, 5:92], (80, 70), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(_film(k - 1)[4:92, 3:94], (88, 84), interpolation=cv2.INTER_AREA)
         files.append(tmp_path / f"img{k:03d}.png")
         cv2.imwrite(str(files[-1]), img)
     cache_dir = tmp_path / "cache"

@@ -190,7 +190,7 @@ class _Search:
         s, cache = self.s, self.cache
         n_cells = cell_count(len(index.windows), s)
         if n_cells == 1:
-            centroids = np.zeros((1, index.windows.shape[1]), np.float16)
+            centroids = np.zeros((1, index.windows.shape[1]), np.int16)
         else:
             rows = cell_sample(index, self.order, _CELL_SAMPLE * n_cells)
             owners = sorted(set(index.w_img[rows].tolist()), key=lambda i: (self.keys[i], self.ids[i]))

@@ -39,7 +39,7 @@ import numpy as np
 from .preprocess import atomic_write_bytes
 
 # Bump when stored entries of an older code version must not be reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _CHUNK = 1 << 20
 _DIGEST_BYTES = 32  # hex characters of the stored pixel digest (blake2b, 16 bytes)
 _STORES = ("files", "projection", "cells", "described", "assigned", "lists", "pairs", "matched")

@@ -6,8 +6,9 @@ Everything here is a function of content, so that a dataset update can reuse wha
 run computed and still get the result of a run from scratch: the PCA and the cells are fitted
 on the images with the smallest content keys; each image's descriptors, cells and candidate
 list depend on its own windows and on the others' only through exact, order-free
-comparisons (similarities of float16 vectors summed in float64 are exact, so any blocking of
-the search gives the same numbers; ties go to the smaller image id).
+comparisons (descriptors are stored as integers small enough that their dot products are
+exact in float32, so any blocking of the search gives the same numbers; ties go to the
+smaller image id).
 """
 
 from __future__ import annotations
@@ -194,11 +195,27 @@ def projection_sample(keys: Sequence[str], ids: Sequence[str]) -> list[int]:
     return content_order(keys, ids)[:_PCA_IMAGES]
 
 
+def quantized(vectors: np.ndarray) -> np.ndarray:
+    """Unit vectors as int16 multiples of 1/``quantum(dims)``: every dot product of two of them is an
+    integer below 2**24, which float32 holds exactly whatever the order of the sum (the search
+    runs at float32 speed and still gives the same numbers however it is cut into blocks)."""
+    return np.rint(vectors * quantum(vectors.shape[1])).astype(np.int16)
+
+
+def quantum(dims: int) -> int:
+    return int(np.sqrt(2**24 / dims))
+
+
+def exact(x: np.ndarray) -> np.ndarray:
+    """Quantized vectors as float32 for matrix products (exact: ``quantized``)."""
+    return x.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Described:
     """One image's search descriptors: the pixel digest (exact copies), which views exist, the window
     vectors (views present x ``window_boxes``) and the query vectors (views present x ``query_boxes``),
-    both float16 unit vectors."""
+    both ``quantized`` unit vectors."""
 
     digest: str
     views: tuple[int, ...]
@@ -212,17 +229,17 @@ def describe(views: Mapping[str, np.ndarray], digest: str, projection: Projectio
     present = tuple(v for v, name in enumerate(VIEWS) if name in views)
     win = np.concatenate([projection.apply(thumbnails(views[VIEWS[v]], boxes, s.thumb)) for v in present])
     query = np.concatenate([projection.apply(thumbnails(views[VIEWS[v]], qboxes, s.thumb)) for v in present])
-    return Described(digest, present, win.astype(np.float16), query.astype(np.float16))
+    return Described(digest, present, quantized(win), quantized(query))
 
 
 @dataclass
 class Index:
     """Every image's windows and queries in one array each, image by image (``starts``)."""
 
-    windows: np.ndarray  # (n_windows, dims) float16
+    windows: np.ndarray  # (n_windows, dims) int16, ``quantized``
     w_img: np.ndarray  # owning image per window (non-decreasing)
     w_start: np.ndarray  # (n_images + 1,) first window of each image
-    queries: np.ndarray  # (n_queries, dims) float16
+    queries: np.ndarray  # (n_queries, dims) int16
     q_img: np.ndarray
     q_start: np.ndarray
     views: list[tuple[int, ...]]  # views present per image
@@ -274,10 +291,10 @@ def cell_sample(index: Index, order: Sequence[int], size: int) -> np.ndarray:
 
 
 def fit_cells(sample: np.ndarray, n_cells: int, seed: int = 0) -> np.ndarray:
-    """k-means centroids of the window sample, rounded to float16 (so that similarities to them are exact)."""
+    """k-means centroids of the window sample, unit length and ``quantized`` (similarities to them are exact)."""
     km = MiniBatchKMeans(n_clusters=n_cells, random_state=seed, n_init=1, batch_size=4096, max_iter=20)
-    centroids = km.fit(sample.astype(np.float32)).cluster_centers_
-    return (centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6)).astype(np.float16)
+    centroids = km.fit(sample.astype(np.float32) / quantum(sample.shape[1])).cluster_centers_
+    return quantized(centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6))
 
 
 def cells_key(centroids: np.ndarray, probe: int) -> str:
@@ -288,12 +305,18 @@ def assign_cells(windows: np.ndarray, queries: np.ndarray, centroids: np.ndarray
                  probe: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each window's cell and each query's ``probe`` nearest cells (nearest first; on a tie the lower
     cell), computed exactly, so that an image's cells do not depend on what it was computed with."""
-    c = centroids.astype(np.float64).T
-    rows = max(1, _BLOCK * 8 * 1024 // max(len(c.T), 1))  # ~128 MB of similarities at a time
-    cell = np.concatenate([np.argmax(windows[k : k + rows].astype(np.float64) @ c, axis=1)
+    c = exact(centroids).T
+    n = c.shape[1]
+    rows = max(1, _BLOCK * 16 * 1024 // max(n, 1))  # ~128 MB of similarities at a time
+    cell = np.concatenate([np.argmax(exact(windows[k : k + rows]) @ c, axis=1)
                            for k in range(0, len(windows), rows)] or [np.zeros(0, int)]).astype(np.int32)  # fmt: skip
-    near = np.concatenate([np.argsort(-(queries[k : k + rows].astype(np.float64) @ c), axis=1, kind="stable")[:, :probe]
-                           for k in range(0, len(queries), rows)] or [np.zeros((0, probe), int)]).astype(np.int32)  # fmt: skip
+    parts = []
+    for k in range(0, len(queries), rows):
+        # integer similarities: ranked by similarity, then by cell, through one exact float64 key each
+        key = (exact(queries[k : k + rows]) @ c).astype(np.float64) * n - np.arange(n)
+        top = np.argpartition(-key, probe - 1, axis=1)[:, :probe] if probe < n else np.tile(np.arange(n), (len(key), 1))
+        parts.append(np.take_along_axis(top, np.argsort(-np.take_along_axis(key, top, axis=1), axis=1), axis=1))
+    near = np.concatenate(parts or [np.zeros((0, probe), int)]).astype(np.int32)
     return cell, near
 
 
@@ -302,10 +325,11 @@ def best_others(index: Index, q_rows: np.ndarray, q_cells: np.ndarray, w_rows: n
     """(a, b, sim): for query images a (the owners of ``q_rows``, probing ``q_cells``) and window owners
     b (of ``w_rows``, in cells ``w_cell``), the best similarity of a query of a and a window of b
     in one of its probed cells, where it is >= ``min_sim``, b != a. Only pairs that can be among a's
-    ``keep`` best are returned: per image a and cell, the owners at or above the ``keep``-th best
+    ``keep`` best are returned: per query and cell, the owners at or above the ``keep``-th best
     (all ties kept); the best ``keep`` of a over any set of owners are therefore among them.
     """
     probe = q_cells.shape[1]
+    scale = float(quantum(index.windows.shape[1]) ** 2)  # similarity 1 as a quantized dot product
     pq = np.repeat(q_rows, probe)
     pc = q_cells.ravel()
     q_order = np.lexsort((pq, pc))
@@ -320,27 +344,36 @@ def best_others(index: Index, q_rows: np.ndarray, q_cells: np.ndarray, w_rows: n
         mem = wr[w_lo[k] : w_hi[k]]
         owners = index.w_img[mem]
         starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-        own = owners[starts]
-        vecs = index.windows[mem].astype(np.float64).T
+        count = np.diff(np.r_[starts, len(mem)])
+        # most owners have one window in a cell: those columns are taken as they are, the others'
+        # (placed after them) reduced to each owner's best
+        lone = count[np.searchsorted(starts, np.arange(len(mem)), "right") - 1] == 1
+        mem = np.r_[mem[lone], mem[~lone]]
+        n_lone = int(lone.sum())
+        cols = np.r_[owners[starts[count == 1]], owners[starts[count > 1]]]
+        tail = np.r_[0, np.cumsum(count[count > 1])[:-1]].astype(int)
+        sorter = np.argsort(cols, kind="stable")
+        vecs = exact(index.windows[mem]).T
         qs = pq[q_lo[k] : q_hi[k]]
         for first in range(0, len(qs), _BLOCK):
             block = qs[first : first + _BLOCK]
-            sims = np.maximum.reduceat(index.queries[block].astype(np.float64) @ vecs, starts, axis=1)
-            img = index.q_img[block]
-            bounds = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
-            sims = np.maximum.reduceat(sims, bounds, axis=0)  # per query image: its best query
-            img = img[bounds]
-            sims[img[:, None] == own[None, :]] = -np.inf
-            floor = np.full(len(img), min_sim)
+            img = index.q_img[block]  # rows stay queries: two queries of one image rarely share a cell
+            sims = exact(index.queries[block]) @ vecs
+            if n_lone < len(mem):
+                sims = np.concatenate([sims[:, :n_lone], np.maximum.reduceat(sims[:, n_lone:], tail, axis=1)], axis=1)
+            at = np.minimum(np.searchsorted(cols, img, sorter=sorter), len(cols) - 1)
+            hit = np.flatnonzero(cols[sorter[at]] == img)
+            sims[hit, sorter[at[hit]]] = -np.inf  # never oneself
+            floor = np.full(len(img), min_sim * scale)
             if sims.shape[1] > keep:
                 floor = np.maximum(floor, np.partition(sims, -keep, axis=1)[:, -keep])
             r, c = np.nonzero(sims >= floor[:, None])
             out_a.append(img[r])
-            out_b.append(own[c])
+            out_b.append(cols[c])
             out_s.append(sims[r, c])
     if not out_a:
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    a, b, sim = np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s)
+    a, b, sim = np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s).astype(np.float64) / scale
     order = np.lexsort((-sim, b, a))  # per (a, b), its best first
     a, b, sim = a[order], b[order], sim[order]
     first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
@@ -398,9 +431,9 @@ def pair_matches(index: Index, pairs: Sequence[tuple[int, int]], order_key: Sequ
         directed.setdefault(b, []).append(a)
     best: dict[tuple[int, int], tuple[float, int, int]] = {}
     for a, partners in directed.items():
-        qv = index.queries[index.q_start[a] : index.q_start[a + 1]].astype(np.float64)
+        qv = exact(index.queries[index.q_start[a] : index.q_start[a + 1]])
         cols = np.concatenate([np.arange(index.w_start[b], index.w_start[b + 1]) for b in partners])
-        sims = qv @ index.windows[cols].astype(np.float64).T
+        sims = qv @ exact(index.windows[cols]).T
         flat = sims.max(axis=0)
         lengths = [index.w_start[b + 1] - index.w_start[b] for b in partners]
         starts = np.cumsum([0, *lengths])[:-1]
