@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .crop_listings import file_stat
 from .preprocess import atomic_write_bytes
 
 # Bump when stored entries of an older code version must not be reused.
@@ -43,14 +43,6 @@ CACHE_VERSION = 3
 _CHUNK = 1 << 20
 _DIGEST_BYTES = 32  # hex characters of the stored pixel digest (blake2b, 16 bytes)
 _STORES = ("files", "projection", "cells", "described", "assigned", "lists", "pairs", "matched")
-
-
-def _stat(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def digest_key(*parts: Any) -> str:
@@ -99,7 +91,7 @@ class CopyCache:
         if not path:
             return ""
         path = str(path)
-        st = _stat(path)
+        st = file_stat(path)  # as the crop listings see a file
         if st is None:
             return ""
         known = self.get("files", path)
