@@ -20,8 +20,9 @@ it finds a third of such twins. Here each image is matched in two stages:
    replaced by their rank among the film's pixels (monotone contrast, brightness and gamma
    changes vanish), black fill (near-black regions touching the frame: borders, rotation
    corners) and saturated white marked as without detail. The window match gives a first
-   affine transform, refined by ECC (``cv2.findTransformECC``, affine, half then full work
-   resolution); the score is the normalised correlation of the two *high-pass* images over
+   affine transform; a pair whose blurred half-resolution images do not correlate under it
+   (``coarse_min``) is not aligned; the others are refined by ECC (``cv2.findTransformECC``,
+   affine, half then full work resolution); the score is the normalised correlation of the two *high-pass* images over
    the pixels with detail in both, in the frame of the coarser image. Band-pass detail (rib
    edges, vessels, tubes, JPEG-robust at this scale) is what distinguishes one film from
    another film of the same patient; the low frequencies that make all chest X-rays alike
@@ -29,8 +30,10 @@ it finds a third of such twins. Here each image is matched in two stages:
 
 Pairs with a score >= ``min_score`` are copies. Exact pixel copies are matched first
 (digest of the decoded pixels) and skip the verification. With ``workers`` > 1 the files are
-decoded and the pairs aligned in that many spawned processes (the prepared images in one
-shared-memory array); the search itself runs in the calling process. Measured precision/recall and
+decoded and described and the pairs aligned in that many spawned processes (the prepared images
+in one shared-memory array); the search itself runs in the calling process. With a cache, a run
+computes only what involves images it has not seen (``_Search.candidates``), and its result is
+that of a run from scratch. Measured precision/recall and
 speed: bench/README.md, docs/audits.md. Stage 1 lives in ``copy_index``, stage 2 in ``copy_align``;
 this module runs them, with the worker pool and the cache (``copy_cache``).
 """
