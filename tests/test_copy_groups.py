@@ -77,3 +77,20 @@ def test_bad_input_raises(tmp_path: Path) -> None:
         perceptual_hashes([tmp_path / "missing.png"])
     with pytest.raises(ValueError, match="2-D"):
         phash(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_remembered_hashes_equal_fresh_ones(tmp_path: Path) -> None:
+    """The pHash column reads each cropped image once: later runs take it from the cache, unchanged."""
+    from cxrflow.copy_cache import CopyCache
+    from cxrflow.copy_groups import perceptual_hashes, remembered_hashes
+
+    paths = []
+    for k in range(3):
+        paths.append(str(tmp_path / f"{k}.png"))
+        cv2.imwrite(paths[-1], np.random.default_rng(k).integers(0, 255, (40, 40), dtype=np.uint8))
+    first = CopyCache(tmp_path / "cache")
+    assert remembered_hashes(paths, first) == list(perceptual_hashes(paths))
+    first.save()
+    again = CopyCache(tmp_path / "cache")
+    assert [again.get("phash", again.file_digest(p)) for p in paths] == list(perceptual_hashes(paths))
+    assert remembered_hashes(paths, again) == list(perceptual_hashes(paths))

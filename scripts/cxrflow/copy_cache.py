@@ -19,6 +19,7 @@ time (the next run recomputes what is missing, with the same result):
   the window match they started from instead of the projection (a moved projection often leaves
   a pair's match where it was). An alignment is a function of exactly these, so a stored one is
   what a run from scratch would compute.
+- *phash*: the cropped images' perceptual hashes (the pairs' distance column), by file digest.
 
 Entries not used by a run (removed images, other settings) are dropped when it ends. With no
 folder (``CopyCache(None)``) nothing is read or written: a run from scratch.
@@ -42,7 +43,7 @@ from .preprocess import atomic_write_bytes
 CACHE_VERSION = 3
 _CHUNK = 1 << 20
 _DIGEST_BYTES = 32  # hex characters of the stored pixel digest (blake2b, 16 bytes)
-_STORES = ("files", "projection", "cells", "described", "assigned", "lists", "pairs", "matched")
+_STORES = ("files", "projection", "cells", "described", "assigned", "lists", "pairs", "matched", "phash")
 
 
 def digest_key(*parts: Any) -> str:

@@ -97,6 +97,20 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "distance", "view
                 "rotation_deg", "source_a", "source_b", "patient_id_a", "patient_id_b", "label_a", "label_b")  # fmt: skip
 
 
+def remembered_hashes(paths: list[str], cache: CopyCache | None) -> list[np.uint64]:
+    """``perceptual_hashes`` of the files; with ``cache``, remembered by each file's digest."""
+    if cache is None:
+        return list(perceptual_hashes(paths))
+    digests = [cache.file_digest(p) for p in paths]
+    known = [cache.get("phash", d) if d else None for d in digests]
+    todo = [k for k, h in enumerate(known) if h is None]
+    for k, h in zip(todo, perceptual_hashes([paths[k] for k in todo])):
+        known[k] = h
+        if digests[k]:
+            cache.put("phash", digests[k], h)
+    return known
+
+
 def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any], workers: int = 1,
                     cache: CopyCache | None = None) -> tuple[pd.DataFrame, dict[str, str]]:  # fmt: skip
     """Pairs of ok images that show one radiograph (cxrflow.copies: raw file and cropped image searched,
@@ -109,7 +123,7 @@ def find_duplicates(table: pd.DataFrame, settings: Mapping[str, Any], workers: i
                         workers, cache)  # fmt: skip
     # pHash only of the images in a pair (the distance column): one PNG read each, not one per image
     paired = ok[ok["image_id"].isin(set(pairs["image_id_a"]) | set(pairs["image_id_b"]))]
-    hashes = dict(zip(paired["image_id"], perceptual_hashes(paired["output_path"])))
+    hashes = dict(zip(paired["image_id"], remembered_hashes(paired["output_path"].tolist(), cache)))
     pairs["distance"] = hamming(pairs["image_id_a"].map(hashes).to_numpy(np.uint64),
                                 pairs["image_id_b"].map(hashes).to_numpy(np.uint64))  # fmt: skip
     info = ok.set_index("image_id")[["source", "patient_id", "label"]]
