@@ -337,3 +337,18 @@ def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) 
     assert (again.views_decoded, again.described, again.lists_searched, again.pairs_aligned) == (0, 0, 0, 0)
     moved = run([p for p in kept if p != files[order[0]]])  # the projection's first image removed
     assert (moved.views_decoded, moved.described, moved.lists_searched) == (0, 128, 128)
+
+
+def test_worker_processes_give_the_same_pairs_at_scale(tmp_path: Path) -> None:
+    """Enough images and pairs that the pool decodes, describes and aligns (an update's few are done
+    in this process): the pool's table is the one process's."""
+    settings = {**SETTINGS, "work_size": 32, "coarse_min": -1.0}  # every candidate aligned
+    paths = []
+    for k in range(160):
+        paths.append(tmp_path / f"img{k:03d}.png")
+        cv2.imwrite(str(paths[-1]), _film(k))
+    ids = [p.stem for p in paths]
+    cache = copies_cache.CopyCache(None)
+    pooled = copies.find_copies(ids, paths, paths, settings, 2, cache)
+    assert cache.views_decoded >= 64 and cache.pairs_aligned >= 1024  # both above the in-process limits
+    pd.testing.assert_frame_equal(pooled, copies.find_copies(ids, paths, paths, settings))

@@ -90,6 +90,10 @@ _LIST_FACTOR = 2
 # Candidate pairs per task sent to a worker process: large enough that sending them costs
 # little next to ~100 ECC fits, small enough that both workers finish together.
 _PAIRS_PER_TASK = 64
+# Below these, images are decoded and pairs aligned in this process: starting the pool's processes
+# (~1-2 s) costs more than an update's few new images and pairs.
+_POOL_IMAGES = 64
+_POOL_PAIRS = 1024
 # The worker's attachment to the shared image stack (by shared-memory name), opened once.
 _ATTACHED: dict[str, Any] = {}
 
@@ -149,7 +153,7 @@ class _Search:
                     self.views[i] = hit
         args = ([self.raw[i] for i in todo], [self.cropped[i] for i in todo], [s.work_size] * len(todo),
                 [s.decode_margin] * len(todo))  # fmt: skip
-        loaded = (map(_load_task, *args) if self.pool is None or len(todo) < 2
+        loaded = (map(_load_task, *args) if self.pool is None or len(todo) < _POOL_IMAGES
                   else self.pool.map(_load_task, *args, chunksize=16))  # fmt: skip
         for i, (views, digest) in zip(todo, loaded):
             self.views[i] = views, digest
@@ -176,7 +180,7 @@ class _Search:
         at_hand = {i: self.views.get(i) or cache.get_views(self.keys[i], VIEWS, s.work_size) for i in todo}
         args = ([self.raw[i] for i in todo], [self.cropped[i] for i in todo], [at_hand[i] for i in todo],
                 [projection] * len(todo), [s] * len(todo))  # fmt: skip
-        done = (map(_describe_task, *args) if self.pool is None or len(todo) < 2
+        done = (map(_describe_task, *args) if self.pool is None or len(todo) < _POOL_IMAGES
                 else self.pool.map(_describe_task, *args, chunksize=16))  # fmt: skip
         for i, (views, d) in zip(todo, done):
             if at_hand[i] is None:
@@ -295,7 +299,7 @@ class _Search:
             views = self.work_images(images)
             local_rows = [(local[row[0]], local[row[1]], *row[2:]) for row in rows]
             shape = (len(images), len(VIEWS), s.work_size, s.work_size)
-            if self.pool is None or len(todo) < _PAIRS_PER_TASK:
+            if self.pool is None or len(todo) < _POOL_PAIRS:
                 stack, has = _prepared_stack([views[i][0] for i in images], np.zeros(shape, np.uint8),
                                              np.zeros(shape[:2], bool))  # fmt: skip
                 fresh = [align_pair(stack, has, *row, s) for row in local_rows]
