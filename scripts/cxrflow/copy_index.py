@@ -43,6 +43,8 @@ _MIN_CELLED = 20_000
 _PCA_IMAGES = 16
 # Query rows multiplied against one cell's windows at a time (bounds the similarity block).
 _BLOCK = 2048
+# Search hits held before they are reduced to what can still be among each image's best.
+_COMPACT = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -339,7 +341,10 @@ def best_others(index: Index, q_rows: np.ndarray, q_cells: np.ndarray, w_rows: n
     cells = np.intersect1d(pc, wc)
     q_lo, q_hi = np.searchsorted(pc, cells, "left"), np.searchsorted(pc, cells, "right")
     w_lo, w_hi = np.searchsorted(wc, cells, "left"), np.searchsorted(wc, cells, "right")
-    out_a, out_b, out_s = [], [], []
+    out_a: list[np.ndarray] = []
+    out_b: list[np.ndarray] = []
+    out_s: list[np.ndarray] = []
+    held = 0
     for k in range(len(cells)):
         mem = wr[w_lo[k] : w_hi[k]]
         owners = index.w_img[mem]
@@ -371,13 +376,33 @@ def best_others(index: Index, q_rows: np.ndarray, q_cells: np.ndarray, w_rows: n
             out_a.append(img[r])
             out_b.append(cols[c])
             out_s.append(sims[r, c])
+            held += len(r)
+        if held > _COMPACT:  # bound the memory: only what can still be among each image's best
+            ca, cb, cs = _compact(out_a, out_b, out_s, keep)
+            out_a, out_b, out_s, held = [ca], [cb], [cs], len(ca)
     if not out_a:
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    a, b, sim = np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s).astype(np.float64) / scale
-    order = np.lexsort((-sim, b, a))  # per (a, b), its best first
+    a, b, sim = _compact(out_a, out_b, out_s, keep)
+    return a, b, sim.astype(np.float64) / scale
+
+
+def _compact(out_a: list[np.ndarray], out_b: list[np.ndarray], out_s: list[np.ndarray],
+             keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Hits reduced to each (a, b)'s best, then to the b at or above a's ``keep``-th best (ties kept):
+    exactly what a's ``keep`` best over these hits and any later ones can draw on."""
+    a, b, sim = np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s)
+    order = np.lexsort((b, -sim, a))  # per a, best first (then by b, so that the order is fixed)
     a, b, sim = a[order], b[order], sim[order]
-    first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
-    return a[first], b[first], sim[first]
+    seen = np.zeros(len(a), bool)
+    pair = a.astype(np.int64) * (int(b.max(initial=0)) + 1) + b
+    _, first = np.unique(pair, return_index=True)
+    seen[first] = True  # each (a, b) at its best
+    a, b, sim = a[seen], b[seen], sim[seen]
+    start = np.searchsorted(a, a, "left")
+    rank = np.arange(len(a)) - start
+    kth = sim[np.minimum(start + keep - 1, np.searchsorted(a, a, "right") - 1)]
+    kept = (rank < keep) | (sim >= kth)
+    return a[kept], b[kept], sim[kept]
 
 
 # A candidate list: (similarity, other id, other content key), best first, ties to the smaller id;
