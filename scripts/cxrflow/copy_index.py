@@ -255,18 +255,12 @@ class Index:
                    np.repeat(np.arange(len(described)), q_len), np.concatenate([[0], np.cumsum(q_len)]),
                    [d.views for d in described])  # fmt: skip
 
-    def window_of(self, row: int, s: Settings) -> tuple[int, np.ndarray]:
-        """(view, box) of a window row."""
-        boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
-        i = int(self.w_img[row])
-        k = row - int(self.w_start[i])
+    def placed(self, row: int, owner: np.ndarray, start: np.ndarray, boxes: np.ndarray) -> tuple[int, np.ndarray]:
+        """(view, box) of a window row (``owner``, ``start``: ``w_img``, ``w_start``; ``boxes``:
+        ``window_boxes``) or of a query row (``q_img``, ``q_start``, ``query_boxes``)."""
+        i = int(owner[row])
+        k = row - int(start[i])
         return self.views[i][k // len(boxes)], boxes[k % len(boxes)]
-
-    def query_of(self, row: int, s: Settings) -> tuple[int, np.ndarray]:
-        qboxes = query_boxes(s.work_size, s.query_crop)
-        i = int(self.q_img[row])
-        k = row - int(self.q_start[i])
-        return self.views[i][k // len(qboxes)], qboxes[k % len(qboxes)]
 
 
 def cell_count(n_windows: int, s: Settings) -> int:
@@ -467,13 +461,22 @@ def pair_matches(index: Index, pairs: Sequence[tuple[int, int]], order_key: Sequ
             w = int(np.argmax(seg))
             col = int(starts[k]) + w
             best[(a, b)] = (float(seg[w]), int(index.q_start[a] + np.argmax(sims[:, col])), int(cols[col]))
+    boxes = window_boxes(s.work_size, s.max_crop, s.crop_steps)
+    qboxes = query_boxes(s.work_size, s.query_crop)
     rows = []
     for a, b in pairs:
         ab, ba = best[(a, b)], best[(b, a)]
         if ba[0] > ab[0] or (ba[0] == ab[0] and order_key[b] < order_key[a]):
             a, b, ab = b, a, ba
         _, qi, wi = ab
-        rows.append((a, b, *index.query_of(qi, s), *index.window_of(wi, s)))
+        rows.append(
+            (
+                a,
+                b,
+                *index.placed(qi, index.q_img, index.q_start, qboxes),
+                *index.placed(wi, index.w_img, index.w_start, boxes),
+            )
+        )
     return rows
 
 
