@@ -76,6 +76,7 @@ from .copy_index import (
     merged,
     pair_matches,
     projection_sample,
+    spans,
 )
 
 PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b", "overlap", "scale",
@@ -210,8 +211,7 @@ class _Search:
         stored = [cache.get("assigned", (ckey, k)) for k in self.keys]
         todo = [i for i, hit in enumerate(stored) if hit is None]
         if todo:
-            w = np.concatenate([np.arange(index.w_start[i], index.w_start[i + 1]) for i in todo])
-            q = np.concatenate([np.arange(index.q_start[i], index.q_start[i + 1]) for i in todo])
+            w, q = spans(index.w_start, todo), spans(index.q_start, todo)
             w_cell, q_near = assign_cells(index.windows[w], index.queries[q], centroids, min(s.probe, n_cells))
             w_at = np.cumsum([0] + [index.w_start[i + 1] - index.w_start[i] for i in todo])
             q_at = np.cumsum([0] + [index.q_start[i + 1] - index.q_start[i] for i in todo])
@@ -241,20 +241,15 @@ class _Search:
         cache.lists_searched += len(full)
         cache.lists_reused += len(old)
 
-        def rows(images: np.ndarray, start: np.ndarray) -> np.ndarray:
-            if not len(images):
-                return np.zeros(0, int)
-            return np.concatenate([np.arange(start[i], start[i + 1]) for i in images])
-
         all_w = np.arange(len(index.windows))
         if len(full):
-            q = rows(full, index.q_start)
+            q = spans(index.q_start, full)
             found = best_others(index, q, q_near[q], all_w, w_cell, keep + 1, s.candidate_min)
             lists.update(lists_from(*found, full.tolist(), ids, keys, keep))
         if len(old):
             new: dict[int, list[Entry]] = {}
             if len(full):
-                q, w = rows(old, index.q_start), rows(full, index.w_start)
+                q, w = spans(index.q_start, old), spans(index.w_start, full)
                 for a, b, v in zip(*(x.tolist() for x in best_others(index, q, q_near[q], w, w_cell[w], keep + 1,
                                                                       s.candidate_min))):  # fmt: skip
                     new.setdefault(a, []).append((v, ids[b], keys[b]))

@@ -263,6 +263,13 @@ class Index:
         return self.views[i][k // len(boxes)], boxes[k % len(boxes)]
 
 
+def spans(start: np.ndarray, images: Sequence[int]) -> np.ndarray:
+    """The rows of ``images`` in an array laid out image by image (``start``: ``Index.w_start`` or ``q_start``)."""
+    if not len(images):
+        return np.zeros(0, int)
+    return np.concatenate([np.arange(start[i], start[i + 1]) for i in images])
+
+
 def cell_count(n_windows: int, s: Settings) -> int:
     """Cells of the inverted file: ``cells_per_sqrt`` x sqrt(windows), rounded to the nearest power of
     two (one cell below ``_MIN_CELLED`` windows), so that a small update keeps the count, and with it
@@ -451,7 +458,7 @@ def pair_matches(index: Index, pairs: Sequence[tuple[int, int]], order_key: Sequ
     best: dict[tuple[int, int], tuple[float, int, int]] = {}
     for a, partners in directed.items():
         qv = exact(index.queries[index.q_start[a] : index.q_start[a + 1]])
-        cols = np.concatenate([np.arange(index.w_start[b], index.w_start[b + 1]) for b in partners])
+        cols = spans(index.w_start, partners)
         sims = qv @ exact(index.windows[cols]).T
         flat = sims.max(axis=0)
         lengths = [index.w_start[b + 1] - index.w_start[b] for b in partners]
