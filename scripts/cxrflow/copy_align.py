@@ -30,8 +30,11 @@ def _coarse_correlation(template: np.ndarray, image: np.ndarray, warp: np.ndarra
     valid = (film > 0) & (template > 0)
     if valid.mean() < 0.25:
         return -1.0
-    a = cv2.GaussianBlur(template, (0, 0), _COARSE_SIGMA)[valid]
-    b = moved[valid]
+    return _correlation(cv2.GaussianBlur(template, (0, 0), _COARSE_SIGMA)[valid], moved[valid])
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two pixel samples (0 where one is flat)."""
     a, b = a - a.mean(), b - b.mean()
     return float(a @ b / max(np.sqrt((a @ a) * (b @ b)), 1e-6))
 
@@ -123,9 +126,7 @@ def _aligned_score(template: np.ndarray, image: np.ndarray, warp: np.ndarray, si
     overlap = float(valid.mean())
     if overlap < 0.25:
         return -1.0, overlap
-    a, b = highpass(ref, sigma)[valid], highpass(moved, sigma)[valid]
-    a, b = a - a.mean(), b - b.mean()
-    return float(a @ b / max(np.sqrt((a @ a) * (b @ b)), 1e-6)), overlap
+    return _correlation(highpass(ref, sigma)[valid], highpass(moved, sigma)[valid]), overlap
 
 
 def transform_summary(warp: np.ndarray) -> tuple[float, float]:
