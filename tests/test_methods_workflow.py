@@ -4,18 +4,15 @@ run over ../shared/data (ieee8023 plus the seed images as a second source)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from cxrflow.manifest import read_manifest
 from test_awkward_files import awkward_folder, awkward_metadata
-from workflow_helpers import run_snakemake, tiny_config
+from workflow_helpers import run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -41,57 +38,6 @@ def check_flow_sums(results: Path, skipped_rows: int = 0) -> dict:
                     assert n == int(((part[fold] == split) & (part["label"] == cls)).sum())
             assert sum(sum(c.values()) for c in splits.values()) == f["kept"]
     return flow
-
-
-def test_demo_methods_record_card_checklist_and_predictions(tmp_path: Path) -> None:
-    work = tmp_path / "repo"
-    run_snakemake(work, tiny_config(experiments={"tiny": TINY}))
-    results = work / "results"
-    check_flow_sums(results)
-    record = json.loads((results / "provenance.json").read_text())
-    assert set(record["sources"]) == {"demo_covid", "demo_normal"} and record["times"]["end"]
-    assert record["constraints"]["matches_installed"] and not record["warnings"]
-    assert record["config"]["experiments"]["tiny"]["learning_rate"] is not None  # defaults resolved
-    fold = results / "experiments/tiny/fold0"
-    card = json.loads((fold / "model_card.json").read_text())
-    assert card["model_sha256"] == hashlib.sha256((fold / "model.keras").read_bytes()).hexdigest()
-    assert card["intended_use"] == "research use; not a medical device"
-    assert (
-        card["metrics"]["internal"]["accuracy"]
-        == json.loads((fold / "metrics.json").read_text())["metrics"]["accuracy"]
-    )
-    frozen = json.loads((fold / "operating_point.json").read_text())["classes"]["COVID-19"]["threshold"]
-    assert card["shortcut"]["verdict"] and card["operating_point"]["decision"] == "frozen threshold"
-    assert card["operating_point"]["threshold"] == frozen["threshold"]  # the validation split's, unchanged
-    text = (results / "methods/checklist.md").read_text()
-    assert "| 20a | Flow of participants | 24 files listed" in text and "*for the authors*" in text
-    for html in ("flow.html", "partitions.html", "provenance.html", "checklist.html", "cards/tiny/fold0.html"):
-        assert (results / "methods" / html).stat().st_size > 500, html
-
-    # The prediction rule on a configured source: evaluate's probabilities for the same images.
-    target = "results/predictions/tiny/fold0/demo_normal.csv"
-    run_snakemake(work, tiny_config(experiments={"tiny": TINY}), target)
-    pred = pd.read_csv(work / target, dtype={"image_id": str})
-    evaluated = pd.read_csv(fold / "predictions.csv", dtype={"image_id": str})
-    both = evaluated.merge(pred, on="image_id", suffixes=("_eval", "_new"))
-    assert len(both) == int((evaluated["true_label"] == "Normal").sum()) > 0
-    for cls in ("COVID-19", "Normal"):
-        assert np.allclose(both[f"prob_{cls}_eval"], both[f"prob_{cls}_new"], atol=1e-6)
-    # the label at the threshold frozen on validation (evaluate's predicted_label is the argmax)
-    at_threshold = np.where(both["prob_COVID-19_new"] >= frozen["threshold"], "COVID-19", "Normal")
-    assert (both["predicted_label_new"] == at_threshold).all()
-    assert len(pred) == 12 and pred["decision"].str.startswith("COVID-19 at probability >=").all()
-
-    # A tampered model file is refused, with the reason.
-    model = fold / "model.keras"
-    before = model.stat()
-    model.write_bytes(model.read_bytes() + b"\0")
-    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))  # as a copy that keeps times: no rule re-runs
-    (work / target).unlink()
-    proc = run_snakemake(work, tiny_config(experiments={"tiny": TINY}), target, check=False)
-    assert proc.returncode != 0
-    log = (results / "logs/predict/tiny/fold0/demo_normal.log").read_text()
-    assert "is not the model its card describes" in log
 
 
 def test_awkward_run_flow_sums_with_skipped_files(tmp_path: Path) -> None:

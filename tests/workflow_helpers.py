@@ -49,6 +49,20 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+def shipped_demo_config(**covid: Any) -> dict[str, Any]:
+    """The shipped demo (its experiment and audit settings too: my.yaml names none), drawn small
+    (256 px raw, cropped straight to 32 px) and cropped in batch jobs; ``covid`` changes the
+    COVID-19 collection's drawing (``demo.covid``)."""
+    from cxrflow.config import schema_defaults
+
+    shipped = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+    cfg = tiny_config()
+    del cfg["experiments"]
+    cfg["preprocess"]["batch_size"] = schema_defaults()["preprocess"]["batch_size"]  # 200 images: batch jobs
+    cfg["demo"] = {"covid": {**shipped["demo"]["covid"], **covid}, "normal": shipped["demo"]["normal"]}
+    return cfg
+
+
 def snakemake_command(*args: str, configfile: str | None = "my.yaml") -> list[str]:
     """The README's command: `snakemake --cores 2 [target...] --configfile my.yaml` (the
     configfile last: --configfile takes every word after it as a file)."""
