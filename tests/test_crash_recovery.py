@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,14 +134,8 @@ def test_killed_preprocess_recovers_to_a_complete_manifest(workdir: Path, share:
     check_complete_manifest(workdir)
 
 
-@pytest.mark.parametrize("kill_after_epoch", [1, 3])
-def test_killed_training_resumes_once_per_epoch(workdir: Path, kill_after_epoch: int) -> None:
-    target = "results/experiments/tiny/fold0/history.csv"
-    fold = workdir / "results/experiments/tiny/fold0"
-    subprocess.run(["rm", "-rf", str(fold)], check=True)
-    run(workdir, "split")
-    proc = start(workdir, target)
-    state = fold / "checkpoint" / "state.json"
+def kill_after_epoch(proc: subprocess.Popen, state: Path, epoch: int) -> int:
+    """SIGKILL the run once its checkpoint says ``epoch`` epochs are done; the epochs done then."""
     deadline = time.monotonic() + 600
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -149,14 +144,37 @@ def test_killed_training_resumes_once_per_epoch(workdir: Path, kill_after_epoch:
                 done = json.loads(state.read_text())["epochs_done"]
             except (ValueError, KeyError):  # a state file is replaced atomically; tolerate a race anyway
                 done = 0
-            if done >= kill_after_epoch:
+            if done >= epoch:
                 break
         time.sleep(0.02)
     assert kill_group(proc), "training ended before it could be killed"
-    assert 1 <= done < EPOCHS
+    return done
+
+
+def resumed_from(log: Path) -> int:
+    """The epoch the last run in ``log`` resumed from (train.py logs it)."""
+    found = re.findall(r"resumed from epoch (\d+)", log.read_text())
+    assert found, log.read_text()[-2000:]
+    return int(found[-1])
+
+
+def test_killed_training_resumes_once_per_epoch(workdir: Path) -> None:
+    """One training killed after its first epoch, then, resumed, killed again after its third:
+    each recovery resumes from the last checkpoint, and every epoch is in history.csv once."""
+    target = "results/experiments/tiny/fold0/history.csv"
+    fold = workdir / "results/experiments/tiny/fold0"
+    log = workdir / "results/logs/train/tiny/fold0.log"
+    state = fold / "checkpoint" / "state.json"
+    subprocess.run(["rm", "-rf", str(fold)], check=True)
+    run(workdir, "split")
+    first = kill_after_epoch(start(workdir, target), state, 1)
+    assert 1 <= first < EPOCHS
+    run(workdir, "--unlock", cores=False)
+    second = kill_after_epoch(start(workdir, target, "--rerun-incomplete"), state, 3)
+    assert 3 <= second < EPOCHS
+    assert resumed_from(log) >= first  # (a checkpoint may land between the last look and the kill)
     recover(workdir, target)
-    log = (workdir / "results/logs/train/tiny/fold0.log").read_text()
-    assert "resumed from epoch" in log, log[-2000:]
+    assert resumed_from(log) >= second
     assert pd.read_csv(fold / "history.csv")["epoch"].tolist() == list(range(1, EPOCHS + 1))
     check_keras_archive(fold / "model.keras")
 

@@ -47,8 +47,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     pd.DataFrame(rows, columns=["file", "finding", "patient"]).to_csv(data / "meta.csv", index=False)
     source = {"format": "csv", "path": str(data), "csv": "meta.csv", "images": "img",
               "columns": {"filename": "file", "label": "finding", "patient_id": "patient"}}  # fmt: skip
+    # no Grad-CAM panel (tests/test_demo.py and tests/test_gradcam.py draw it; nothing here reads it)
     cfg = tiny_config(sources={"mine": source}, classes=CLASSES, labels={c: c for c in CLASSES},
-                      experiments={"tiny": EXPERIMENT})  # fmt: skip
+                      experiments={"tiny": EXPERIMENT}, audit={"gradcam": {"enabled": False}})  # fmt: skip
     work = root / "work"
     run_snakemake(work, cfg)  # rule all
     return work, cfg

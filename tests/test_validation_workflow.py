@@ -65,7 +65,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         "nested": {**EXPERIMENT, "learning_rate": 0.05, "folds": 2, "inner_folds": 2,
                    "grid": {"learning_rate": GRID}, "save_optimizer": True},
     }  # fmt: skip
-    cfg = tiny_config(sources=sources, classes=CLASSES, labels={c: c for c in CLASSES}, experiments=experiments)
+    # no Grad-CAM panels (tests/test_demo.py and tests/test_gradcam.py draw them): three experiments' worth
+    # of model loads that nothing here reads
+    cfg = tiny_config(sources=sources, classes=CLASSES, labels={c: c for c in CLASSES}, experiments=experiments,
+                      audit={"gradcam": {"enabled": False}})  # fmt: skip
     work = root / "work"
     run_snakemake(work, cfg, "--report", "results/report.html", "--report-after-run")  # rule all, then the report
     return work, cfg
