@@ -123,6 +123,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_shared_twins_found(shared_data: Path) -> None:
     """ieee8023 originals vs the original experiment's cropped, squashed, re-encoded copies.
 
@@ -188,6 +189,7 @@ def test_two_different_crops_of_one_original_meet(ieee: tuple[Path, pd.DataFrame
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_worker_processes_give_the_same_pairs(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     """``workers`` > 1 decodes and aligns in spawned processes (images in shared memory): same table."""
     images, meta = ieee
@@ -205,6 +207,7 @@ def test_worker_processes_give_the_same_pairs(ieee: tuple[Path, pd.DataFrame], t
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     """The cache (views by content key, alignments by both keys and the match) changes the cost, never
     the result: through additions, removals, an edited file and a changed setting, each run with the
@@ -288,6 +291,7 @@ def _film(seed: int, side: int = 96) -> np.ndarray:
     return cv2.add(base, rng.integers(0, 12, (side, side), dtype=np.uint8))
 
 
+@pytest.mark.slow
 def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) -> None:
     """With many cells (21,000+ windows) and full candidate lists, a run that updates the stored
     candidate lists (images added, removed, edited) gives the pairs of a full search and searches
@@ -339,6 +343,7 @@ def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) 
     assert (moved.views_decoded, moved.described, moved.lists_searched) == (0, 128, 128)
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_pairs_at_scale(tmp_path: Path) -> None:
     """Enough images and pairs that the pool decodes, describes and aligns (an update's few are done
     in this process): the pool's table is the one process's."""

@@ -179,6 +179,7 @@ def test_generated_large_jpegs_stay_close_to_the_full_decode(tmp_path: Path) -> 
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_real_jpegs_stay_close_to_the_full_decode(tmp_path: Path, shared_data: Path) -> None:
     images = shared_data / "ieee8023-covid-chestxray-2020-03-24" / "images"
     paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))

@@ -113,6 +113,7 @@ def test_patients_cannot_exceed_images() -> None:
         synth.plan_demo(dict(SMALL, covid={"images": 2, "patients": 3, "bar_fraction": 0, "size_range": [1, 1]}))
 
 
+@pytest.mark.slow
 def test_default_demo_loads_with_config_sources(config: dict, tmp_path: Path) -> None:
     demo = config["demo"]
     sources = demo_sources(config, tmp_path)
