@@ -1,8 +1,9 @@
 """External validation, nested cross-validation and three classes through the real `snakemake`.
 
-One run, three experiments on two three-class csv sources ("hospitals"):
-``plain`` (shared split), ``external`` (trains on hosp_a, tests on hosp_b as well) and
-``nested`` (own 2 outer folds, 2 inner folds, a 2-value learning-rate grid).
+One run, two experiments on two three-class csv sources ("hospitals"): ``external``
+(trains on hosp_a, tests on hosp_b as well) and ``nested`` (own 2 outer folds, 2 inner
+folds, a 2-value learning-rate grid). An experiment on the shared split is in every other
+workflow test.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     rows_b.append(("copy.png", CLASSES[0], "px"))
     sources = {"hosp_a": csv_source(a, rows_a), "hosp_b": csv_source(b, rows_b)}
     experiments = {
-        "plain": EXPERIMENT,
         "external": {**EXPERIMENT, "test_sources": ["hosp_b"]},
         # learning_rate outside the grid: the final model's rate shows whether the choice was applied
         # save_optimizer: the final models keep their optimizer, whose learning rate shows the choice
@@ -94,8 +94,7 @@ def test_external_source_never_trained_on(run: tuple[Path, dict]) -> None:
     external = read(splits / "external.csv")
     assert set(external["source"]) == {"hosp_b"} and len(external) == 13
     assert not set(internal["image_id"]) & set(external["image_id"])
-    # the plain experiment keeps the shared split of both sources
-    assert not (work / "results/experiments/plain/splits").exists()
+    # the shared split, which the experiments without splits of their own use, holds both sources
     assert set(read(work / "results/splits/fold0/train.csv")["source"]) == {"hosp_a", "hosp_b"}
     audit = json.loads((splits / "audit.json").read_text())
     assert audit["leakage"]["ok"] and audit["test_sources"] == ["hosp_b"]
@@ -148,7 +147,8 @@ def test_internal_and_external_metrics_side_by_side(run: tuple[Path, dict]) -> N
             "train_val"
         ]
     )
-    assert trust.loc[("plain", 0)][["test_sources", "external_f1", "duplicates_internal_external"]].isna().all()
+    # a model without an external test set: those columns empty
+    assert trust.loc[("nested", 0)][["test_sources", "external_f1", "duplicates_internal_external"]].isna().all()
 
     # the border-only control on the external set too, masked as it was trained, and its verdict there
     border = json.loads((exp / "fold0/external/border_only/metrics.json").read_text())
@@ -160,7 +160,7 @@ def test_internal_and_external_metrics_side_by_side(run: tuple[Path, dict]) -> N
     assert row["external_shortcut_verdict"] == audit["verdict"] and bool(row["external_shortcut_flag"]) == audit["flag"]
     assert row["external_border_only_f1"] == pytest.approx(audit["border_only"]["f1"][CLASSES[0]], abs=1e-4)
     assert "external test set" in (exp / "fold0/external/shortcut_audit.txt").read_text()
-    assert trust.loc[("plain", 0)][["external_border_only_f1", "external_shortcut_verdict"]].isna().all()
+    assert trust.loc[("nested", 0)][["external_border_only_f1", "external_shortcut_verdict"]].isna().all()
 
 
 def test_nested_cv_choice_per_outer_fold(run: tuple[Path, dict]) -> None:
@@ -222,7 +222,7 @@ def test_nested_cv_choice_per_outer_fold(run: tuple[Path, dict]) -> None:
 
 def test_three_classes_per_class_metrics_and_roc(run: tuple[Path, dict]) -> None:
     work, _ = run
-    fold = work / "results/experiments/plain/fold0"
+    fold = work / "results/experiments/external/fold0"  # its internal test set
     result = json.loads((fold / "metrics.json").read_text())
     m = result["metrics"]
     assert list(m["per_class"]) == CLASSES and np.asarray(m["confusion_matrix"]).shape == (3, 3)
@@ -232,5 +232,5 @@ def test_three_classes_per_class_metrics_and_roc(run: tuple[Path, dict]) -> None
     assert set(m["roc_auc_per_class"]) == set(CLASSES) and m["roc_auc_kind"] == "one-vs-rest macro average"
     report = (fold / "classification_report.txt").read_text()
     assert all(c in report for c in CLASSES) and "macro avg" in report
-    text = (work / "results/experiments/plain/summary.txt").read_text()
+    text = (work / "results/experiments/external/summary.txt").read_text()
     assert all(re.search(rf"{c}\s+f1\s", text) for c in CLASSES)
