@@ -15,9 +15,10 @@ from cxrflow.config import (
     synthetic_sources,
     with_defaults,
 )
+from workflow_helpers import shipped_demo
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+DEMO = shipped_demo()
 
 
 def test_shipped_config_names_no_sources_so_the_demo_runs() -> None:

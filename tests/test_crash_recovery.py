@@ -25,7 +25,7 @@ from cxrflow import synth
 from cxrflow.config import schema_defaults, with_defaults
 from cxrflow.manifest import read_manifest
 from cxrflow.sources import inventory_source
-from workflow_helpers import check_keras_archive, fresh_repo, snakemake_command
+from workflow_helpers import check_keras_archive, epochs_checkpointed, fresh_repo, snakemake_command
 
 pytestmark = pytest.mark.slow
 
@@ -139,13 +139,9 @@ def kill_after_epoch(proc: subprocess.Popen, state: Path, epoch: int) -> int:
     deadline = time.monotonic() + 600
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        if state.is_file():
-            try:
-                done = json.loads(state.read_text())["epochs_done"]
-            except (ValueError, KeyError):  # a state file is replaced atomically; tolerate a race anyway
-                done = 0
-            if done >= epoch:
-                break
+        done = epochs_checkpointed(state)
+        if done >= epoch:
+            break
         time.sleep(0.02)
     assert kill_group(proc), "training ended before it could be killed"
     return done

@@ -23,18 +23,19 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from cxrflow.config import schema_defaults
 from cxrflow.manifest import read_manifest
 from test_methods_workflow import check_flow_sums
 from test_pipeline import assert_metrics_match_predictions
-from workflow_helpers import REPO, check_keras_archive, read_figure, run_snakemake, shipped_demo_config
+from workflow_helpers import check_keras_archive, read_figure, run_snakemake, shipped_demo, shipped_demo_config
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENT = "demo_vgg19"
-SHIPPED = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
-CLASSES = ["COVID-19", "Normal"]
+SHIPPED = shipped_demo()
+(EXPERIMENT,) = SHIPPED["experiments"]  # the demo's one experiment
+CLASSES = schema_defaults()["classes"]  # the demo names none: the schema's default
+BORDER_ONLY = schema_defaults()["audit"]["border_only"]  # nor the control's mask
 AUDIT = f"results/experiments/{EXPERIMENT}/fold0/shortcut_audit.json"
 
 
@@ -54,7 +55,7 @@ def test_bars_in_normal_only_flag_a_shortcut(demo: tuple[Path, subprocess.Comple
     assert audit["full"]["macro_f1"]["low"] > audit["chance"]["macro_f1"]
     assert "Shortcut flagged" in (fold / "shortcut_audit.txt").read_text()
     border = json.loads((fold / "border_only/metrics.json").read_text())
-    assert border["mask"] == {"fraction": 0.8, "fill": 128}
+    assert border["mask"] == {"fraction": BORDER_ONLY["mask"], "fill": BORDER_ONLY["fill"]}
     assert "border-only control" in (work / f"results/logs/train_border_only/{EXPERIMENT}/fold0.log").read_text()
     trust = pd.read_csv(work / "results/trust_summary.csv")
     row = trust.iloc[0]
@@ -62,7 +63,7 @@ def test_bars_in_normal_only_flag_a_shortcut(demo: tuple[Path, subprocess.Comple
     assert row["border_only_macro_f1"] == pytest.approx(audit["border_only"]["macro_f1"]["estimate"], abs=1e-4)
     panel = cv2.imread(str(fold / "gradcam.png"))
     assert panel is not None and panel.shape[0] > 400
-    assert "block4_conv4" in (work / f"results/logs/gradcam/{EXPERIMENT}/fold0.log").read_text()
+    assert SHIPPED["audit"]["gradcam"]["layer"] in (work / f"results/logs/gradcam/{EXPERIMENT}/fold0.log").read_text()
 
 
 def test_report_opens_with_the_verdict_and_metrics_equal_sklearn(
@@ -108,7 +109,7 @@ def test_methods_record_card_checklist_and_predictions(demo: tuple[Path, subproc
         card["metrics"]["internal"]["accuracy"]
         == json.loads((fold / "metrics.json").read_text())["metrics"]["accuracy"]
     )
-    frozen = json.loads((fold / "operating_point.json").read_text())["classes"]["COVID-19"]["threshold"]
+    frozen = json.loads((fold / "operating_point.json").read_text())["classes"][CLASSES[0]]["threshold"]
     assert card["shortcut"]["verdict"] == "shortcut" and card["operating_point"]["decision"] == "frozen threshold"
     assert card["operating_point"]["threshold"] == frozen["threshold"]  # the validation split's, unchanged
     text = (results / "methods/checklist.md").read_text()
@@ -124,16 +125,16 @@ def test_methods_record_card_checklist_and_predictions(demo: tuple[Path, subproc
     pred = pd.read_csv(work / target, dtype={"image_id": str})
     evaluated = pd.read_csv(fold / "predictions.csv", dtype={"image_id": str})
     both = evaluated.merge(pred, on="image_id", suffixes=("_eval", "_new"))
-    assert len(both) == int((evaluated["true_label"] == "Normal").sum()) > 0
+    assert len(both) == int((evaluated["true_label"] == CLASSES[1]).sum()) > 0
     for cls in CLASSES:
         assert np.allclose(both[f"prob_{cls}_eval"], both[f"prob_{cls}_new"], atol=1e-6)
     # the label at the threshold frozen on validation (evaluate's predicted_label is the argmax)
-    at_threshold = np.where(both["prob_COVID-19_new"] >= frozen["threshold"], "COVID-19", "Normal")
+    at_threshold = np.where(both[f"prob_{CLASSES[0]}_new"] >= frozen["threshold"], CLASSES[0], CLASSES[1])
     assert (both["predicted_label_new"] == at_threshold).all()
     manifest = read_manifest(results / "preprocessed/manifest.csv")
     normal = manifest[(manifest["source"] == "demo_normal") & (manifest["status"] == "ok")]
     assert len(pred) == len(normal) == SHIPPED["demo"]["normal"]["images"]
-    assert pred["decision"].str.startswith("COVID-19 at probability >=").all()
+    assert pred["decision"].str.startswith(f"{CLASSES[0]} at probability >=").all()
 
     # A tampered model file is refused, with the reason.
     model = fold / "model.keras"

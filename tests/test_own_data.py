@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from cxrflow import synth
 from cxrflow.config import with_defaults
 from cxrflow.manifest import read_manifest
-from workflow_helpers import REPO, read_figure, run_snakemake
+from workflow_helpers import REPO, read_figure, run_snakemake, shipped_demo
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +72,7 @@ def test_own_sources_run_alone_through_symlinks(tmp_path: Path) -> None:
 
 def test_demo_beside_real_sources_stops_before_any_work(tmp_path: Path) -> None:
     store = real_like_collections(tmp_path / "store")
-    demo = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+    demo = shipped_demo()
     my = {"sources": {**demo["sources"], "ieee": {"format": "ieee8023", "path": str(store / "ieee8023")}}}
     work = tmp_path / "repo"
     proc = run_snakemake(work, my, "-n", check=False)

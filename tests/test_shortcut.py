@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from cxrflow.data import centre_box, load_split, mask_centre
 from cxrflow.shortcut import (
@@ -23,7 +22,7 @@ from cxrflow.shortcut import (
     shortcut_audit,
     verdict,
 )
-from workflow_helpers import REPO, run_snakemake, shipped_demo_config
+from workflow_helpers import run_snakemake, shipped_demo, shipped_demo_config
 
 CLASSES = ["COVID-19", "Normal"]
 SETTINGS = {
@@ -192,8 +191,7 @@ ALIKE_EPOCHS = 12
 @pytest.mark.slow
 def test_demo_bars_alike_in_both_classes_flag_nothing(tmp_path: Path) -> None:
     cfg = shipped_demo_config(bar_fraction=0.9, size_range=[1, 1])
-    shipped = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())["experiments"]
-    cfg["experiments"] = {name: {**exp, "epochs": ALIKE_EPOCHS} for name, exp in shipped.items()}
+    cfg["experiments"] = {name: {**exp, "epochs": ALIKE_EPOCHS} for name, exp in shipped_demo()["experiments"].items()}
     run_snakemake(tmp_path, cfg, AUDIT)
     audit = json.loads((tmp_path / AUDIT).read_text())
     assert audit["flag"] is False, audit["sentence"]

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import planned_jobs, tiny_config
+from workflow_helpers import planned_jobs, shipped_demo, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -423,7 +423,7 @@ def write_site_b(root: Path, n: int) -> dict[str, Any]:
 def real_config(workdir: Path, site_b: dict[str, Any], **preprocess: Any) -> Path:
     """tests/workflow_helpers.tiny_config (small demo) plus site_b and one tiny experiment."""
 
-    demo = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+    demo = shipped_demo()
     cfg = tiny_config(experiments={"tiny": TINY_EXPERIMENT}, sources={**demo["sources"], "site_b": site_b})
     cfg["demo"]["mix_with_real"] = True  # the synthetic demo beside site_b, on purpose
     cfg["preprocess"].update(preprocess)

@@ -12,6 +12,7 @@ import yaml
 from cxrflow import synth
 from cxrflow.config import apply_demo, with_defaults
 from cxrflow.sources import inventory_source, metadata_file, select_images
+from workflow_helpers import shipped_demo
 
 SMALL = {
     "path": "unused",
@@ -27,7 +28,7 @@ def config(repo_root: Path) -> dict:
     """The settings a demo run uses: the shipped config.yaml with workflow/demo.yaml laid under it,
     the schema's defaults filled in (as the Snakefile's validate does)."""
     settings = yaml.safe_load((repo_root / "config.yaml").read_text())
-    assert apply_demo(settings, yaml.safe_load((repo_root / "workflow" / "demo.yaml").read_text()))
+    assert apply_demo(settings, shipped_demo())
     return with_defaults(settings)
 
 

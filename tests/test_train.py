@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_helpers import read_figure
+from workflow_helpers import epochs_checkpointed, read_figure
 
 pytestmark = pytest.mark.slow
 
@@ -127,13 +127,6 @@ def run_args(out: Path, splits: dict[str, str], exp: dict, evaluate: bool) -> di
         "log": str(out / "train.log"),
         "evaluate": evaluate,
     }
-
-
-def epochs_checkpointed(state: Path) -> int:
-    try:
-        return json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
-    except (ValueError, KeyError):  # replaced atomically; tolerate a race anyway
-        return 0
 
 
 def kill_stages(records: dict) -> None:

@@ -4,6 +4,7 @@ the command as the README prints it."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -49,13 +50,18 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+def shipped_demo() -> dict[str, Any]:
+    """workflow/demo.yaml as shipped: the settings a run without sources of its own lays under its config."""
+    return yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+
+
 def shipped_demo_config(**covid: Any) -> dict[str, Any]:
     """The shipped demo (its experiment and audit settings too: my.yaml names none), drawn small
     (256 px raw, cropped straight to 32 px) and cropped in batch jobs; ``covid`` changes the
     COVID-19 collection's drawing (``demo.covid``)."""
     from cxrflow.config import schema_defaults
 
-    shipped = yaml.safe_load((REPO / "workflow" / "demo.yaml").read_text())
+    shipped = shipped_demo()
     cfg = tiny_config()
     del cfg["experiments"]
     cfg["preprocess"]["batch_size"] = schema_defaults()["preprocess"]["batch_size"]  # 200 images: batch jobs
@@ -126,3 +132,11 @@ def check_keras_archive(path: Path) -> None:
 
     with zipfile.ZipFile(path) as archive:
         assert {"config.json", "model.weights.h5"} <= set(archive.namelist()), (path, archive.namelist())
+
+
+def epochs_checkpointed(state: Path) -> int:
+    """Epochs a training's checkpoint state (``checkpoint/state.json``) says are done; 0 before the first."""
+    try:
+        return json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
+    except (ValueError, KeyError):  # replaced atomically; tolerate a race anyway
+        return 0
