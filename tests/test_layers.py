@@ -334,3 +334,10 @@ def test_the_package_docstring_names_every_module() -> None:
     listed = set(re.findall(r"``(\w+)``", ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text())) or ""))
     modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert modules <= listed, f"modules missing from the package docstring: {sorted(modules - listed)}"
+
+
+def test_report_categories_come_from_the_layout() -> None:
+    """A category typed into a rule drifts from the one the Verdict page and report views use."""
+    typed = [f"{p.name}: {m.group(0)}" for p in sorted((REPO / "workflow").rglob("*.smk"))
+             for m in re.finditer(r"\bcategory=[\"'][^\"']*[\"']", p.read_text())]  # fmt: skip
+    assert not typed, f"report categories typed in rules instead of cxrflow.layout's constants: {typed}"

@@ -22,6 +22,7 @@ RECORD = "record.json"  # one per model, in its fold directory
 VERDICT_CATEGORY = "0. Verdict"
 DATA_CATEGORY = "1. Data"
 EXPERIMENT_CATEGORY = "2. Experiments"
+METHODS_CATEGORY = "4. Methods"
 
 
 def experiment_dir(experiment: str) -> str:

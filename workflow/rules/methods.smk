@@ -4,6 +4,8 @@
 # configured source. Logic: scripts/cxrflow/{flow,partitions,provenance,model_card,
 # predict,checklist}.py; entry points: scripts/cxrflow/methods_main.py.
 
+from cxrflow import layout as cxr_layout
+
 
 rule data_flow:
     input:
@@ -17,20 +19,20 @@ rule data_flow:
         figure=report(
             str(METHODS / "flow.png"),
             caption="../report/flow.rst",
-            category=METHODS_CATEGORY,
+            category=cxr_layout.METHODS_CATEGORY,
             labels={"figure": "data flow diagram"},
         ),
         flow_page=report(
             str(METHODS / "flow.html"),
             caption="../report/flow_table.rst",
-            category=METHODS_CATEGORY,
+            category=cxr_layout.METHODS_CATEGORY,
             labels={"figure": "data flow, every step"},
         ),
         partitions=str(METHODS / "partitions.csv"),
         partitions_page=report(
             str(METHODS / "partitions.html"),
             caption="../report/partitions.rst",
-            category=METHODS_CATEGORY,
+            category=cxr_layout.METHODS_CATEGORY,
             labels={"figure": "characteristics per partition"},
         ),
     log:
@@ -56,7 +58,7 @@ rule provenance:
         page=report(
             str(METHODS / "provenance.html"),
             caption="../report/provenance.rst",
-            category=METHODS_CATEGORY,
+            category=cxr_layout.METHODS_CATEGORY,
             labels={"figure": "provenance"},
         ),
     log:
@@ -82,7 +84,7 @@ rule model_card:
         page=report(
             str(METHODS / "cards" / "{experiment}" / "fold{fold}.html"),
             caption="../report/model_card.rst",
-            category=METHODS_CATEGORY,
+            category=cxr_layout.METHODS_CATEGORY,
             subcategory="model cards",
             labels={
                 "experiment": "{experiment}",
@@ -117,7 +119,7 @@ rule checklist:
         page=report(
             str(METHODS / "checklist.html"),
             caption="../report/checklist.rst",
-            category=METHODS_CATEGORY,
+            category=cxr_layout.METHODS_CATEGORY,
             labels={"figure": "reporting checklist"},
         ),
     log:

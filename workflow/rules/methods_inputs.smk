@@ -4,7 +4,6 @@ import os
 import shutil
 
 METHODS = RESULTS / "methods"
-METHODS_CATEGORY = "4. Methods"
 # Written by the listing of folder sources where present: files that are not images or
 # not of a configured class ("files listed" = manifest rows + these).
 SKIPPED_CSV = RESULTS / "preprocessed" / "skipped.csv"
