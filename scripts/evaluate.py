@@ -1,14 +1,10 @@
 """Snakemake `script:` rules evaluate, evaluate_external and their border-only twins: one fold's model on
 its test split (or on the held-out sources, input `external`): predictions, report, metrics.json and plots."""
 
-import os
+from cxrflow.keras_job import prepare  # imports no keras
 
-# Keras reads the backend once, at its first import: choose it before anything imports keras.
-os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
-
-from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
-
-quiet_cuda_probe()  # before TensorFlow: no cuInit noise on a machine without a GPU
+# before anything imports keras: the backend, the job's threads, a quiet CUDA probe
+prepare(snakemake.params.experiment["backend"], snakemake.threads)  # noqa: F821 (injected by Snakemake)
 
 from cxrflow.rule_log import run_rule  # noqa: E402
 from cxrflow.evaluate import EvaluationSettings, evaluate_main  # noqa: E402

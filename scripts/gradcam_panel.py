@@ -1,14 +1,10 @@
 """Snakemake `script:` rule gradcam: where does the model look? A panel of Grad-CAM heat maps over
 a seeded sample of correctly and wrongly classified test images per class (cxrflow.gradcam.panel_main)."""
 
-import os
+from cxrflow.keras_job import prepare  # imports no keras
 
-# Keras reads the backend once, at its first import: choose it before anything imports keras.
-os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
-
-from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
-
-quiet_cuda_probe()  # before TensorFlow: no cuInit noise on a machine without a GPU
+# before anything imports keras: the backend, the job's threads, a quiet CUDA probe
+prepare(snakemake.params.experiment["backend"], snakemake.threads)  # noqa: F821 (injected by Snakemake)
 
 from cxrflow.gradcam import panel_main  # noqa: E402
 from cxrflow.rule_log import run_rule  # noqa: E402

@@ -1,13 +1,9 @@
 """Snakemake `script:` rule: train one grid point on one inner fold and score it on the inner validation part."""
 
-import os
+from cxrflow.keras_job import prepare  # imports no keras
 
-# Keras reads the backend once, at its first import: choose it before anything imports keras.
-os.environ["KERAS_BACKEND"] = snakemake.params.experiment["backend"]  # noqa: F821 (injected by Snakemake)
-
-from cxrflow.console import quiet_cuda_probe  # noqa: E402 (imports no keras)
-
-quiet_cuda_probe()  # before TensorFlow: no cuInit noise on a machine without a GPU
+# before anything imports keras: the backend, the job's threads, a quiet CUDA probe
+prepare(snakemake.params.experiment["backend"], snakemake.threads)  # noqa: F821 (injected by Snakemake)
 
 from cxrflow.rule_log import run_rule  # noqa: E402
 from cxrflow.nested import train_and_score_main  # noqa: E402

@@ -14,8 +14,8 @@ Modules by stage (each module's docstring says why it exists):
   the worker pool), ``copy_index`` (views, window thumbnails, candidate index), ``copy_align``
   (a candidate pair aligned and scored), ``copy_cache`` (what the copy search remembers),
   ``copies_figure``, ``external`` (held-out sources), ``nested`` (nested CV)
-* train: ``data``, ``augment``, ``model``, ``train``, ``bank`` (features of augmented
-  views through a frozen base, computed once)
+* train: ``keras_job`` (backend and threads, before Keras is imported), ``data``, ``augment``,
+  ``model``, ``train``, ``bank`` (features of augmented views through a frozen base, computed once)
 * evaluate: ``evaluate`` (a trained model on a split), ``metrics`` (the metric maths),
   ``uncertainty`` (the statistics core: every interval), ``results_io`` (result files),
   ``plots``, ``experiment_summary`` (an experiment over its folds), ``calibration``,

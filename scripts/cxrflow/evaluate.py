@@ -7,6 +7,7 @@ caller must choose KERAS_BACKEND before the first import. The metric maths live 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,22 @@ def predict_split(
     predictions = predictions_table(table, probs, classes)
     predictions.to_csv(predictions_path, index=False, float_format="%.8g")
     return predictions, table
+
+
+def validation_predictions(model: Any, val_csv: str, classes: Sequence[str], experiment: Mapping[str, Any],
+                           output: str, log: logging.Logger) -> pd.DataFrame:  # fmt: skip
+    """val_predictions.csv: a fold's model on its validation split through the test split's own
+    ``predict_split``, so the operating point is chosen without the test set. An empty
+    validation split gives an empty table with the same columns."""
+    table = pd.read_csv(val_csv, dtype=str)
+    if table.empty:
+        empty = predictions_table(table, np.zeros((0, len(classes))), classes)
+        empty.to_csv(output, index=False)
+        log.info("empty validation split: %s written without rows", output)
+        return empty
+    predictions, _ = predict_split(model, val_csv, list(classes), experiment, output)
+    log.info("validation predictions of %d images written to %s", len(predictions), output)
+    return predictions
 
 
 def predictions_table(table: pd.DataFrame, probs: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
@@ -129,8 +146,10 @@ def evaluate_main(
     ``splits`` names the split CSVs (train, val, and test, or external for the held-out
     sources): the one evaluated is ``external`` when given, else ``test``; all are
     counted in metrics.json. ``outputs`` are the rule's predictions, report, metrics,
-    confusion and roc paths (and history_plot, drawn from ``history_csv``). ``run``
-    is {experiment, fold}. An external test always carries bootstrap CIs.
+    confusion and roc paths (and history_plot, drawn from ``history_csv``; and
+    val_predictions, the model on its validation split, where the operating point is
+    chosen: written here because loading Keras and the model once more cost a job about
+    6 s of CPU). ``run`` is {experiment, fold}. An external test always carries bootstrap CIs.
     """
     import keras
 
@@ -145,6 +164,8 @@ def evaluate_main(
     model = keras.saving.load_model(model_path)
     predictions, table = predict_split(model, test_csv, classes, settings.experiment, outputs["predictions"],
                                        settings.mask)  # fmt: skip
+    if "val_predictions" in outputs:
+        validation_predictions(model, splits["val"], classes, settings.experiment, outputs["val_predictions"], log)
     metrics = compute_metrics(predictions, classes)
     ci = None if settings.bootstrap is None else confidence_intervals(predictions, classes, settings.bootstrap)
     report_text = metrics["classification_report_text"] + ("" if ci is None else "\n" + ci_report_text(ci))

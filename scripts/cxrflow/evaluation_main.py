@@ -1,5 +1,5 @@
-"""Entry points of the rules in workflow/rules/evaluation.smk: validation predictions, covariates,
-calibration, the frozen operating point, subgroups, confounders and the spread over seeds.
+"""Entry points of the rules in workflow/rules/evaluation.smk: covariates, calibration, the frozen
+operating point, subgroups, confounders and the spread over seeds.
 
 Each reads predictions.csv (and val_predictions.csv, the covariate table) and writes one
 JSON beside metrics.json, so every figure can be recomputed from the files next to it.
@@ -23,28 +23,6 @@ from . import subgroups as sub
 from .rule_log import open_log
 from .manifest import read_manifest
 from .results_io import json_safe, read_predictions, write_json
-
-
-def predict_main(model_path: str, split_csv: str, output: str, classes: Sequence[str],
-                 experiment: Mapping[str, Any], log_path: str) -> pd.DataFrame:  # fmt: skip
-    """Rule predict_val: a fold's model on its validation split, through the test set's own
-    ``metrics.predict_split``, to val_predictions.csv (KERAS_BACKEND already set). An empty
-    validation split gives an empty table with the same columns."""
-    import keras
-
-    from .evaluate import predict_split, predictions_table
-
-    log = open_log(log_path)
-    table = pd.read_csv(split_csv, dtype=str)
-    if table.empty:
-        empty = predictions_table(table, np.zeros((0, len(classes))), classes)
-        empty.to_csv(output, index=False)
-        log.info("empty validation split: %s written without rows", output)
-        return empty
-    model = keras.saving.load_model(model_path)
-    predictions, _ = predict_split(model, split_csv, list(classes), experiment, output)
-    log.info("validation predictions of %d images written to %s", len(predictions), output)
-    return predictions
 
 
 def covariates_main(manifest_csv: str, output: str, age_edges: Sequence[float], log_path: str) -> pd.DataFrame:

@@ -3,6 +3,8 @@
 # split, and its subgroups; an experiment with `seeds` gathers its seed runs. Each model's
 # figures are JSON files beside its metrics.json. Logic: scripts/cxrflow/evaluation_main.py.
 
+from cxrflow import layout as cxr_layout
+
 
 rule covariates:
     input:
@@ -40,25 +42,6 @@ rule confounders:
         "../../scripts/confounders.py"
 
 
-rule predict_val:
-    input:
-        model=rules.train.output.model,
-        val=split_input("val"),
-    output:
-        "results/experiments/{experiment}/fold{fold}/val_predictions.csv",
-    log:
-        "results/logs/predict_val/{experiment}/fold{fold}.log",
-    benchmark:
-        "results/benchmarks/predict_val/{experiment}/fold{fold}.tsv"
-    conda:
-        "../../envs/train.yaml"
-    params:
-        experiment=experiment_params,
-        classes=config["classes"],
-    script:
-        "../../scripts/predict_val.py"
-
-
 rule calibration:
     input:
         unpack(external_predictions),
@@ -69,7 +52,7 @@ rule calibration:
         plot=report(
             "results/experiments/{experiment}/fold{fold}/reliability.png",
             caption="../report/reliability.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -125,7 +108,7 @@ rule subgroups:
         plot=report(
             "results/experiments/{experiment}/fold{fold}/subgroups.png",
             caption="../report/subgroups.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -155,7 +138,7 @@ rule seed_summary:
         plot=report(
             "results/experiments/{experiment}/seeds.png",
             caption="../report/seeds.rst",
-            category="2. Experiments",
+            category=cxr_layout.EXPERIMENT_CATEGORY,
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",

@@ -44,7 +44,9 @@ rule train:
         "results/benchmarks/train/{experiment}/fold{fold}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    # CPU threads of the Keras backend (cxrflow.keras_job), scaled down to --cores;
+    # --set-threads changes it (docs/performance.md, "Threads").
+    threads: 8
     resources:
         gpu=1,
     params:
@@ -69,6 +71,8 @@ rule evaluate:
         predictions="results/experiments/{experiment}/fold{fold}/predictions.csv",
         report="results/experiments/{experiment}/fold{fold}/classification_report.txt",
         metrics="results/experiments/{experiment}/fold{fold}/metrics.json",
+        # The model on its validation split, where the operating point is chosen.
+        val_predictions="results/experiments/{experiment}/fold{fold}/val_predictions.csv",
         history_plot=report(
             "results/experiments/{experiment}/fold{fold}/history.png",
             caption="../report/history.rst",

@@ -46,7 +46,9 @@ rule train_inner:
         "results/benchmarks/train_inner/{experiment}/fold{fold}/split{inner}/point{point}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    # CPU threads of the Keras backend (cxrflow.keras_job), scaled down to --cores;
+    # --set-threads changes it (docs/performance.md, "Threads").
+    threads: 8
     resources:
         gpu=1,
     params:

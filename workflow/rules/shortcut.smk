@@ -27,7 +27,9 @@ rule train_border_only:
         "results/benchmarks/train_border_only/{experiment}/fold{fold}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    # CPU threads of the Keras backend (cxrflow.keras_job), scaled down to --cores;
+    # --set-threads changes it (docs/performance.md, "Threads").
+    threads: 8
     resources:
         gpu=1,
     params:
