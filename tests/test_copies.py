@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -259,29 +260,32 @@ def test_remembered_search_equals_a_run_from_scratch(ieee: tuple[Path, pd.DataFr
 
 def test_cells_follow_content_not_collection_size() -> None:
     """The inverted file's cells stay put under a small update: their count is a power of two that
-    many collection sizes share, and their training windows are those of the images first in
-    content order (an image added after them changes nothing)."""
+    many collection sizes share (each half's codebook its square root), and they are fitted on the
+    projection's images alone."""
     s = copy_index.Settings.from_config(SETTINGS)
     assert copy_index.cell_count(19_999, s) == 1
-    assert {copy_index.cell_count(n * 162, s) for n in (900, 1000, 3000)} == {512}
-    keys, ids = ["d", "b", "e", "a", "c"], ["i0", "i1", "i2", "i3", "i4"]
-    order = copy_index.content_order(keys, ids)
-    assert order == [3, 1, 4, 0, 2]
-    vectors = np.zeros((3, 4), np.float16)
-    index = copy_index.Index.of([copy_index.Described("", (0,), vectors, vectors) for _ in keys])
-    sample = copy_index.cell_sample(index, order, 6)
-    assert sample.tolist() == [9, 10, 11, 3, 4, 5]  # images "a" and "b", every window of each
-    more = copy_index.Index.of([copy_index.Described("", (0,), vectors, vectors) for _ in range(6)])
-    assert copy_index.cell_sample(more, copy_index.content_order([*keys, "f"], [*ids, "i5"]), 6).tolist() == [
-        9,
-        10,
-        11,
-        3,
-        4,
-        5,
-    ]
-    windows = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float16)
-    np.testing.assert_array_equal(copy_index.fit_cells(windows, 16), copy_index.fit_cells(windows, 16))
+    assert {copy_index.cell_count(n * 162, s) for n in (900, 1000, 3000)} == {1024}
+    assert [copy_index.codebook_size(n) for n in (1, 256, 1024, 4096)] == [1, 16, 32, 64]
+    windows = copy_index.quantized(np.random.default_rng(0).normal(size=(400, 8)))
+    np.testing.assert_array_equal(copy_index.fit_cells(windows, 6), copy_index.fit_cells(windows, 6))
+
+
+def test_probed_cells_are_the_nearest_of_all_pairs_of_centroids() -> None:
+    """A query's cells, ranked from each half's nearest centroids only, are the ``probe`` nearest of
+    all k x k cells, ties to the lower cell; a window's cell is its nearest (coarse integer vectors
+    make many ties)."""
+    rng = np.random.default_rng(1)
+    vectors = (np.rint(copy_index.quantized(rng.normal(size=(600, 8))) / 300) * 300).astype(np.int16)
+    k, half = 5, 4
+    centroids = (np.rint(copy_index.fit_cells(vectors[:300], k) / 300) * 300).astype(np.int16)
+    cell, near = copy_index.assign_cells(vectors, vectors[:200], centroids, 7)
+    x, c = vectors.astype(np.float64), centroids.astype(np.float64)
+    one, two = (2 * x[:, cols] @ c[:, cols].T - (c[:, cols] ** 2).sum(axis=1) for cols in (slice(None, half),
+                                                                                         slice(half, None)))  # fmt: skip
+    total = (one[:, :, None] + two[:, None, :]).reshape(len(x), k * k)  # cell c1 x k + c2
+    ranked = np.lexsort((np.tile(np.arange(k * k), (len(x), 1)), -total), axis=1)
+    assert (cell == ranked[:, 0]).all() and (near == ranked[:200, :7]).all()
+    assert max(np.sum(t == t.max()) for t in total) > 1  # ties were there to break
 
 
 def _film(seed: int, side: int = 96) -> np.ndarray:
@@ -295,8 +299,9 @@ def _film(seed: int, side: int = 96) -> np.ndarray:
 def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) -> None:
     """With many cells (21,000+ windows) and full candidate lists, a run that updates the stored
     candidate lists (images added, removed, edited) gives the pairs of a full search and searches
-    in full only the lists of new or edited images; removing an image the projection was fitted on
-    starts the search over, with the same result as a run from scratch."""
+    in full only the lists of new or edited images; the cells stay put, even for images next in
+    content order after the projection's; removing an image the projection was fitted on moves the
+    projection and the cells and starts the search over, with the same result as a run from scratch."""
     settings = {**SETTINGS, "work_size": 32, "cells_per_sqrt": 2.0}
     s = copy_index.Settings.from_config(settings)
     files = []
@@ -324,13 +329,20 @@ def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) 
     keys = [scratch.content_key(p, p, copies.shaping_settings(s)) for p in files]
     order = copy_index.content_order(keys, [p.stem for p in files])
     assert copy_index.projection_sample(keys, [p.stem for p in files]) == order[:16]
-    later = order[40:]  # after the projection's 16 images and the cells' ~26 (16 windows for each of 256 cells)
+    later = order[16:]  # after the 16 images the projection and the cells are fitted on
+
+    def cells() -> dict:
+        with open(cache_dir / "cells.pkl", "rb") as handle:
+            return pickle.load(handle)
 
     first = run([files[i] for i in range(140) if i not in later[:10]])
     assert copy_index.cell_count(130 * 162, s) > 1
     assert (first.lists_searched, first.lists_reused) == (130, 0)
-    added = run(files)  # 10 added, after the projection's and the cells' images in content order
+    fitted = cells()
+    assert len(fitted) == 1 and next(iter(fitted.values())).shape == (16, 32)  # 16 x 16 cells of 256
+    added = run(files)  # 10 added, the first ones after the projection's images in content order
     assert (added.views_decoded, added.described, added.lists_searched, added.lists_reused) == (10, 10, 10, 130)
+    assert cells().keys() == fitted.keys()
     kept = [files[i] for i in range(140) if i not in later[-11:]]  # 11 removed
     removed = run(kept)
     assert (removed.views_decoded, removed.described, removed.lists_reused) == (0, 0, 129 - removed.lists_searched)
@@ -341,6 +353,7 @@ def test_update_of_a_large_collection_equals_a_run_from_scratch(tmp_path: Path) 
     assert (again.views_decoded, again.described, again.lists_searched, again.pairs_aligned) == (0, 0, 0, 0)
     moved = run([p for p in kept if p != files[order[0]]])  # the projection's first image removed
     assert (moved.views_decoded, moved.described, moved.lists_searched) == (0, 128, 128)
+    assert cells().keys().isdisjoint(fitted.keys())
 
 
 @pytest.mark.slow

@@ -14,8 +14,9 @@ it finds a third of such twins. Here each image is matched in two stages:
    ``dims`` principal components. A copy that lost up to ``max_crop`` per side equals one
    window of its original; two different crops of one original meet through their
    windows on both sides (queries are the full view and its one-side crops). The
-   windows are indexed in an inverted file (k-means cells, the ``probe`` nearest
-   cells searched per query), so the cost grows with n x (n / cells) x probe, not n².
+   windows are indexed in an inverted multi-index (a k-means codebook per half of the
+   dims, a cell per pair of centroids, the ``probe`` nearest cells searched per query),
+   so the cost grows with n x (n / cells) x probe, not n².
 2. Verification of each candidate image pair. Both views are ``prepare``d once: grey levels
    replaced by their rank among the film's pixels (monotone contrast, brightness and gamma
    changes vanish), black fill (near-black regions touching the frame: borders, rotation
@@ -65,8 +66,8 @@ from .copy_index import (
     assign_cells,
     best_others,
     cell_count,
-    cell_sample,
     cells_key,
+    codebook_size,
     content_order,
     describe,
     fit_cells,
@@ -83,10 +84,7 @@ PAIR_COLUMNS = ("image_id_a", "image_id_b", "method", "score", "view_a", "view_b
                 "rotation_deg")  # fmt: skip
 
 
-# Windows the k-means cells are fitted on, per cell (few: the few images with the smallest content
-# keys decide the cells, so an update rarely touches them); candidate list length per ``candidates``
-# (the longer list survives removals without a new search).
-_CELL_SAMPLE = 16
+# Candidate list length per ``candidates`` (the longer list survives removals without a new search).
 _LIST_FACTOR = 2
 # Candidate pairs per task sent to a worker process: large enough that sending them costs
 # little next to ~100 ECC fits, small enough that both workers finish together.
@@ -196,23 +194,24 @@ class _Search:
     def cells(self, index: Index, projection: Projection) -> tuple[str, np.ndarray, np.ndarray]:
         """The cells' key, each window's cell and each query's probed cells (from the cache where known)."""
         s, cache = self.s, self.cache
-        n_cells = cell_count(len(index.windows), s)
-        if n_cells == 1:
+        per_half = codebook_size(cell_count(len(index.windows), s))
+        if per_half == 1:
             centroids = np.zeros((1, index.windows.shape[1]), np.int16)
         else:
-            rows = cell_sample(index, self.order, _CELL_SAMPLE * n_cells)
-            owners = sorted(set(index.w_img[rows].tolist()), key=lambda i: (self.keys[i], self.ids[i]))
-            key = digest_key("cells", projection.key, [self.keys[i] for i in owners], n_cells)
+            # fitted on the projection's images: they move together, and an update that leaves those
+            # 16 images alone reuses both
+            sample = projection_sample(self.keys, self.ids)
+            key = digest_key("cells", projection.key, [self.keys[i] for i in sample], per_half)
             centroids = cache.get("cells", key)
             if centroids is None:
-                centroids = fit_cells(index.windows[rows], n_cells)
+                centroids = fit_cells(index.windows[spans(index.w_start, sample)], per_half)
                 cache.put("cells", key, centroids)
         ckey = cells_key(centroids, s.probe) + projection.key
         stored = [cache.get("assigned", (ckey, k)) for k in self.keys]
         todo = [i for i, hit in enumerate(stored) if hit is None]
         if todo:
             w, q = spans(index.w_start, todo), spans(index.q_start, todo)
-            w_cell, q_near = assign_cells(index.windows[w], index.queries[q], centroids, min(s.probe, n_cells))
+            w_cell, q_near = assign_cells(index.windows[w], index.queries[q], centroids, s.probe)
             w_at = np.cumsum([0] + [index.w_start[i + 1] - index.w_start[i] for i in todo])
             q_at = np.cumsum([0] + [index.q_start[i + 1] - index.q_start[i] for i in todo])
             for k, i in enumerate(todo):

@@ -8,8 +8,9 @@ time (the next run recomputes what is missing, with the same result):
   file's bytes, its cropped image's bytes and the settings that shape its work images.
 - *views*: each image's two work images (raw file and cropped image at ``work_size``), by content
   key: read only for the images whose pairs must be aligned.
-- *projection*, *cells*: the PCA and the k-means centroids, by the content keys of the images they
-  were fitted on (and their count), so that an update that leaves those images alone reuses them.
+- *projection*, *cells*: the PCA and the multi-index's two codebooks, by the content keys of the
+  16 images both are fitted on (and the codebooks' size), so that an update that leaves those
+  images alone reuses them.
 - *described*: each image's pixel digest and window and query vectors under one projection.
 - *assigned*: each image's window cells and query probes under one set of cells.
 - *lists*: each image's candidate list (``copy_index.CandidateList``) under one set of cells and

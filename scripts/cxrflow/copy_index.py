@@ -1,10 +1,10 @@
 """The candidate stage of the copy search: each image's two views (raw and cropped, squashed
-to ``work_size``), their window thumbnails, and the inverted file over them (PCA, k-means
-cells) that proposes candidate pairs instead of all pairs. The method: ``copies``.
+to ``work_size``), their window thumbnails, and the inverted file over them (PCA, the cells of
+an inverted multi-index) that proposes candidate pairs instead of all pairs. The method: ``copies``.
 
 Everything here is a function of content, so that a dataset update can reuse what an earlier
 run computed and still get the result of a run from scratch: the PCA and the cells are fitted
-on the images with the smallest content keys; each image's descriptors, cells and candidate
+on the 16 images with the smallest content keys; each image's descriptors, cells and candidate
 list depend on its own windows and on the others' only through exact, order-free
 comparisons (descriptors are stored as integers small enough that their dot products are
 exact in float32, so any blocking of the search gives the same numbers; ties go to the
@@ -23,7 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sklearn.cluster import MiniBatchKMeans
+from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from .decode import ImageError, decode_image
@@ -279,46 +279,77 @@ def cell_count(n_windows: int, s: Settings) -> int:
     return int(2 ** np.rint(np.log2(s.cells_per_sqrt * np.sqrt(n_windows))))
 
 
-def cell_sample(index: Index, order: Sequence[int], size: int) -> np.ndarray:
-    """Rows (windows) the k-means cells are fitted on: every window of the images in content order
-    (``content_order``), until ``size`` windows. An update moves the cells only when it adds or
-    removes one of these images."""
-    rows: list[np.ndarray] = []
-    taken = 0
-    for i in order:
-        rows.append(np.arange(index.w_start[i], index.w_start[i + 1]))
-        taken += len(rows[-1])
-        if taken >= size:
-            break
-    return np.concatenate(rows)[:size]
+def codebook_size(n_cells: int) -> int:
+    """Centroids per half of the dims: the inverted multi-index has their square as cells, the
+    nearest square to ``n_cells``."""
+    return max(1, int(np.rint(np.sqrt(n_cells))))
 
 
-def fit_cells(sample: np.ndarray, n_cells: int, seed: int = 0) -> np.ndarray:
-    """k-means centroids of the window sample, unit length and ``quantized`` (similarities to them are exact)."""
-    km = MiniBatchKMeans(n_clusters=n_cells, random_state=seed, n_init=1, batch_size=4096, max_iter=20)
-    centroids = km.fit(sample.astype(np.float32) / quantum(sample.shape[1])).cluster_centers_
-    return quantized(centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6))
+def fit_cells(sample: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """The inverted multi-index's two codebooks: k-means (``k`` centroids) of the first and of the
+    second half of the sample windows' dims, side by side in one (k, dims) array (first half's
+    centroids in the first dims // 2 columns), in the windows' integer units, so that each half's
+    squared distance, as ``assign_cells`` ranks it, is an exact integer.
+
+    The sample is the windows of the projection's images (``projection_sample``): the cells then
+    move exactly when the projection does (k centroids per half need only k, not k x k, clusters'
+    worth of windows: 16 images' 2,592 windows fit 45-64 centroids a half)."""
+    half = sample.shape[1] // 2
+    books = []
+    for part in (sample[:, :half], sample[:, half:]):
+        km = KMeans(n_clusters=k, random_state=seed, n_init=1, max_iter=100).fit(part.astype(np.float32))
+        books.append(np.rint(km.cluster_centers_).astype(np.int16))
+    return np.concatenate(books, axis=1)
 
 
 def cells_key(centroids: np.ndarray, probe: int) -> str:
     return hashlib.blake2b(np.ascontiguousarray(centroids).tobytes() + str(probe).encode(), digest_size=8).hexdigest()
 
 
+def _half_scores(x: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """2 x.c - |c|^2 for each row of ``x`` and centroid ``c`` (higher is nearer: |x - c|^2 less the
+    row's own |x|^2), exact integers: x.c in float32 (``quantized``: below 2**24), the rest in float64."""
+    c = exact(book)
+    return 2 * (exact(x) @ c.T).astype(np.float64) - (c.astype(np.float64) ** 2).sum(axis=1)
+
+
+def _best(key: np.ndarray, n: int) -> np.ndarray:
+    """Column indices of each row's ``n`` largest keys, largest first (keys distinct: exact float64)."""
+    top = np.argpartition(-key, n - 1, axis=1)[:, :n] if n < key.shape[1] else np.tile(np.arange(key.shape[1]),
+                                                                                        (len(key), 1))  # fmt: skip
+    return np.take_along_axis(top, np.argsort(-np.take_along_axis(key, top, axis=1), axis=1), axis=1)
+
+
 def assign_cells(windows: np.ndarray, queries: np.ndarray, centroids: np.ndarray,
                  probe: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each window's cell and each query's ``probe`` nearest cells (nearest first; on a tie the lower
-    cell), computed exactly, so that an image's cells do not depend on what it was computed with."""
-    c = exact(centroids).T
-    n = c.shape[1]
-    rows = max(1, _BLOCK * 16 * 1024 // max(n, 1))  # ~128 MB of similarities at a time
-    cell = np.concatenate([np.argmax(exact(windows[k : k + rows]) @ c, axis=1)
-                           for k in range(0, len(windows), rows)] or [np.zeros(0, int)]).astype(np.int32)  # fmt: skip
+    cell), computed exactly, so that an image's cells do not depend on what it was computed with.
+
+    A cell is a pair of centroids (``fit_cells``), one per half of the dims, id c1 x k + c2; its
+    distance to a vector is the sum of the halves' distances. A window's cell is each half's nearest
+    centroid; a query's ``probe`` nearest cells are among the pairs of each half's ``probe``
+    nearest (a pair outside them has ``probe`` pairs nearer, or as near with a lower id), so the
+    search ranks probe x probe sums, not k x k.
+    """
+    k, half = len(centroids), centroids.shape[1] // 2
+    halves = ((slice(None, half), centroids[:, :half]), (slice(half, None), centroids[:, half:]))
+    probe, per_half = min(probe, k * k), min(probe, k)
+    rows = max(1, _BLOCK * 8 * 1024 // k)  # ~128 MB of scores at a time
+    cell = np.zeros(len(windows), np.int32)
+    for at in range(0, len(windows), rows):
+        c1, c2 = (np.argmax(_half_scores(windows[at : at + rows, cols], book), axis=1) for cols, book in halves)
+        cell[at : at + rows] = c1 * k + c2
     parts = []
-    for k in range(0, len(queries), rows):
-        # integer similarities: ranked by similarity, then by cell, through one exact float64 key each
-        key = (exact(queries[k : k + rows]) @ c).astype(np.float64) * n - np.arange(n)
-        top = np.argpartition(-key, probe - 1, axis=1)[:, :probe] if probe < n else np.tile(np.arange(n), (len(key), 1))
-        parts.append(np.take_along_axis(top, np.argsort(-np.take_along_axis(key, top, axis=1), axis=1), axis=1))
+    for at in range(0, len(queries), rows):
+        q = queries[at : at + rows]
+        tops, scores = [], []
+        for cols, book in halves:
+            score = _half_scores(q[:, cols], book)
+            tops.append(_best(score * k - np.arange(k), per_half))  # by score, then by the lower centroid
+            scores.append(np.take_along_axis(score, tops[-1], axis=1))
+        pair = (tops[0][:, :, None] * k + tops[1][:, None, :]).reshape(len(q), -1)
+        total = (scores[0][:, :, None] + scores[1][:, None, :]).reshape(len(q), -1)
+        parts.append(np.take_along_axis(pair, _best(total * (k * k) - pair, probe), axis=1))  # then the lower cell
     near = np.concatenate(parts or [np.zeros((0, probe), int)]).astype(np.int32)
     return cell, near
 
