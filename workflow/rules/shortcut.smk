@@ -11,16 +11,24 @@ from cxrflow import layout as cxr_layout
 
 # The control is trained with the experiment's own settings, never a nested
 # experiment's choice for the full model: tuning picked for the full model would
-# tilt the verdict (docs/trust.md).
+# tilt the verdict (docs/trust.md). The same job then evaluates the control on the
+# test split (Keras and the model are loaded once; no setting is chosen there).
 rule train_border_only:
     input:
         unpack(weights_input),
         train=split_input("train"),
         val=split_input("val"),
+        test=split_input("test"),
     output:
         model="results/experiments/{experiment}/fold{fold}/border_only/model.keras",
         history="results/experiments/{experiment}/fold{fold}/border_only/history.csv",
         training="results/experiments/{experiment}/fold{fold}/border_only/training.json",
+        predictions="results/experiments/{experiment}/fold{fold}/border_only/predictions.csv",
+        report="results/experiments/{experiment}/fold{fold}/border_only/classification_report.txt",
+        metrics="results/experiments/{experiment}/fold{fold}/border_only/metrics.json",
+        history_plot="results/experiments/{experiment}/fold{fold}/border_only/history.png",
+        confusion="results/experiments/{experiment}/fold{fold}/border_only/confusion_matrix.png",
+        roc="results/experiments/{experiment}/fold{fold}/border_only/roc.png",
     log:
         "results/logs/train_border_only/{experiment}/fold{fold}.log",
     benchmark:
@@ -36,6 +44,7 @@ rule train_border_only:
         experiment=experiment_params,
         classes=config["classes"],
         mask=BORDER_MASK,
+        bootstrap=config["audit"]["bootstrap"],
         # Not an output: it must survive a killed job so the rerun resumes.
         checkpoint_dir=lambda wildcards, output: str(
             Path(output.model).parent / "checkpoint"
@@ -44,39 +53,10 @@ rule train_border_only:
         "../../scripts/train.py"
 
 
-rule evaluate_border_only:
-    input:
-        model=rules.train_border_only.output.model,
-        history=rules.train_border_only.output.history,
-        train=split_input("train"),
-        val=split_input("val"),
-        test=split_input("test"),
-    output:
-        predictions="results/experiments/{experiment}/fold{fold}/border_only/predictions.csv",
-        report="results/experiments/{experiment}/fold{fold}/border_only/classification_report.txt",
-        metrics="results/experiments/{experiment}/fold{fold}/border_only/metrics.json",
-        history_plot="results/experiments/{experiment}/fold{fold}/border_only/history.png",
-        confusion="results/experiments/{experiment}/fold{fold}/border_only/confusion_matrix.png",
-        roc="results/experiments/{experiment}/fold{fold}/border_only/roc.png",
-    log:
-        "results/logs/evaluate_border_only/{experiment}/fold{fold}.log",
-    benchmark:
-        "results/benchmarks/evaluate_border_only/{experiment}/fold{fold}.tsv"
-    conda:
-        "../../envs/train.yaml"
-    params:
-        experiment=experiment_params,
-        classes=config["classes"],
-        bootstrap=config["audit"]["bootstrap"],
-        mask=BORDER_MASK,
-    script:
-        "../../scripts/evaluate.py"
-
-
 rule shortcut_audit:
     input:
         full="results/experiments/{experiment}/fold{fold}/predictions.csv",
-        border_only=rules.evaluate_border_only.output.predictions,
+        border_only=rules.train_border_only.output.predictions,
     output:
         json="results/experiments/{experiment}/fold{fold}/shortcut_audit.json",
         text="results/experiments/{experiment}/fold{fold}/shortcut_audit.txt",
