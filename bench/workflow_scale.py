@@ -474,8 +474,17 @@ def run_step(work: Path, cfg_path: Path, env: dict[str, str], name: str) -> dict
 
 
 def equals_scratch(work: Path, cfg: dict[str, Any]) -> bool:
-    """The copy search, split and data audit from scratch (no cache) on the run's manifest, in this
-    process, against what the workflow wrote."""
+    """The copy search, split and data audit from scratch (no cache) on the run's manifest, in a
+    fresh process, against what the workflow wrote. Not in this one: a child inherits its parent's
+    resident size as the floor of its ru_maxrss, so a bench grown by a search at 9,000 images
+    would report gigabytes for every later run."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_equals_scratch_in, (work, cfg))
+
+
+def _equals_scratch_in(work: Path, cfg: dict[str, Any]) -> bool:
     from cxrflow.config import with_defaults as defaults
 
     conf = defaults(cfg)
