@@ -479,9 +479,11 @@ def equals_scratch(work: Path, cfg: dict[str, Any]) -> bool:
     resident size as the floor of its ru_maxrss, so a bench grown by a search at 9,000 images
     would report gigabytes for every later run."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_equals_scratch_in, (work, cfg))
+    # not multiprocessing.Pool: its daemonic worker could not start the copy search's own pool
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_equals_scratch_in, work, cfg).result()
 
 
 def _equals_scratch_in(work: Path, cfg: dict[str, Any]) -> bool:
