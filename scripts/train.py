@@ -23,7 +23,6 @@ run_rule(sm.log[0], train_main, sm.input.get("choice"), TrainingSettings.from_pa
          sm.input.val, sm.output.model, sm.output.history, sm.log[0], workers=sm.threads,
          weights_file=sm.input.get("weights"), training_path=sm.output.training)  # fmt: skip
 if "predictions" in sm.output.keys():
-    evaluated = ("predictions", "report", "metrics", "history_plot", "confusion", "roc")
     run_rule(sm.log[0], evaluate_main, sm.output.model, {n: sm.input[n] for n in ("train", "val", "test")},
-             {n: sm.output[n] for n in evaluated}, EvaluationSettings.from_params(sm.params),
-             dict(sm.wildcards.items()), sm.log[0], history_csv=sm.output.history)  # fmt: skip
+             dict(sm.output.items()), EvaluationSettings.from_params(sm.params), dict(sm.wildcards.items()),
+             sm.log[0], history_csv=sm.output.history)  # fmt: skip
