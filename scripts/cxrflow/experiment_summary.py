@@ -38,7 +38,7 @@ from .metrics import confidence_intervals, summarize_folds
 from .results_io import read_predictions, write_json
 from .metrics import format_value as _fmt
 from .nested import nested_summary
-from .uncertainty import resampling_units
+from .uncertainty import pool_folds
 
 LOG = logging.getLogger(__name__)
 
@@ -50,19 +50,6 @@ def pooled_ci(
 ) -> dict[str, Any]:
     """Patient bootstrap over the out-of-fold predictions of all folds (``pool_folds``)."""
     return confidence_intervals(pool_folds(predictions), classes, settings)
-
-
-def pool_folds(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The out-of-fold predictions of all folds as one test set, units keyed ``fold:group``.
-
-    Equal ids from two folds stay apart, and an image without a group or patient id
-    is its own unit (``uncertainty.resampling_units``).
-    """
-    frames = []
-    for k, table in enumerate(predictions):
-        unit = f"{k}:" + resampling_units(table)
-        frames.append(table.assign(patient_id=unit, group=unit, image_id=f"{k}:" + table["image_id"].astype(str)))
-    return pd.concat(frames, ignore_index=True)
 
 
 def _over_folds(folds: Sequence[Mapping[str, Any]], shared_test_set: bool = False) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Each reads the files its rule names, calls the module that computes (flow, partitions,
 provenance, model_card, predict, checklist) and writes the machine-readable file and
 the page the report shows. No computation lives here.
+
+The flow and predict entries import split and predict themselves: each rule job is a fresh
+Python process, and the provenance, model card and checklist jobs would otherwise pay for
+SciPy and scikit-learn (about 1 s of CPU each) that they never use.
 """
 
 from __future__ import annotations
@@ -21,10 +25,8 @@ from .flow import flow_counts, flow_errors, flow_figure, flow_rows
 from .manifest import read_manifest, write_csv_atomic
 from .model_card import build_card, card_rows, read_json
 from .partitions import partition_table
-from .predict import predict_source
 from .provenance import build_provenance, provenance_rows
 from .report_views import page
-from .split import read_split_file
 
 # The page states the times on one last line of their own (class "times"), apart from what two runs share.
 TIME_ROWS = ("start", "end")
@@ -55,6 +57,8 @@ def flow_main(inputs: Mapping[str, Any], outputs: Mapping[str, str], classes: Se
               external: Mapping[str, str], skipped_csv: str | None) -> dict[str, Any]:  # fmt: skip
     """Rule data_flow: flow.json (checked: its counts must add up), the diagram, partitions.csv and their pages."""
     manifest = read_manifest(inputs["manifest"])
+    from .split import read_split_file  # SciPy and the copy search's modules: this job alone needs them
+
     assignments = read_split_file(inputs["assignments"])
     groups = json.loads(Path(inputs["duplicate_groups"]).read_text())
     externals = {e: read_split_file(p) for e, p in external.items()}
@@ -103,6 +107,8 @@ def card_main(experiment: str, fold: str, params: Mapping[str, Any], classes: Se
 def predict_main(model: str, card: str, manifest: str, source: str, classes: Sequence[str],
                  experiment: Mapping[str, Any], output: str) -> int:  # fmt: skip
     """Rule predict: one model on one source's images."""
+    from .predict import predict_source
+
     return len(predict_source(model, card, manifest, source, classes, experiment, output))
 
 

@@ -33,8 +33,14 @@ import numpy as np
 import pandas as pd
 
 from .results_io import json_safe, read_predictions, write_json
-from .experiment_summary import pool_folds
-from .uncertainty import absent_classes, metrics_from_confusion, paired_bootstrap, resampling_units, unit_confusion
+from .uncertainty import (
+    absent_classes,
+    metrics_from_confusion,
+    paired_bootstrap,
+    pool_folds,
+    resampling_units,
+    unit_confusion,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -276,7 +282,7 @@ def experiment_audit(
 
     With k folds every patient is tested by exactly one fold's model and its control,
     so the pooled out-of-fold predictions of both are one paired test set k times a
-    fold's size (``summary.pool_folds``, as the summary's pooled CI): the verdict a
+    fold's size (``uncertainty.pool_folds``, as the summary's pooled CI): the verdict a
     single fold leaves to chance is decided on all patients. The folds' own verdicts
     are listed beside it, so a reader sees whether they agree. With one fold this is
     that fold's audit.

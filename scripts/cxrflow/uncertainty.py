@@ -100,6 +100,19 @@ def check_predictions(predictions: pd.DataFrame, classes: Sequence[str]) -> list
     return prob_cols
 
 
+def pool_folds(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The out-of-fold predictions of all folds as one test set, units keyed ``fold:group``.
+
+    Equal ids from two folds stay apart, and an image without a group or patient id
+    is its own unit (``uncertainty.resampling_units``).
+    """
+    frames = []
+    for k, table in enumerate(predictions):
+        unit = f"{k}:" + resampling_units(table)
+        frames.append(table.assign(patient_id=unit, group=unit, image_id=f"{k}:" + table["image_id"].astype(str)))
+    return pd.concat(frames, ignore_index=True)
+
+
 def unit_sums(predictions: pd.DataFrame, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-unit sums of per-image values (counts such as "positive and predicted positive"), units in sorted
     order: the per-unit ``successes`` and ``trials`` that ``proportion_interval`` takes."""
