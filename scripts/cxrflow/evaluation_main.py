@@ -50,6 +50,7 @@ def calibration_main(test_csv: str, external_csv: str | None, covariates_csv: st
                      ) -> dict[str, Any]:  # fmt: skip
     """Rule calibration: calibration.json (per set and class) and the reliability diagram."""
     from . import calibration as cal
+
     log = open_log(log_path)
     sets = prediction_sets(test_csv, external_csv, covariates_csv)
     result = {name: cal.calibration(table, classes, bins, bootstrap_settings) for name, table in sets.items()}
@@ -68,6 +69,7 @@ def operating_point_main(val_csv: str, test_csv: str, external_csv: str | None, 
                          log_path: str) -> dict[str, Any]:  # fmt: skip
     """Rule operating_point: the threshold chosen on val_predictions.csv, applied to every test set."""
     from . import operating_point as op
+
     log = open_log(log_path)
     sets = prediction_sets(test_csv, external_csv, covariates_csv)
     result = op.operating_point(read_predictions(val_csv), sets, classes, settings, bootstrap_settings)
@@ -82,6 +84,7 @@ def subgroups_main(test_csv: str, external_csv: str | None, covariates_csv: str,
                    bootstrap_settings: Mapping[str, Any], log_path: str) -> pd.DataFrame:  # fmt: skip
     """Rule subgroups: subgroups.json (every group's figures), subgroups.csv (one row a group) and the plot."""
     from . import subgroups as sub
+
     log = open_log(log_path)
     sets = prediction_sets(test_csv, external_csv, covariates_csv)
     frozen = json.loads(Path(operating_point_json).read_text())["classes"][classes[0]]["threshold"]
@@ -102,6 +105,7 @@ def confounders_main(covariates_csv: str, assignments_csv: str, output: str, set
                      log_path: str) -> dict[str, Any]:  # fmt: skip
     """Rule confounders: confounders.json of the whole selection, patients grouped as the split groups them."""
     from . import confounders as conf
+
     log = open_log(log_path)
     table = cov.read_covariates(covariates_csv)
     assignments = pd.read_csv(assignments_csv, dtype=str, keep_default_na=False)

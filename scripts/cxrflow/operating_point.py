@@ -98,12 +98,13 @@ def threshold_intervals(predictions: pd.DataFrame, y: np.ndarray, p: np.ndarray,
     return out
 
 
-def sensitivity_at_specificity(y: np.ndarray, p: np.ndarray, specificity: float) -> float:
-    """The highest sensitivity of the ROC among points with at least ``specificity``; NaN without both outcomes."""
+def sensitivities_at_specificities(y: np.ndarray, p: np.ndarray, specificities: Sequence[float]) -> list[float]:
+    """For each specificity, the highest sensitivity of the ROC among points with at least that specificity;
+    NaN without both outcomes. One ROC for all of them: the bootstrap draws it a thousand times."""
     if y.all() or not y.any():
-        return float("nan")
+        return [float("nan")] * len(specificities)
     fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
-    return float(tpr[fpr <= 1 - specificity + 1e-12].max())
+    return [float(tpr[fpr <= 1 - s + 1e-12].max()) for s in specificities]
 
 
 def spec_key(specificity: float) -> str:
@@ -118,7 +119,7 @@ def apply_threshold(predictions: pd.DataFrame, cls: str, threshold: float, speci
     at = threshold_intervals(predictions, y, p, threshold, bootstrap_settings["level"])
 
     def statistic(rows: np.ndarray) -> dict[str, float]:
-        return {spec_key(s): sensitivity_at_specificity(y[rows], p[rows], s) for s in specificities}
+        return dict(zip(map(spec_key, specificities), sensitivities_at_specificities(y[rows], p[rows], specificities)))
 
     intervals = unit_bootstrap(predictions, statistic, n_boot=bootstrap_settings["n"], seed=bootstrap_settings["seed"],
                                level=bootstrap_settings["level"])  # fmt: skip
