@@ -13,8 +13,8 @@ use, and a quiet CUDA probe.
   it is freed, and a training step frees and takes the same tens of megabytes again at every
   batch: the kernel zeroes those pages anew each time. The demo's training (32 px) spent 24 s
   of its 132 s of CPU in the kernel; with 64 MiB kept at the top of the heap and blocks up to
-  glibc's 32 MiB limit served from it, 8 s, and it trained 15-19 % more images per second
-  (docs/performance.md, Threads and memory).
+  glibc's 32 MiB limit served from it, 8 s, and it trained 13-20 % more images per second when
+  it had the cores to itself (docs/performance.md, Threads and memory).
 """
 
 from __future__ import annotations
