@@ -40,10 +40,11 @@ MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks below it come from the heap
 
 def keep_freed_memory() -> bool:
     """Keep freed memory in the process for the next batch (see the module docstring). True where
-    glibc took both settings; False where the C library has no ``mallopt`` (macOS) or refused them."""
+    glibc took both settings; False where the C library has no ``mallopt`` (macOS), none can be opened
+    by name None (Windows), or it refused them."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TOP_PAD, HEAP_TOP_PAD))
 
