@@ -56,9 +56,9 @@ def _read_optional_csv(path: str | None) -> pd.DataFrame | None:
 def flow_main(inputs: Mapping[str, Any], outputs: Mapping[str, str], classes: Sequence[str],
               external: Mapping[str, str], skipped_csv: str | None) -> dict[str, Any]:  # fmt: skip
     """Rule data_flow: flow.json (checked: its counts must add up), the diagram, partitions.csv and their pages."""
-    manifest = read_manifest(inputs["manifest"])
     from .split import read_split_file  # SciPy and the copy search's modules: this job alone needs them
 
+    manifest = read_manifest(inputs["manifest"])
     assignments = read_split_file(inputs["assignments"])
     groups = json.loads(Path(inputs["duplicate_groups"]).read_text())
     externals = {e: read_split_file(p) for e, p in external.items()}

@@ -104,7 +104,7 @@ def pool_folds(predictions: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """The out-of-fold predictions of all folds as one test set, units keyed ``fold:group``.
 
     Equal ids from two folds stay apart, and an image without a group or patient id
-    is its own unit (``uncertainty.resampling_units``).
+    is its own unit (``resampling_units``).
     """
     frames = []
     for k, table in enumerate(predictions):
