@@ -264,6 +264,22 @@ def test_windows_1252_metadata_is_read_and_the_encoding_said(tmp_path: Path) -> 
     assert inventory_source("f", csv_source(tmp_path, encoding="latin-1"), LABELS).encoding == "latin-1"
 
 
+def test_semicolon_and_tab_separated_metadata_are_read(tmp_path: Path) -> None:
+    """Excel saves "CSV" with semicolons where the decimal mark is a comma; a comma inside a cell stays."""
+    for name in ("a.jpg", "b.jpg"):
+        touch(tmp_path / "img" / name)
+    text = "file;finding;Âge;notes\na.jpg;COVID-19;38,5;fever, cough\nb.jpg;Normal;41;none\n"
+    (tmp_path / "meta.csv").write_bytes(text.encode("cp1252"))
+    inv = inventory_source("f", csv_source(tmp_path), LABELS)
+    assert inv.encoding == "cp1252" and inv.images["label"].tolist() == ["COVID-19", "Normal"]
+    assert inv.images["problem"].tolist() == ["", ""]
+    (tmp_path / "meta.csv").write_text(text.replace(";", "\t"))
+    assert inventory_source("f", csv_source(tmp_path), LABELS).images["label"].tolist() == ["COVID-19", "Normal"]
+    # a comma in the header decides: the semicolons are then part of the cells
+    (tmp_path / "meta.csv").write_text("file,finding,notes\na.jpg,COVID-19,a;b\nb.jpg,Normal,c;d\n")
+    assert inventory_source("f", csv_source(tmp_path), LABELS).images["label"].tolist() == ["COVID-19", "Normal"]
+
+
 def test_a_malformed_metadata_row_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> None:
     for name in ("a.jpg", "c.jpg"):
         touch(tmp_path / "img" / name)

@@ -13,7 +13,7 @@ folder, matched against the configured labels exactly, else case-insensitively
 (``NORMAL`` is the class ``Normal``); every file below a class folder, at any depth,
 belongs to that class. Metadata files are read in the encoding they were written in
 (UTF-8 with or without BOM, else Windows-1252, else Latin-1; or the source's
-``encoding``) and a file name is matched exactly first, then after normalising
+``encoding``), comma-separated unless the header line says semicolons or tabs, and a file name is matched exactly first, then after normalising
 whitespace, which is noted in the row.
 """
 
@@ -123,13 +123,25 @@ def _header_names(header: list[str]) -> list[str]:
     return names
 
 
+def header_delimiter(text: str) -> str:
+    """A comma, unless the header line holds none and holds semicolons or tabs (the more of them)."""
+    header = text.split("\n", 1)[0]
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in (";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
 def parse_csv_rows(text: str) -> pd.DataFrame:
     """All cells str; a row with more fields than the header is kept as a malformed row
     (column MALFORMED: `line N: ...`, other cells empty), a shorter one is padded with "".
 
     One bad row must not stop a collection of thousands: it is quarantined with its line.
+    The delimiter is the header's (:func:`header_delimiter`): Excel saves "CSV" with
+    semicolons where the decimal mark is a comma.
     """
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=header_delimiter(text))
     try:
         header = next(reader)
     except StopIteration:
