@@ -209,13 +209,22 @@ def test_gpu_detection_reads_device_nodes(tmp_path: Path) -> None:
     assert has_gpu_device(tmp_path)
 
 
-def test_cuda_probe_line_dropped_other_stderr_and_tracebacks_kept(tmp_path: Path) -> None:
+def test_cuda_probe_and_start_notices_dropped_other_stderr_and_tracebacks_kept(tmp_path: Path) -> None:
     """A plain Python child (no Keras): C-level writes to fd 2 are filtered line by line."""
     code = (
         "import os, sys\n"
         "from cxrflow.console import quiet_cuda_probe\n"
         f"assert quiet_cuda_probe({str(tmp_path)!r})\n"
         "os.write(2, b'E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\\n')\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "os.write(2, b'I0000 00:00:1796637443.310850   23043 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "os.write(2, b'I0000 00:00:1796637443.311729   23043 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
+        "os.write(2, b'I0000 00:00:1796637443.552156   23043 cpu_feature_guard.cc:227] This TensorFlow binary\\n')\n"
+        "os.write(2, b'To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
+        "with the appropriate compiler flags.\\n')\n"
+        "os.write(2, b'I0000 00:00:1796637874.949575   26806 generator_dataset_op.cc:213] Memory patch applied: "
+        "M_TRIM_THRESHOLD=128 kb was set.\\n')\n"
+        "os.write(2, b'W0000 00:00:1796637443.552156   23043 port.cc:99] a warning stays\\n')\n"
         "os.write(2, b'E0000 real error stays\\n')\n"
         "print('python warning stays', file=sys.stderr)\n"
         "raise RuntimeError('the job failed')\n"
@@ -224,5 +233,8 @@ def test_cuda_probe_line_dropped_other_stderr_and_tracebacks_kept(tmp_path: Path
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 1
     assert "cuInit" not in proc.stderr
+    for notice in ("InitializeLog", "oneDNN", "cuda drivers", "TensorFlow binary", "To enable", "Memory patch"):
+        assert notice not in proc.stderr, notice
+    assert "a warning stays" in proc.stderr
     assert "real error stays" in proc.stderr and "python warning stays" in proc.stderr
     assert "RuntimeError: the job failed" in proc.stderr

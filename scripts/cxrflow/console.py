@@ -5,7 +5,8 @@ Two kinds of noise drowned the useful lines:
 * every TensorFlow job on a machine without a GPU printed ``failed call to cuInit ...
   CUDA error`` (TensorFlow probes the CUDA driver and logs the expected failure at error
   level, so TF_CPP_MIN_LOG_LEVEL cannot hide it without hiding real errors too):
-  ``quiet_cuda_probe`` drops exactly that line, and only where no GPU device exists;
+  ``quiet_cuda_probe`` drops exactly that line and TensorFlow's start-up notices (oneDNN is on,
+  no CUDA driver, CPU instructions, a malloc setting), and only where no GPU device exists;
 * Snakemake prints every input and output path of a job on one line (``demo_data`` writes
   ~200 images, a manifest reads one record per image): ``ShortPathLists`` shortens such
   lists in what the console shows; the job's files are unchanged, and ``--summary``
@@ -24,6 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 CUDA_PROBE = re.compile(r"failed call to cuInit")
+# TensorFlow's start-up notices, at info level and mostly printed before its logging is set up
+# (so TF_CPP_MIN_LOG_LEVEL does not reach them), twice per import: oneDNN is on, no CUDA driver
+# here, which CPU instructions a rebuild could use; and, at a data pipeline's first use, the
+# malloc setting it applied. Nothing in them asks anything of a user.
+START_NOTICES = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|^I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] "
+    r"|^I\d{4} [\d:. ]+\d+ generator_dataset_op\.cc:\d+\] Memory patch applied"
+    r"|^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$"
+)
 
 
 def has_gpu_device(dev: str | Path = "/dev") -> bool:
@@ -66,10 +77,11 @@ def drop_stderr_lines(pattern: re.Pattern[str]) -> None:
 
 def quiet_cuda_probe(dev: str | Path = "/dev") -> bool:
     """Before the first TensorFlow import: hide TensorFlow's expected cuInit failure on a machine
-    without a GPU. Returns whether the filter was installed (False where a GPU device exists)."""
+    without a GPU, and its start-up notices. Returns whether the filter was installed (False where
+    a GPU device exists: there nothing is hidden)."""
     if has_gpu_device(dev):
         return False
-    drop_stderr_lines(CUDA_PROBE)
+    drop_stderr_lines(re.compile(f"{CUDA_PROBE.pattern}|{START_NOTICES.pattern}"))
     return True
 
 
