@@ -272,12 +272,14 @@ def test_semicolon_and_tab_separated_metadata_are_read(tmp_path: Path) -> None:
     (tmp_path / "meta.csv").write_bytes(text.encode("cp1252"))
     inv = inventory_source("f", csv_source(tmp_path), LABELS)
     assert inv.encoding == "cp1252" and inv.images["label"].tolist() == ["COVID-19", "Normal"]
-    assert inv.images["problem"].tolist() == ["", ""]
+    assert inv.images["problem"].tolist() == ["", ""] and inv.read_as == "cp1252, semicolon-separated"
     (tmp_path / "meta.csv").write_text(text.replace(";", "\t"))
-    assert inventory_source("f", csv_source(tmp_path), LABELS).images["label"].tolist() == ["COVID-19", "Normal"]
+    inv = inventory_source("f", csv_source(tmp_path), LABELS)
+    assert inv.images["label"].tolist() == ["COVID-19", "Normal"] and inv.read_as == "utf-8-sig, tab-separated"
     # a comma in the header decides: the semicolons are then part of the cells
     (tmp_path / "meta.csv").write_text("file,finding,notes\na.jpg,COVID-19,a;b\nb.jpg,Normal,c;d\n")
-    assert inventory_source("f", csv_source(tmp_path), LABELS).images["label"].tolist() == ["COVID-19", "Normal"]
+    inv = inventory_source("f", csv_source(tmp_path), LABELS)
+    assert inv.images["label"].tolist() == ["COVID-19", "Normal"] and inv.read_as == "utf-8-sig"
 
 
 def test_a_malformed_metadata_row_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> None:

@@ -137,9 +137,10 @@ def manifest_job(
 
 def write_inventory(inventory: cxr_sources.SourceInventory, before: pd.DataFrame | None, output: str,
                     skipped_output: str, log_path: str, source: str) -> None:  # fmt: skip
-    """write_selection of a source read by sources.inventory_source: its images, skipped files and encoding."""
+    """write_selection of a source read by sources.inventory_source: its images, skipped files and how its
+    metadata was read."""
     write_selection(inventory.images, before, output, log_path, source, inventory.skipped, skipped_output,
-                    inventory.encoding)  # fmt: skip
+                    inventory.read_as)  # fmt: skip
 
 
 def manifest_rule(inputs: Any, outputs: Any, log_path: str, batched: bool) -> None:
@@ -189,7 +190,7 @@ def write_selection(
     source: str,
     skipped: pd.DataFrame | None = None,
     skipped_output: str | None = None,
-    encoding: str = "",
+    read_as: str = "",
 ) -> None:
     """The parse-time selection of one source, and the files it skipped, written for the manifest;
     one line says what changed since ``before`` (the table the last run wrote, or None)."""
@@ -197,8 +198,8 @@ def write_selection(
         after = pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype=str, keep_default_na=False)
         cxr_batch.say(log, selection_line(source, before, after))
         cxr_manifest.write_csv_atomic(table, Path(output))
-        if encoding:
-            log.info("metadata read as %s", encoding)
+        if read_as:
+            log.info("metadata read as %s", read_as)
         problems = table.loc[table["problem"] != "", "problem"]
         log.info("%d images selected, %d with problems", len(table), len(problems))
         for reason, n in problems.value_counts().items():

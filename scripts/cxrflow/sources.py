@@ -123,6 +123,9 @@ def _header_names(header: list[str]) -> list[str]:
     return names
 
 
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
 def header_delimiter(text: str) -> str:
     """A comma, unless the header line holds none and holds semicolons or tabs (the more of them)."""
     header = text.split("\n", 1)[0]
@@ -176,11 +179,12 @@ def parse_csv_rows(text: str) -> pd.DataFrame:
 
 @dataclass
 class MetadataRead:
-    """A source's raw table and how it was read: the encoding, and the files it skipped (folders)."""
+    """A source's raw table and how it was read: the encoding and delimiter, and the files it skipped (folders)."""
 
     table: pd.DataFrame
     encoding: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path relative to the root, reason)
+    delimiter: str = ","
 
 
 def _read_csv(path: Path, source: str, encoding: str | None = None) -> MetadataRead:
@@ -188,7 +192,7 @@ def _read_csv(path: Path, source: str, encoding: str | None = None) -> MetadataR
         raise SourceError(f"source {source!r}: metadata file {path} does not exist")
     try:
         text, used = decode_text(path.read_bytes(), encoding)
-        return MetadataRead(parse_csv_rows(text), used)
+        return MetadataRead(parse_csv_rows(text), used, delimiter=header_delimiter(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, SourceError) as err:
         raise SourceError(f"source {source!r}: cannot parse {path}: {err}") from err
 
@@ -623,11 +627,19 @@ def select_images(
 
 @dataclass
 class SourceInventory:
-    """One source read and selected: its image rows, its skipped files and the metadata's encoding."""
+    """One source read and selected: its image rows, its skipped files and how its metadata was read."""
 
     images: pd.DataFrame  # COLUMNS
     skipped: pd.DataFrame  # SKIPPED_COLUMNS
     encoding: str
+    delimiter: str = ","
+
+    @property
+    def read_as(self) -> str:
+        """For the selection log: ``cp1252``, or ``cp1252, semicolon-separated``; "" where nothing was read."""
+        if not self.encoding or self.delimiter == ",":
+            return self.encoding
+        return f"{self.encoding}, {DELIMITER_NAMES[self.delimiter]}-separated"
 
     @classmethod
     def of_images(cls, images: pd.DataFrame) -> SourceInventory:
@@ -668,4 +680,4 @@ def inventory_source(
             f"and labels {dict(label_map)} among {len(read.table)} metadata rows"
             + (f"; {len(table)} files skipped: {dict(table['reason'].value_counts().head(5))}" if len(table) else "")
         )
-    return SourceInventory(images, table, read.encoding)
+    return SourceInventory(images, table, read.encoding, read.delimiter)
