@@ -221,20 +221,23 @@ def match_class(name: str, labels: Mapping[str, str] | None) -> str | None:
 def _walk(folder: Path, ancestors: frozenset[str]) -> Iterable[tuple[Path, str | None]]:
     """Every file below ``folder`` (symlinks followed, sorted), with a reason when it is skipped.
 
-    A folder link back to one of its own ancestors is listed as skipped instead of walked forever.
+    A folder link back to a folder it lies in is listed as skipped instead of walked again: one on
+    the way down (``ancestors``, real paths; a cycle of links included) or any folder above it on
+    disk, the source's root and beyond, whose walk would list the other class folders as this one.
     """
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as err:
         yield folder, f"unreadable folder: {err.strerror or err}"
         return
+    here = os.path.realpath(folder)
     for entry in entries:
         path = Path(entry.path)
         is_dir = entry.is_dir(follow_symlinks=True)
         system = system_reason(entry.name, is_dir)
         if is_dir:
             real = os.path.realpath(path)
-            if real in ancestors:
+            if real in ancestors or here == real or here.startswith(real.rstrip(os.sep) + os.sep):
                 yield path, f"folder link loops back to {real}"
                 continue
             for sub, reason in _walk(path, ancestors | {real}):
