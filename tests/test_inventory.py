@@ -235,7 +235,8 @@ def test_folders_nested_case_variant_and_system_files_are_all_listed(tmp_path: P
 
 def test_folder_links_back_up_the_tree_are_skipped_and_no_file_is_listed_twice(tmp_path: Path) -> None:
     """A link to the class folder itself, to the source's root (whose walk would list the COVID-19
-    folder as Normal), to a folder above the root, and a cycle of two links through a store."""
+    folder as Normal), to a folder above the root, a cycle of two links through a store, and a
+    folder and a file linked from another class folder."""
     root = tmp_path / "cxr"
     for name in ("COVID-19/c.png", "Normal/n.png", "Normal/sub/m.png"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -248,13 +249,19 @@ def test_folder_links_back_up_the_tree_are_skipped_and_no_file_is_listed_twice(t
     (store / "a" / "s.png").write_bytes(b"png")
     (root / "Normal" / "store").symlink_to(store / "a")
     (store / "a" / "b").symlink_to(store)  # store/a/b -> store, whose a is on the way down
+    # links into another class folder: its files are listed there, under their own class
+    (root / "Normal" / "covid").symlink_to(root / "COVID-19")
+    (root / "Normal" / "c.png").symlink_to(root / "COVID-19" / "c.png")
     inv = inventory_source("f", {"format": "folders", "path": str(root)}, LABELS)
     listed = [Path(p).relative_to(root).as_posix() for p in inv.images["raw_path"]]
     assert sorted(listed) == ["COVID-19/c.png", "Normal/n.png", "Normal/store/s.png", "Normal/sub/m.png"]
     assert dict(zip(inv.images["raw_path"].map(lambda p: Path(p).name), inv.images["label"])) == {
         "c.png": "COVID-19", "n.png": "Normal", "s.png": "Normal", "m.png": "Normal"}  # fmt: skip
     reasons = {Path(p).relative_to(root).as_posix(): r for p, r in zip(inv.skipped["path"], inv.skipped["reason"])}
+    covid = (root / "COVID-19").resolve()
     assert reasons == {
+        "Normal/c.png": f"link into another class folder: {covid}",
+        "Normal/covid": f"link into another class folder: {covid}",
         "Normal/above": f"folder link loops back to {tmp_path.resolve()}",
         "Normal/self": f"folder link loops back to {(root / 'Normal').resolve()}",
         "Normal/store/b": f"folder link loops back to {store.resolve()}",

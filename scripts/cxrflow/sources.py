@@ -218,12 +218,21 @@ def match_class(name: str, labels: Mapping[str, str] | None) -> str | None:
     return folded[0] if folded else None
 
 
-def _walk(folder: Path, ancestors: frozenset[str]) -> Iterable[tuple[Path, str | None]]:
+def _inside(real: str, folders: Iterable[str]) -> str | None:
+    """The folder of ``folders`` (real paths) that ``real`` is or lies in, if any."""
+    return next((f for f in folders if real == f or real.startswith(f.rstrip(os.sep) + os.sep)), None)
+
+
+def _walk(
+    folder: Path, ancestors: frozenset[str], elsewhere: frozenset[str] = frozenset()
+) -> Iterable[tuple[Path, str | None]]:
     """Every file below ``folder`` (symlinks followed, sorted), with a reason when it is skipped.
 
     A folder link back to a folder it lies in is listed as skipped instead of walked again: one on
     the way down (``ancestors``, real paths; a cycle of links included) or any folder above it on
     disk, the source's root and beyond, whose walk would list the other class folders as this one.
+    A link into one of the ``elsewhere`` folders (the source's other class folders) is skipped too:
+    its files are listed there, under their own class and subset, and would be listed twice.
     """
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -235,12 +244,16 @@ def _walk(folder: Path, ancestors: frozenset[str]) -> Iterable[tuple[Path, str |
         path = Path(entry.path)
         is_dir = entry.is_dir(follow_symlinks=True)
         system = system_reason(entry.name, is_dir)
+        real = os.path.realpath(path) if is_dir or entry.is_symlink() else ""
+        other = _inside(real, elsewhere) if real else None
+        if other:
+            yield path, f"link into another class folder: {other}"
+            continue
         if is_dir:
-            real = os.path.realpath(path)
-            if real in ancestors or here == real or here.startswith(real.rstrip(os.sep) + os.sep):
+            if real in ancestors or _inside(here, [real]):
                 yield path, f"folder link loops back to {real}"
                 continue
-            for sub, reason in _walk(path, ancestors | {real}):
+            for sub, reason in _walk(path, ancestors | {real}, elsewhere):
                 yield sub, reason or system
             continue
         if system:
@@ -264,6 +277,7 @@ def inventory_folders(root: Path, labels: Mapping[str, str] | None = None) -> Me
     subsets = {name: name.lower() for name in top if name.lower() in FOLDER_SUBSETS and top[name].is_dir()}
     rows: list[dict[str, str]] = []
     skipped: list[tuple[str, str]] = []
+    class_folders: list[tuple[Path, str, str]] = []  # (folder, subset, class): walked once all are known
 
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
@@ -294,17 +308,20 @@ def inventory_folders(root: Path, labels: Mapping[str, str] | None = None) -> Me
             if finding is None:
                 skip_all(path, f"not a configured class: {entry.name}")
                 continue
-            for image, reason in _walk(path, frozenset({os.path.realpath(path)})):
-                if reason:
-                    skipped.append((rel(image), reason))
-                    continue
-                person = _PERSON.match(image.name)
-                rows.append({"subset": subset, "finding": finding, "filename": rel(image),
-                             "patientid": person.group(1) if person else ""})  # fmt: skip
+            class_folders.append((path, subset, finding))
 
     for name in sorted(subsets, key=lambda n: (FOLDER_SUBSETS.index(subsets[n]), n)):
         list_base(root / name, subsets[name])
     list_base(root, "")
+    reals = [os.path.realpath(folder) for folder, _, _ in class_folders]
+    for (folder, subset, finding), own in zip(class_folders, reals):
+        for image, reason in _walk(folder, frozenset({own}), frozenset(reals) - {own}):
+            if reason:
+                skipped.append((rel(image), reason))
+                continue
+            person = _PERSON.match(image.name)
+            rows.append({"subset": subset, "finding": finding, "filename": rel(image),
+                         "patientid": person.group(1) if person else ""})  # fmt: skip
     table = pd.DataFrame(rows, columns=["subset", "finding", "filename", "patientid"], dtype=str)
     return MetadataRead(table, "", skipped)
 
