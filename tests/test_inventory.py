@@ -269,6 +269,25 @@ def test_folder_links_back_up_the_tree_are_skipped_and_no_file_is_listed_twice(t
     }
 
 
+def test_a_class_folder_linked_to_another_is_listed_once(tmp_path: Path) -> None:
+    """train/Normal a link to test/Normal, train/COVID-19 a link into test/COVID-19/2020: walked,
+    the test images would be listed under train as well."""
+    root = tmp_path / "cxr"
+    for name in ("test/Normal/n.png", "test/COVID-19/2020/c.png", "train/PNEUMONIA/p.png"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"png")
+    (root / "train" / "Normal").symlink_to(root / "test" / "Normal")
+    (root / "train" / "COVID-19").symlink_to(root / "test" / "COVID-19" / "2020")
+    inv = inventory_source("f", {"format": "folders", "path": str(root)}, LABELS)
+    listed = sorted(Path(p).relative_to(root).as_posix() for p in inv.images["raw_path"])
+    assert listed == ["test/COVID-19/2020/c.png", "test/Normal/n.png", "train/PNEUMONIA/p.png"]
+    reasons = {Path(p).relative_to(root).as_posix(): r for p, r in zip(inv.skipped["path"], inv.skipped["reason"])}
+    assert reasons == {
+        "train/COVID-19": f"link into another class folder: {(root / 'test' / 'COVID-19').resolve()}",
+        "train/Normal": f"link into another class folder: {(root / 'test' / 'Normal').resolve()}",
+    }
+
+
 def test_files_a_filter_or_limit_leaves_out_are_listed(tmp_path: Path) -> None:
     root = tmp_path / "k"
     for rel in ("train/NORMAL/a.jpeg", "train/NORMAL/b.jpeg", "test/NORMAL/c.jpeg", "stray/NORMAL/d.jpeg"):

@@ -314,8 +314,26 @@ def inventory_folders(root: Path, labels: Mapping[str, str] | None = None) -> Me
         list_base(root / name, subsets[name])
     list_base(root, "")
     reals = [os.path.realpath(folder) for folder, _, _ in class_folders]
-    for (folder, subset, finding), own in zip(class_folders, reals):
-        for image, reason in _walk(folder, frozenset({own}), frozenset(reals) - {own}):
+    # A class folder that is a link to or into another class folder is not walked: its files are
+    # listed there, once, under the class and subset of the folder they lie in (of two links to
+    # one place, the first).
+    real_root = os.path.realpath(root)
+    moved = [own != os.path.join(real_root, rel(folder)) for (folder, _, _), own in zip(class_folders, reals)]
+
+    def listed_by(i: int) -> int | None:
+        own = reals[i]
+        for j, real in enumerate(reals):
+            if j != i and (_inside(own, [real]) if real != own else (moved[i], i) > (moved[j], j)):
+                return j
+        return None
+
+    by = [listed_by(i) for i in range(len(class_folders))]
+    walked = frozenset(real for real, j in zip(reals, by) if j is None)
+    for (folder, subset, finding), own, j in zip(class_folders, reals, by):
+        if j is not None:
+            skipped.append((rel(folder), f"link into another class folder: {reals[j]}"))
+            continue
+        for image, reason in _walk(folder, frozenset({own}), walked - {own}):
             if reason:
                 skipped.append((rel(image), reason))
                 continue
