@@ -24,13 +24,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-CUDA_PROBE = re.compile(r"failed call to cuInit")
-# TensorFlow's start-up notices, at info level and mostly printed before its logging is set up
+# What a Keras job on a machine without a GPU drops from its stderr: TensorFlow's expected cuInit
+# failure; and its start-up notices, at info level and mostly printed before its logging is set up
 # (so TF_CPP_MIN_LOG_LEVEL does not reach them), twice per import: oneDNN is on, no CUDA driver
 # here, which CPU instructions a rebuild could use; and, at a data pipeline's first use, the
 # malloc setting it applied. Nothing in them asks anything of a user.
-START_NOTICES = re.compile(
-    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+QUIET_LINES = re.compile(
+    r"failed call to cuInit"
+    r"|^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
     r"|^I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] "
     r"|^I\d{4} [\d:. ]+\d+ generator_dataset_op\.cc:\d+\] Memory patch applied"
     r"|^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$"
@@ -81,7 +82,7 @@ def quiet_cuda_probe(dev: str | Path = "/dev") -> bool:
     a GPU device exists: there nothing is hidden)."""
     if has_gpu_device(dev):
         return False
-    drop_stderr_lines(re.compile(f"{CUDA_PROBE.pattern}|{START_NOTICES.pattern}"))
+    drop_stderr_lines(QUIET_LINES)
     return True
 
 

@@ -13,8 +13,9 @@ folder, matched against the configured labels exactly, else case-insensitively
 (``NORMAL`` is the class ``Normal``); every file below a class folder, at any depth,
 belongs to that class. Metadata files are read in the encoding they were written in
 (UTF-8 with or without BOM, else Windows-1252, else Latin-1; or the source's
-``encoding``), comma-separated unless the header line says semicolons or tabs, and a file name is matched exactly first, then after normalising
-whitespace, which is noted in the row.
+``encoding``), comma-separated unless the header line says semicolons or tabs, and a
+file name is matched exactly first, then after normalising whitespace, which is noted
+in the row.
 """
 
 from __future__ import annotations
@@ -136,15 +137,13 @@ def header_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def parse_csv_rows(text: str) -> pd.DataFrame:
+def parse_csv_rows(text: str, delimiter: str = ",") -> pd.DataFrame:
     """All cells str; a row with more fields than the header is kept as a malformed row
     (column MALFORMED: `line N: ...`, other cells empty), a shorter one is padded with "".
 
     One bad row must not stop a collection of thousands: it is quarantined with its line.
-    The delimiter is the header's (:func:`header_delimiter`): Excel saves "CSV" with
-    semicolons where the decimal mark is a comma.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=header_delimiter(text))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -192,7 +191,9 @@ def _read_csv(path: Path, source: str, encoding: str | None = None) -> MetadataR
         raise SourceError(f"source {source!r}: metadata file {path} does not exist")
     try:
         text, used = decode_text(path.read_bytes(), encoding)
-        return MetadataRead(parse_csv_rows(text), used, delimiter=header_delimiter(text))
+        # the header's delimiter: Excel saves "CSV" with semicolons where the decimal mark is a comma
+        delimiter = header_delimiter(text)
+        return MetadataRead(parse_csv_rows(text, delimiter), used, delimiter=delimiter)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, SourceError) as err:
         raise SourceError(f"source {source!r}: cannot parse {path}: {err}") from err
 
